@@ -1,0 +1,1 @@
+"""Shared core: assets, data records, training loop, checkpoints, metrics, reports."""
