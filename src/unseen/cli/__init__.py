@@ -38,9 +38,19 @@ def _register() -> None:
 _register()
 
 
+def _quiet_libraries() -> None:
+    """Our own progress bars and tables say what happens; the libraries' bars only add noise."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line on stderr."""
     state.debug = "--debug" in sys.argv
+    if not state.debug:
+        _quiet_libraries()
     try:
         app()
     except UnseenError as err:

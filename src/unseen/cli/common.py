@@ -40,8 +40,13 @@ def table(title: str, columns: list[str], rows: list[list], justify_numbers: boo
         numeric = justify_numbers and rows and all(isinstance(row[index], (int, float)) for row in rows)
         result.add_column(column, justify="right" if numeric else "left")
     for row in rows:
-        result.add_row(*[f"{cell:.4g}" if isinstance(cell, float) else str(cell) for cell in row])
+        result.add_row(*[format_cell(cell) for cell in row])
     return result
+
+
+def format_cell(cell) -> str:
+    """Floats with three decimals (rates and seconds alike), everything else as text."""
+    return f"{cell:.3f}" if isinstance(cell, float) else str(cell)
 
 
 def optional_path(value: Optional[str]) -> Optional[Path]:

@@ -145,6 +145,7 @@ def _converted_lm(spec: dict) -> Path:
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        staging.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
         staging.rename(target)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)

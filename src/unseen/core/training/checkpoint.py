@@ -26,10 +26,11 @@ from unseen.core.errors import UnseenError
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Parameters that require grad (tied ones once) plus buffers (e.g. BatchNorm statistics).
-    Frozen weights are not saved: they come back when the model is rebuilt from its source."""
+    """Parameters that require grad (tied ones once) plus persistent buffers (e.g. BatchNorm
+    statistics). Frozen weights are not saved: they come back when the model is rebuilt."""
     state = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    state.update(dict(model.named_buffers()))
+    persistent = set(model.state_dict(keep_vars=True))
+    state.update({name: b for name, b in model.named_buffers() if name in persistent})
     return {name: tensor.detach().contiguous().cpu() for name, tensor in state.items()}
 
 

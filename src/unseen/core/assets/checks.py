@@ -1,0 +1,102 @@
+"""Load each asset and ask it for one real output, so "installed" means "works"."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from unseen.core.assets import asset_names, asset_spec, asset_version, load_asset
+from unseen.core.errors import UnseenError
+
+# one solved example first, so that a base (not instruction-tuned) model answers too
+FACT_PROMPT = "The capital of Italy is Rome. The capital of France is"
+
+
+@dataclass
+class AssetCheck:
+    name: str
+    ok: bool
+    version: str
+    load_seconds: float
+    output: str
+
+
+def render_word(word: str, height: int = 64) -> Image.Image:
+    """Black text on white, for checking a recognizer without any data files."""
+    try:
+        font = ImageFont.truetype("DejaVuSans.ttf", size=int(height * 0.7))
+    except OSError:
+        font = ImageFont.load_default(size=int(height * 0.7))
+    left, top, right, bottom = font.getbbox(word)
+    image = Image.new("L", (right - left + height // 2, height), 255)
+    ImageDraw.Draw(image).text((height // 4 - left, (height - (bottom - top)) // 2 - top), word, fill=0, font=font)
+    return image.convert("RGB")
+
+
+@torch.inference_mode()
+def _probe(name: str, loaded) -> str:
+    kind = asset_spec(name)["kind"]
+    if kind == "causal_lm":
+        model, tokenizer = loaded
+        inputs = tokenizer(FACT_PROMPT, return_tensors="pt")
+        output = model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        completion = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        return f"{FACT_PROMPT!r} -> {completion.strip()!r}"
+    if kind == "sentence_encoder":
+        model, tokenizer = loaded
+        sentences = ["A dog runs across the park.", "A puppy is running on the grass.", "Stock markets fell sharply today."]
+        batch = tokenizer(sentences, padding=True, return_tensors="pt")
+        hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1)
+        embeddings = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+        similar, unrelated = (embeddings[0] @ embeddings[1]).item(), (embeddings[0] @ embeddings[2]).item()
+        return f"cos(dog, puppy) = {similar:.2f} > cos(dog, stocks) = {unrelated:.2f}"
+    from unseen.core import models
+
+    if kind == "crnn":
+        word = "unseen"
+        logits = loaded(models.preprocess_crnn([render_word(word)]))
+        text, confidence = models.ctc_greedy_decode(logits)[0]
+        return f"rendered {word!r} read as {text!r} (confidence {confidence:.2f})"
+    if kind == "efficientnet_lite0":
+        image = _sample_photo()
+        if image is None:
+            return "loaded (no PACS photo found to classify)"
+        path, picture = image
+        probabilities = loaded(models.preprocess_efficientnet([picture])).softmax(-1)[0]
+        top = probabilities.topk(3)
+        names = models.imagenet_class_names()
+        guesses = ", ".join(f"{names[i]} {p:.2f}" for p, i in zip(top.values.tolist(), top.indices.tolist()))
+        return f"{Path(path).parent.name}/{Path(path).name}: {guesses}"
+    return "loaded"
+
+
+def _sample_photo():
+    from unseen.core.data import resolve_data_dir
+
+    try:
+        root = resolve_data_dir()
+    except UnseenError:
+        return None
+    if root is None:
+        return None
+    photos = sorted((root / "images" / "pacs" / "photo" / "elephant").glob("*.jpg"))[:1]
+    return (photos[0], Image.open(photos[0]).convert("RGB")) if photos else None
+
+
+def check_asset(name: str) -> AssetCheck:
+    started = time.perf_counter()
+    try:
+        loaded = load_asset(name)
+    except UnseenError as err:
+        return AssetCheck(name, False, asset_version(name), time.perf_counter() - started, str(err))
+    load_seconds = time.perf_counter() - started
+    return AssetCheck(name, True, asset_version(name), load_seconds, _probe(name, loaded))
+
+
+def check_assets(names=None) -> list[AssetCheck]:
+    return [check_asset(name) for name in (names or asset_names())]

@@ -1,0 +1,63 @@
+"""Rank scoring shares the prompt across options; it must equal a plain full forward."""
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from unseen.core.metrics import balanced_accuracy, constant_answer_accuracy
+from unseen.core.scoring import score_options
+
+
+class ByteTokenizer:
+    """Enough of a tokenizer for the scorer: bytes as ids, 0 = pad."""
+
+    pad_token_id = 0
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": ([1] if add_special_tokens else []) + [b + 2 for b in text.encode()][:250]}
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=258, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    return LlamaForCausalLM(config).eval(), ByteTokenizer()
+
+
+def _reference(model, tokenizer, prompt, option):
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    option_ids = tokenizer(option, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt_ids + option_ids])
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model(input_ids=ids).logits[0].float(), -1)
+    return sum(log_probs[len(prompt_ids) - 1 + k, token].item() for k, token in enumerate(option_ids))
+
+
+def test_multi_token_options_match_full_forward(tiny_lm):
+    model, tokenizer = tiny_lm
+    prompts = ["Premise: a cat sat.\nAnswer:", "Q?"]
+    options = [[" yes", " no", " maybe not"], [" entailment", " contradiction"]]
+    scores = score_options(model, tokenizer, prompts, options)
+    for prompt, opts, result in zip(prompts, options, scores):
+        for option, value, count in zip(opts, result.loglik, result.num_tokens):
+            assert value == pytest.approx(_reference(model, tokenizer, prompt, option), abs=1e-4)
+            assert count == len(option.encode())
+        assert result.normalized[0] == pytest.approx(result.loglik[0] / result.num_tokens[0])
+
+
+def test_single_token_options_batched_with_left_padding(tiny_lm):
+    model, tokenizer = tiny_lm
+    prompts = ["short", "a much longer prompt than the other one", "mid-sized prompt"]
+    options = [["a", "b"]] * 3
+    scores = score_options(model, tokenizer, prompts, options, batch_size=3)
+    for prompt, result in zip(prompts, scores):
+        for option, value in zip(["a", "b"], result.loglik):
+            assert value == pytest.approx(_reference(model, tokenizer, prompt, option), abs=1e-4)
+
+
+def test_balanced_accuracy_does_not_reward_a_constant_answer():
+    labels = [0, 0, 0, 1]
+    assert constant_answer_accuracy(labels) == 0.75
+    assert balanced_accuracy([0, 0, 0, 0], labels) == 0.5
+    assert balanced_accuracy([0, 0, 1, 1], labels) == pytest.approx((2 / 3 + 1) / 2)
