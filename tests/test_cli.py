@@ -1,0 +1,35 @@
+"""Every verb lists in `unseen --help` and has its own help with an example."""
+
+import subprocess
+
+import pytest
+
+
+def _help(cli, *args):
+    result = subprocess.run([cli, *args, "--help"], capture_output=True, text=True, env={"COLUMNS": "200", "PATH": ""})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _commands(text):
+    section = text.split("Commands")[1] if "Commands" in text else ""
+    return [line.strip("│ ").split()[0] for line in section.splitlines()[1:] if line.startswith("│ ") and line.strip("│ ")]
+
+
+def test_root_help_lists_the_verbs(unseen_cli):
+    verbs = _commands(_help(unseen_cli))
+    assert {"quickstart", "assets", "data"} <= set(verbs)
+
+
+def test_every_command_has_help_with_an_example(unseen_cli):
+    checked = 0
+    for group in _commands(_help(unseen_cli)):
+        text = _help(unseen_cli, group)
+        subcommands = _commands(text)
+        if not subcommands:
+            assert "Example" in text, group
+            checked += 1
+        for sub in subcommands:
+            assert "Example" in _help(unseen_cli, group, sub), f"{group} {sub}"
+            checked += 1
+    assert checked >= 6
