@@ -176,6 +176,7 @@ def test_empty_split(tmp_path):
     ('  - {id: t, input: "{{premise", target: "y"}\n', "template t: input: Jinja syntax error"),
     ('  - {id: t, input: "{{premise}}", target: "y", metric: rouge}\n', "template t: metric: 'rouge' is not one of"),
     ('  - {id: t, input: "{{premise}}"}\n', "template t: missing key 'target'"),
+    ('  - {id: t, input: "{{premise}}", target: "y", answer_choices: [yes, no]}\n', "template t: answer_choices: quote yes/no"),
 ])
 def test_bad_yaml_is_one_line_at_load(tmp_path, template, expected):
     path = write_yaml(tmp_path, "rte.yaml", RTE_HEADER + "  " + template)
@@ -196,18 +197,28 @@ def test_lint_catches_flan_style_bugs(tmp_path):
       - {id: rte_d, input: "{{premise}}", target: "{{hypothesis}}", answer_choices: ["yes", "no"]}
       - {id: rte_e, input: "{{premise}} {", target: "{{answer_choices[label]}}"}
     """)
-    messages = [str(p) for p in lint(load_templates(tmp_path / "rte.yaml"), data_dir=tmp_path / "data")
-                if "rte.yaml" in p.source and str(tmp_path) in p.source]
+    messages = [str(p) for p in lint([load_templates(tmp_path / "rte.yaml")["rte"]], data_dir=tmp_path / "data")]
     expected = [
         "template rte_a: input: 'n' right after '}}'",
         "template rte_b: same input and target as template rte_a",
         "template rte_c: input: stray '{premise}' in the rendered text (split train, example 0)",
         "template rte_d: target 'Christopher Reeve had an accident.' is not among the answer choices",
         "template rte_e: input: unbalanced braces",
-        "record field(s) 'label' used by no template",
     ]
-    for part in expected[:-1]:
+    for part in expected:
         assert any(part in message for message in messages), (part, messages)
+
+
+def test_lint_reports_unused_fields_and_too_many_turned_around(tmp_path):
+    lines = ["dataset: mrpc", "cluster: paraphrase", "metric: accuracy", "splits: {eval: validation}",
+             'answer_choices: ["no", "yes"]', "templates:",
+             '  - {id: mrpc_one, input: "{{sentence1}}", target: "{{answer_choices[label]}}", options: true}']
+    lines += [f'  - {{id: mrpc_t{i}, input: "Say it again ({i}): {{{{sentence1}}}}", target: "{{{{sentence1}}}}", '
+              "turned_around: true}" for i in range(4)]
+    (tmp_path / "mrpc.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    messages = [str(p) for p in lint([load_templates(tmp_path)["mrpc"]], data_dir=tmp_path)]
+    assert any("record field(s) 'sentence2' used by no template" in m for m in messages), messages
+    assert any("4 turned-around templates (at most 3)" in m for m in messages), messages
 
 
 def test_heldout_rule_from_clusters_yaml():

@@ -37,7 +37,7 @@ def _reference(model, tokenizer, prompt, option):
 def test_multi_token_options_match_full_forward(tiny_lm):
     model, tokenizer = tiny_lm
     prompts = ["Premise: a cat sat.\nAnswer:", "Q?"]
-    options = [[" yes", " no", " maybe not"], [" entailment", " contradiction"]]
+    options = [[" yes", " no", " maybe not", "x"], [" entailment", " contradiction"]]
     scores = score_options(model, tokenizer, prompts, options)
     for prompt, opts, result in zip(prompts, options, scores):
         for option, value, count in zip(opts, result.loglik, result.num_tokens):

@@ -28,10 +28,11 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _register() -> None:
-    from unseen.cli import assets, data, quickstart
+    from unseen.cli import assets, data, instruct, quickstart
 
     app.add_typer(assets.app, name="assets")
     app.add_typer(data.app, name="data")
+    app.add_typer(instruct.app, name="instruct")
     app.command("quickstart")(quickstart.quickstart)
 
 

@@ -103,6 +103,6 @@ def _score_with_shared_prompt(model, prompt: list[int], options: list[list[int]]
         ).logits
         log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         for row, ids in enumerate(options):
-            targets = torch.tensor(ids[1:], device=device)
+            targets = torch.tensor(ids[1:], dtype=torch.long, device=device)
             scores[row] += log_probs[row, torch.arange(len(ids) - 1, device=device), targets].sum().item()
     return OptionScores(scores, [len(ids) for ids in options])

@@ -128,7 +128,7 @@ def _data_problems(task: TaskTemplates, data_dir, max_examples: int) -> list[Pro
             checked_features = True
         sample = records[:max_examples]
         for template in task.templates:
-            problem = _render_problem(template, sample, split)
+            problem = _render_problem(template, sample, split, records)
             if problem:
                 problems.append(Problem(task.source, template.id, problem))
     return problems
@@ -148,7 +148,7 @@ def _feature_problems(task: TaskTemplates, features: dict) -> list[Problem]:
     return problems
 
 
-def _render_problem(template: Template, sample: list[dict], split: str) -> str | None:
+def _render_problem(template: Template, sample: list[dict], split: str, records) -> str | None:
     """The first problem of a template on a sample of one split, or None."""
     applied = 0
     for index, record in enumerate(sample):
@@ -169,9 +169,16 @@ def _render_problem(template: Template, sample: list[dict], split: str) -> str |
             stray = [match for match in found if match not in "\n".join(_strings(record))] if found else []
             if stray:  # markers that the record's own text does not explain
                 return f"{name}: stray {stray[0]!r} in the rendered text {where}"
-    if sample and not applied:
-        return f"filter excludes all of the first {len(sample)} examples of split {split}"
+    if sample and not applied and not any(_applies(template, record) for record in records[len(sample):]):
+        return f"filter excludes every example of split {split}"
     return None
+
+
+def _applies(template: Template, record: dict) -> bool:
+    try:
+        return render(template, record) is not None
+    except UnseenError:  # it applies; render errors are reported from the sample
+        return True
 
 
 def _strings(value) -> list[str]:

@@ -1,0 +1,205 @@
+"""`unseen pouf`: prompt-oriented unsupervised fine-tuning (POUF, Tanwisuth et al. 2023)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from unseen.cli.common import DataDirOption, console, table
+
+app = typer.Typer(
+    help="POUF: adapt a zero-shot, prompt-based model to a target task or domain with unlabeled target data only.",
+    no_args_is_help=True,
+)
+
+TaskOption = typer.Option(None, "--task", help="Text task: a built-in name (sst2, trec, ...) or a .jsonl file (with --prompts).")
+ImagesOption = typer.Option(None, "--images", help="Image task: an ImageFolder (<dir>/<class>/<image>) or dataset/split, e.g. pacs/sketch.")
+ClassesOption = typer.Option(None, "--classes", help="Class-name file for --images: one per line, 'folder' or 'folder: prompt name'.")
+PromptsOption = typer.Option(None, "--prompts", help="YAML with templates and verbalizers (default: the built-in prompts.yaml).")
+ModelOption = typer.Option(None, "--model", "-m", help="Text: causal LM asset/folder/hub id or a masked LM folder (default smollm2-135m-instruct). "
+                           "Images: conse (offline), a Hugging Face CLIP folder, or open_clip:ARCH[:PRETRAINED].")
+
+
+def _kind(task: Optional[str], images: Optional[str]) -> str:
+    from unseen.core.errors import UnseenError
+
+    if bool(task) == bool(images):
+        raise UnseenError("give exactly one of --task (text) or --images (image folder or dataset/split)")
+    return "text" if task else "image"
+
+
+def _text_setup(model, task, prompts, mode, tune_layers, n_ctx, lora_r, unlabeled_limit, eval_limit):
+    from unseen.pouf.tasks import load_text_task
+    from unseen.pouf.text import DEFAULT_MODEL, TextSetup
+
+    return TextSetup(model_name=model or DEFAULT_MODEL, task=load_text_task(task, prompts), mode=mode,
+                     tune_layers=tune_layers, n_ctx=n_ctx, lora_r=lora_r, unlabeled_limit=unlabeled_limit,
+                     eval_limit=eval_limit)
+
+
+def _image_setup(model, images, classes, mode, views, templates, lora_r, unlabeled_limit, eval_limit, holdout, data_dir):
+    from unseen.pouf.dual import OFFLINE_IMAGE_MODEL
+    from unseen.pouf.image import ImageSetup
+    from unseen.pouf.tasks import load_image_task
+
+    task = load_image_task(images, classes, data_dir=data_dir)
+    return ImageSetup(task=task, model_name=model or OFFLINE_IMAGE_MODEL, mode=mode, views=views, templates=templates,
+                      lora_r=lora_r, holdout=holdout, unlabeled_limit=unlabeled_limit, eval_limit=eval_limit)
+
+
+def _report_rows(label: str, report: dict) -> list:
+    dist = " ".join(f"{x:.2f}" for x in report["predicted_distribution"])
+    return [label, report["n"], report["accuracy"], report["balanced_accuracy"], report["constant_baseline"], dist]
+
+
+COLUMNS = ["model", "n", "accuracy", "balanced acc.", "always-majority", "predicted class shares"]
+
+
+@app.command("zeroshot")
+def zeroshot(
+    model: Optional[str] = ModelOption,
+    task: Optional[str] = TaskOption,
+    images: Optional[str] = ImagesOption,
+    classes: Optional[Path] = ClassesOption,
+    prompts: Optional[Path] = PromptsOption,
+    eval_limit: Optional[int] = typer.Option(None, "--eval-limit", help="Evaluate on a fixed random subset of this size."),
+    tune_layers: int = typer.Option(4, "--tune-layers", help="Causal LM: layers above the cached frozen part (shares the cache with adapt)."),
+    data_dir: Optional[str] = DataDirOption,
+):
+    """Zero-shot accuracy with the single prompt and with the prompt ensemble.
+
+    Example: unseen pouf zeroshot --task sst2 --eval-limit 200
+    """
+    kind = _kind(task, images)
+    if kind == "text":
+        from unseen.pouf import text
+
+        setup = _text_setup(model, task, prompts, "prompt", tune_layers, 4, 8, None, eval_limit)
+        report = text.zeroshot(setup, data_dir=data_dir, console=console)
+        title = f"Zero-shot {setup.model_name} on {setup.task.name} ({len(setup.task.prompts)} prompts in the ensemble)"
+    else:
+        from unseen.pouf import image
+
+        setup = _image_setup(model, images, classes, "prompt", 1, "single", 8, None, eval_limit, None, data_dir)
+        report = image.zeroshot(setup, data_dir=data_dir)
+        title = f"Zero-shot {setup.model_name} on {setup.task.name}"
+    rows = [_report_rows("zero-shot, single prompt", report["single"]), _report_rows("zero-shot, ensemble", report["ensemble"])]
+    console.print(table(title, COLUMNS, rows))
+
+
+@app.command("adapt")
+def adapt_command(
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to create (config, metrics, checkpoints, selected weights)."),
+    model: Optional[str] = ModelOption,
+    task: Optional[str] = TaskOption,
+    images: Optional[str] = ImagesOption,
+    classes: Optional[Path] = ClassesOption,
+    prompts: Optional[Path] = PromptsOption,
+    mode: str = typer.Option("prompt", "--mode", help="prompt | ln | lora | full"),
+    steps: int = typer.Option(200, "--steps", help="Optimizer steps."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Target examples per POUF batch."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default depends on the mode)."),
+    seed: int = typer.Option(0, "--seed"),
+    lambda_mi: Optional[float] = typer.Option(None, "--lambda-mi", help="Weight of the mutual-information term (0.6 text, 0.3 images)."),
+    scale: Optional[float] = typer.Option(None, "--scale", help="Logit scale of the transport plan (10 text, 100 images)."),
+    select: str = typer.Option("objective", "--select", help="Label-free checkpoint selection: objective | agreement."),
+    select_every: int = typer.Option(25, "--select-every", help="Steps between label-free checkpoint scores."),
+    tune_layers: int = typer.Option(4, "--tune-layers", help="Causal LM: how many top layers adapt (their inputs are cached)."),
+    n_ctx: int = typer.Option(4, "--n-ctx", help="Causal LM prompt mode: learnable context positions (at most the template's answer lead)."),
+    lora_r: int = typer.Option(8, "--lora-r", help="LoRA rank."),
+    views: int = typer.Option(4, "--views", help="Images: cached views per image (the first as is, the others augmented)."),
+    templates: str = typer.Option("single", "--templates", help="Images, non-prompt modes: class-prompt templates, single | ensemble."),
+    holdout: Optional[float] = typer.Option(None, "--holdout", help="Images: fraction kept apart for evaluation (default: transductive)."),
+    unlabeled_limit: Optional[int] = typer.Option(2000, "--unlabeled-limit", help="Use at most this many unlabeled target examples."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    data_dir: Optional[str] = DataDirOption,
+):
+    """Adapt on unlabeled target data; no label is read (see `unseen pouf eval`).
+
+    Example: unseen pouf adapt --task sst2 --mode prompt --out runs/pouf-sst2
+    """
+    from unseen.pouf.adapt import AdaptConfig
+
+    kind = _kind(task, images)
+    if kind == "text":
+        from unseen.pouf import text
+
+        setup = _text_setup(model, task, prompts, mode, tune_layers, n_ctx, lora_r, unlabeled_limit, None)
+        defaults = {"scale": 10.0, "lambda_mi": 0.6, "mi_on_model_logits": True, **text.TEXT_DEFAULTS.get(mode, {})}
+    else:
+        from unseen.pouf import image
+
+        setup = _image_setup(model, images, classes, mode, views, templates, lora_r, unlabeled_limit, None, holdout, data_dir)
+        defaults = {"scale": 100.0, "lambda_mi": 0.3, "mi_on_model_logits": False, **image.IMAGE_DEFAULTS.get(mode, {})}
+        if scale is not None:
+            setup.scale = scale
+    config = AdaptConfig(mode=mode, steps=steps, batch_size=batch_size, lr=lr if lr is not None else defaults["lr"], seed=seed,
+                         scale=scale if scale is not None else defaults["scale"],
+                         lambda_mi=lambda_mi if lambda_mi is not None else defaults["lambda_mi"],
+                         mi_on_model_logits=defaults["mi_on_model_logits"], select=select, select_every=select_every)
+    if kind == "text":
+        _, selection = text.run_adapt(setup, config, out, data_dir=data_dir, resume=resume, console=console)
+    else:
+        _, selection = image.run_adapt(setup, config, out, data_dir=data_dir, resume=resume)
+    rows = [[h["step"], round(h["objective"], 4), round(h["agreement"], 3), round(h["balance"], 3),
+             "collapsed" if h.get("collapsed") else "", "<- kept" if h["step"] == selection.step else ""]
+            for h in selection.history if h.get("step") is not None]
+    console.print(table("Label-free selection (held-out unlabeled slice)", ["step", "POUF objective", "view agreement",
+                                                                              "class balance", "guard", ""], rows))
+    console.print(("kept the zero-shot weights: " if selection.fallback else f"kept step {selection.step}: ") + selection.reason)
+    console.print(f"run written to {out}; evaluate with: unseen pouf eval {out}")
+
+
+@app.command("eval")
+def eval_command(
+    run: Path = typer.Argument(..., help="A run folder written by `unseen pouf adapt`."),
+    eval_limit: Optional[int] = typer.Option(None, "--eval-limit", help="Evaluate on a fixed random subset of this size."),
+    data_dir: Optional[str] = DataDirOption,
+):
+    """Evaluate a run on the labelled evaluation split: zero-shot vs POUF (labels are read only here).
+
+    Example: unseen pouf eval runs/pouf-sst2
+    """
+    from unseen.core.errors import UnseenError
+
+    meta_file = run / "pouf.json"
+    if not meta_file.exists():
+        raise UnseenError(f"{run}: not a POUF run folder (no pouf.json)")
+    kind = json.loads(meta_file.read_text()).get("kind")
+    if kind == "text":
+        from unseen.pouf import text
+
+        results = text.evaluate_run(run, data_dir=data_dir, console=console, eval_limit=-1 if eval_limit is None else eval_limit)
+        rows = []
+        for label, key in (("zero-shot", "zeroshot"), (f"POUF {results['mode']}", "pouf")):
+            for prompts in ("single", "ensemble"):
+                rows.append(_report_rows(f"{label}, {prompts} prompt" if prompts == "single" else f"{label}, ensemble", results[key][prompts]))
+    else:
+        from unseen.pouf import image
+
+        results = image.evaluate_run(run, data_dir=data_dir, eval_limit=-1 if eval_limit is None else eval_limit)
+        rows = [_report_rows("zero-shot, single template", results["zeroshot"]["single"]),
+                _report_rows("zero-shot, template ensemble", results["zeroshot"]["ensemble"]),
+                _report_rows(f"POUF {results['mode']}", results["pouf"]["single"])]
+    console.print(table(f"{results['model']} on {results['task']}", COLUMNS, rows))
+    if results["fallback"]:
+        console.print(f"note: {results['reason']}")
+    console.print(f"results written to {run}/results.json and results.md")
+
+
+@app.command("tasks")
+def tasks_command():
+    """List the built-in text tasks with their prompts.
+
+    Example: unseen pouf tasks
+    """
+    from unseen.pouf.tasks import builtin_text_tasks
+
+    rows = []
+    for name, spec in builtin_text_tasks().items():
+        rows.append([name, spec["dataset"], f"{spec.get('unlabeled')} -> {spec.get('eval')}", ", ".join(spec["classes"]),
+                     len(spec["prompts"])])
+    console.print(table("Built-in POUF text tasks", ["task", "dataset", "unlabeled -> eval", "classes", "prompts"], rows))

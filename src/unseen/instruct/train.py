@@ -1,0 +1,116 @@
+"""Instruction tuning (FLAN) on the shared training core, and loading the result back."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from unseen.core.assets import load_causal_lm
+from unseen.core.errors import UnseenError
+from unseen.core.training import TrainConfig, TrainResult, apply_lora, count_parameters, seed_everything, train
+from unseen.instruct.lm import (
+    collate_packed,
+    collate_seq2seq,
+    pack,
+    seq2seq_loss,
+    target_only_loss,
+    tokenize_example,
+    tokenize_seq2seq,
+)
+from unseen.instruct.mixture import MixtureConfig, build_mixture
+
+
+@dataclass
+class InstructConfig:
+    model: str = "smollm2-135m-instruct"
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
+    max_length: int = 256  # tokens per packed row
+    lora: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    steps: int = 200
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 2e-4
+    warmup_steps: int = 10
+    schedule: str = "cosine"
+    save_every: int = 50
+    seed: int = 0
+
+
+def load_model(name_or_path: str):
+    """(model, tokenizer) for an asset, a model folder, a hub id, or one of our LoRA runs."""
+    path = Path(name_or_path)
+    if (path / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        base_name = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+        model, tokenizer = load_model(base_name)
+        return PeftModel.from_pretrained(model, path).merge_and_unload().eval(), tokenizer
+    if path.is_dir() and (path / "config.json").exists():
+        config = json.loads((path / "config.json").read_text())
+        if config.get("is_encoder_decoder"):
+            from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+            return AutoModelForSeq2SeqLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+    return load_causal_lm(name_or_path)
+
+
+def instruction_tune(config: InstructConfig, out_dir: str | Path, *, resume: bool = False, data_dir=None) -> TrainResult:
+    seed_everything(config.seed)
+    model, tokenizer = load_model(config.model)
+    encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+    if config.lora:
+        targets = ("q", "k", "v", "o") if encoder_decoder else None
+        model = apply_lora(model, r=config.lora_r, alpha=config.lora_alpha, **({"target_modules": targets} if targets else {}))
+    mixture = build_mixture(dataclasses.replace(config.mixture, seed=config.seed), data_dir=data_dir)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if encoder_decoder:
+        rows = [tokenize_seq2seq(tokenizer, e.input, e.target, config.max_length) for e in mixture]
+        loss_fn, collate = seq2seq_loss, partial(collate_seq2seq, pad_token_id=pad)
+    else:
+        tokenized = [tokenize_example(tokenizer, e.input, e.target, config.max_length) for e in mixture]
+        rows = pack(tokenized, config.max_length, seed=config.seed)
+        loss_fn, collate = target_only_loss, partial(collate_packed, pad_token_id=pad)
+    if len(rows) < config.batch_size:
+        raise UnseenError(f"the mixture fills {len(rows)} rows, fewer than one batch of {config.batch_size}")
+    trainable, total = count_parameters(model)
+    extra = {
+        "instruct": dataclasses.asdict(config),
+        "mixture_examples": len(mixture),
+        "packed_rows": len(rows),
+        "examples_per_dataset": _counts(e.dataset for e in mixture),
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+    }
+    train_config = TrainConfig(
+        out_dir=str(out_dir), steps=config.steps, batch_size=config.batch_size, grad_accum=config.grad_accum,
+        lr=config.lr, warmup_steps=config.warmup_steps, schedule=config.schedule, save_every=config.save_every,
+        seed=config.seed, extra=extra,
+    )
+    datasets_used = sorted({(e.dataset, "train") for e in mixture})
+    assets = [config.model] if "/" not in config.model and not Path(config.model).exists() else []
+    result = train(model, loss_fn, rows, train_config, collate=collate, resume=resume, assets=assets,
+                   data=datasets_used, progress_label="instruction tuning")
+    _save_model(model, tokenizer, config, Path(out_dir) / "model")
+    return result
+
+
+def _save_model(model, tokenizer, config: InstructConfig, folder: Path) -> None:
+    if config.lora:
+        # point the adapter at our asset name, so `load_model(folder)` finds its base anywhere
+        for adapter in model.peft_config.values():
+            adapter.base_model_name_or_path = config.model
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def _counts(names) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+

@@ -1,0 +1,180 @@
+"""POUF for prompted language models: zero-shot, adaptation and evaluation of a text task."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from unseen.core.errors import UnseenError
+from unseen.core.metrics import classification_report
+from unseen.pouf import cache
+from unseen.pouf.adapt import AdaptConfig, adapt, ensemble, load_selected, predict_log_probs
+from unseen.pouf.lm import CausalPromptLM, load_prompted_lm, multi_token_words, safe_n_ctx
+from unseen.pouf.tasks import TextTask, eval_labels, eval_texts, unlabeled_texts
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+# defaults for a causal LM on a CPU: the top 4 of SmolLM2's 30 layers are tuned on cached inputs
+TEXT_DEFAULTS = {
+    "prompt": {"lr": 3e-3},
+    "ln": {"lr": 1e-3},
+    "lora": {"lr": 5e-4},
+    "full": {"lr": 2e-5},
+}
+
+
+@dataclass
+class TextSetup:
+    model_name: str
+    task: TextTask
+    mode: str = "prompt"
+    tune_layers: int = 4
+    n_ctx: int = 4
+    lora_r: int = 8
+    unlabeled_limit: int | None = 2000
+    eval_limit: int | None = None
+    use_cache: bool = True
+
+    def to_dict(self) -> dict:
+        return {"kind": "text", "model": self.model_name, "task": self.task.to_dict(), "mode": self.mode,
+                "tune_layers": self.tune_layers, "n_ctx": self.n_ctx, "lora_r": self.lora_r,
+                "unlabeled_limit": self.unlabeled_limit, "eval_limit": self.eval_limit}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TextSetup":
+        return cls(model_name=data["model"], task=TextTask.from_dict(data["task"]), mode=data["mode"],
+                   tune_layers=data["tune_layers"], n_ctx=data["n_ctx"], lora_r=data["lora_r"],
+                   unlabeled_limit=data["unlabeled_limit"], eval_limit=data["eval_limit"])
+
+
+def _progress():
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+
+
+def build_model(setup: TextSetup, console=None):
+    verbalizers = [p.verbalizer for p in setup.task.prompts]
+    model = load_prompted_lm(setup.model_name, verbalizers, mode=setup.mode, tune_layers=setup.tune_layers,
+                             n_ctx=setup.n_ctx, lora_r=setup.lora_r)
+    if isinstance(model, CausalPromptLM) and setup.mode == "prompt":
+        safe = safe_n_ctx(model.tokenizer, [p.template for p in setup.task.prompts], setup.n_ctx)
+        if safe == 0:
+            raise UnseenError("prompt mode needs template words after the last field of every template "
+                              "(e.g. '{sentence}\\nSentiment:'); add an answer lead or use --mode ln")
+        if safe != model.n_ctx:
+            model = load_prompted_lm(setup.model_name, verbalizers, mode=setup.mode, tune_layers=setup.tune_layers,
+                                     n_ctx=safe, lora_r=setup.lora_r)
+    split_words = multi_token_words(model.tokenizer, verbalizers, strip=model.kind == "masked_lm")
+    if split_words and console is not None:
+        console.print(f"note: verbalizer words {', '.join(repr(w) for w in split_words)} are several tokens; "
+                      "each is read at its first token")
+    return model
+
+
+def _items(model, setup: TextSetup, role: str, data_dir, console=None) -> list[list]:
+    """One list of prepared items per template (cached frozen computation)."""
+    mask = model.tokenizer.mask_token if model.kind == "masked_lm" else None
+    limit = setup.unlabeled_limit if role == "unlabeled" else setup.eval_limit
+    reader = unlabeled_texts if role == "unlabeled" else eval_texts
+    views = []
+    with _progress() as bar:
+        for view, prompt in enumerate(setup.task.prompts):
+            texts = reader(setup.task, prompt, limit=limit, data_dir=data_dir, mask=mask)
+            if model.kind != "causal_lm":
+                views.append(model.prepare(texts, view))
+                continue
+            key = cache.cache_key(model=setup.model_name, split=model.split, max_length=model.max_length, texts=texts)
+            job = bar.add_task(f"{role} prompt {view + 1}: encoding {len(texts)} texts (frozen layers)", total=len(texts))
+            views.append(cache.cached("lm-states", key, lambda: model.prepare(texts, view, progress=lambda n: bar.advance(job, n)),
+                                      enabled=setup.use_cache))
+            bar.remove_task(job)
+    return views
+
+
+def report_from_log_probs(log_probs: torch.Tensor, labels: list[int], num_classes: int) -> dict:
+    """Single prompt (view 0) and ensemble (mean of the views' log-probabilities)."""
+    single = classification_report(log_probs[0].argmax(-1).tolist(), labels, num_classes)
+    combined = classification_report(ensemble(log_probs).argmax(-1).tolist(), labels, num_classes)
+    return {"single": single, "ensemble": combined}
+
+
+def zeroshot(setup: TextSetup, *, data_dir=None, console=None) -> dict:
+    model = build_model(setup, console)
+    items = _items(model, setup, "eval", data_dir, console)
+    started = time.perf_counter()
+    log_probs = predict_log_probs(model, items)
+    labels = eval_labels(setup.task, limit=setup.eval_limit, data_dir=data_dir)
+    report = report_from_log_probs(log_probs, labels, len(setup.task.classes))
+    report["seconds"] = time.perf_counter() - started
+    return report
+
+
+def run_adapt(setup: TextSetup, config: AdaptConfig, out_dir, *, data_dir=None, resume=False, console=None):
+    """Adapt on the unlabeled target texts (no label is read) and write the run folder."""
+    out = Path(out_dir)
+    model = build_model(setup, console)
+    items = _items(model, setup, "unlabeled", data_dir, console)
+    if not items or not items[0]:
+        raise UnseenError(f"task {setup.task.name!r}: the unlabeled target set is empty")
+    out.mkdir(parents=True, exist_ok=True)
+    meta = setup.to_dict() | {"adapt": config.to_dict()}
+    if (out / "pouf.json").exists() and not resume and (out / "metrics.jsonl").exists():
+        raise UnseenError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+    (out / "pouf.json").write_text(json.dumps(meta, indent=2) + "\n")
+    assets = [setup.model_name] if "/" not in setup.model_name and not Path(setup.model_name).exists() else []
+    data = _data_pairs(setup.task)
+    selection = adapt(model, items, config, out, resume=resume, assets=assets, data=data, one_view_per_batch=True,
+                      extra={"task": setup.task.name, "model": setup.model_name}, progress_label=f"POUF {setup.mode}")
+    return model, selection
+
+
+def _data_pairs(task: TextTask) -> list[tuple[str, str]]:
+    from unseen.core.data import dataset_names
+
+    if task.dataset not in dataset_names():
+        return []
+    return [(task.dataset, s) for s in {task.unlabeled, task.eval} if s and not s.endswith(".jsonl")]
+
+
+def evaluate_run(run_dir, *, data_dir=None, console=None, eval_limit: int | None = -1) -> dict:
+    """Zero-shot vs adapted on the evaluation split; labels are read here and only here."""
+    run = Path(run_dir)
+    meta_file = run / "pouf.json"
+    if not meta_file.exists():
+        raise UnseenError(f"{run}: not a POUF run folder (no pouf.json)")
+    meta = json.loads(meta_file.read_text())
+    setup = TextSetup.from_dict(meta)
+    if eval_limit != -1:
+        setup.eval_limit = eval_limit
+    model = build_model(setup, console)
+    items = _items(model, setup, "eval", data_dir, console)
+    labels = eval_labels(setup.task, limit=setup.eval_limit, data_dir=data_dir)
+    before = predict_log_probs(model, items)
+    load_selected(model, run)
+    after = predict_log_probs(model, items)
+    k = len(setup.task.classes)
+    selection = json.loads((run / "selection.json").read_text())
+    results = {
+        "task": setup.task.name, "model": setup.model_name, "mode": setup.mode, "n_eval": len(labels),
+        "zeroshot": report_from_log_probs(before, labels, k),
+        "pouf": report_from_log_probs(after, labels, k),
+        "selected_step": selection["step"], "fallback": selection["fallback"], "reason": selection["reason"],
+        "seed": meta["adapt"]["seed"],
+    }
+    (run / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (run / "results.md").write_text(results_markdown(results))
+    return results
+
+
+def results_markdown(results: dict) -> str:
+    lines = [f"# POUF {results['mode']}: {results['model']} on {results['task']} ({results['n_eval']} evaluation examples)", "",
+             "| model | prompts | accuracy | balanced accuracy |", "|---|---|---|---|"]
+    for label, key in (("zero-shot", "zeroshot"), (f"POUF {results['mode']}", "pouf")):
+        for prompts in ("single", "ensemble"):
+            r = results[key][prompts]
+            lines.append(f"| {label} | {prompts} | {r['accuracy']:.4f} | {r['balanced_accuracy']:.4f} |")
+    note = "zero-shot weights kept: " + results["reason"] if results["fallback"] else f"selected step {results['selected_step']} ({results['reason']})"
+    return "\n".join(lines) + f"\n\n{note}\n"

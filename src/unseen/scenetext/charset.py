@@ -1,0 +1,55 @@
+"""The recognizer's character set and its token ids.
+
+95 printable ASCII characters (digits, letters, punctuation, space). Token ids: 0 = padding,
+1 = BOS (starts every text segment), 2 = EOS (ends it), 3.. = the characters in CHARSET order.
+"""
+
+from __future__ import annotations
+
+import string
+
+from unseen.core.errors import DataError
+
+CHARSET = string.digits + string.ascii_letters + string.punctuation + " "
+assert len(CHARSET) == 95 and len(set(CHARSET)) == 95
+PAD, BOS, EOS = 0, 1, 2
+N_SPECIAL = 3
+VOCAB_SIZE = len(CHARSET) + N_SPECIAL
+_ID = {c: i + N_SPECIAL for i, c in enumerate(CHARSET)}
+
+
+def unsupported(text: str) -> list[str]:
+    """Characters of ``text`` the recognizer cannot produce, in order of appearance."""
+    return list(dict.fromkeys(c for c in text if c not in _ID))
+
+
+def check_label(text: str, where: str) -> str:
+    """Return ``text`` if every character is in CHARSET, else raise a one-line DataError."""
+    if not text or not text.strip():
+        raise DataError(f"{where}: empty label")
+    bad = unsupported(text)
+    if bad:
+        shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in bad[:3])
+        raise DataError(f"{where}: label {text!r} has characters outside the recognizer's charset: {shown}; "
+                        "allowed are printable ASCII letters, digits, punctuation and space")
+    return text
+
+
+def encode(text: str) -> list[int]:
+    """BOS c1 .. cn EOS (characters outside CHARSET are dropped: check_label first where it matters)."""
+    return [BOS] + [_ID[c] for c in text if c in _ID] + [EOS]
+
+
+def decode(ids) -> str:
+    out = []
+    for i in ids:
+        i = int(i)
+        if i == EOS:
+            break
+        if i >= N_SPECIAL:
+            out.append(CHARSET[i - N_SPECIAL])
+    return "".join(out)
+
+
+def in_charset(text: str) -> bool:
+    return bool(text) and not unsupported(text)

@@ -1,0 +1,114 @@
+"""The frozen visual encoder: EasyOCR's English CRNN (VGG + 2 BiLSTM), used as shipped.
+
+An image becomes T visual tokens of 353 numbers: the 256 BiLSTM features of each column
+position and the CRNN's own CTC log-probabilities over its 97 classes there. The encoder is
+never trained here, so the recognizer's checkpoint holds only what we train (the decoder), and
+the features of a context pool or a training set are computed once and cached.
+
+Images are resized to height 64 and a width rounded to a multiple of 16 (64..1024), so an
+image's tokens do not depend on what else is in its batch (the BiLSTMs read the whole row,
+padding included, so batches only group images of one width).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from unseen.core.errors import DataError
+
+HEIGHT = 64
+WIDTH_STEP = 16
+MAX_WIDTH = 1024
+D_VISUAL = 256 + 97
+PREPROCESS_VERSION = "h64-w16-bicubic-gray-v1"
+
+
+def load_crnn():
+    from unseen.core.assets import asset_file
+    from unseen.core.models.crnn import load_easyocr_crnn
+
+    return load_easyocr_crnn(asset_file("easyocr-english-g2"))
+
+
+def canonical_width(image: Image.Image) -> int:
+    if image.width == 0 or image.height == 0:
+        raise DataError(f"{getattr(image, 'filename', '') or 'image'}: image has zero size")
+    w = round(HEIGHT * image.width / image.height / WIDTH_STEP) * WIDTH_STEP
+    return int(min(max(w, HEIGHT), MAX_WIDTH))
+
+
+def to_tensor(image: Image.Image, width: int) -> torch.Tensor:
+    im = image.convert("L").resize((width, HEIGHT), Image.BICUBIC)
+    x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(1, HEIGHT, width)
+    return (x.float() / 255 - 0.5) / 0.5
+
+
+class FrozenEncoder:
+    def __init__(self, crnn=None):
+        self.crnn = (crnn or load_crnn()).eval()
+        for p in self.crnn.parameters():
+            p.requires_grad_(False)
+        digest = hashlib.sha256(PREPROCESS_VERSION.encode())
+        for name, tensor in sorted(self.crnn.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().numpy().tobytes()[:4096])
+        # names the encoder + preprocessing; a pool or a checkpoint made with another differs
+        self.fingerprint = "crnn-" + digest.hexdigest()[:16]
+
+    @torch.no_grad()
+    def encode(self, images: list[Image.Image], batch_size: int = 64) -> list[torch.Tensor]:
+        """PIL images -> one [T_i, 353] float tensor each (T_i = width_i / 4 - 1)."""
+        by_width = defaultdict(list)
+        for i, image in enumerate(images):
+            by_width[canonical_width(image)].append(i)
+        out: list = [None] * len(images)
+        for width, indices in by_width.items():
+            step = max(1, batch_size * 256 // width)
+            for start in range(0, len(indices), step):
+                chunk = indices[start : start + step]
+                x = torch.stack([to_tensor(images[i], width) for i in chunk])
+                feats = self.crnn.features(x)
+                logp = F.log_softmax(self.crnn.Prediction(feats), dim=-1)
+                tokens = torch.cat([feats, logp], dim=-1)
+                for j, i in enumerate(chunk):
+                    out[i] = tokens[j].clone()
+        return out
+
+    @staticmethod
+    def pooled(tokens: torch.Tensor) -> torch.Tensor:
+        """The retrieval key of an image: its BiLSTM features, mean over positions, unit length."""
+        return F.normalize(tokens[:, :256].mean(0), dim=0)
+
+    @staticmethod
+    def ctc_reading(tokens: torch.Tensor) -> str:
+        """What the CRNN alone reads (greedy CTC) from the tokens' log-probabilities."""
+        from unseen.core.models.crnn import CRNN_CHARSET
+
+        ids = tokens[:, 256:].argmax(-1).tolist()
+        chars, prev = [], 0
+        for i in ids:
+            if i != 0 and i != prev:
+                chars.append(CRNN_CHARSET[i - 1])
+            prev = i
+        return "".join(chars)
+
+    @staticmethod
+    def ctc_char_columns(tokens: torch.Tensor) -> tuple[str, list[tuple[int, int]]]:
+        """The greedy CTC reading and, per emitted character, its first and last time step."""
+        from unseen.core.models.crnn import CRNN_CHARSET
+
+        ids = tokens[:, 256:].argmax(-1).tolist()
+        chars, spans, prev = [], [], 0
+        for t, i in enumerate(ids):
+            if i != 0 and i != prev:
+                chars.append(CRNN_CHARSET[i - 1])
+                spans.append([t, t])
+            elif i != 0 and i == prev:
+                spans[-1][1] = t
+            prev = i
+        return "".join(chars), [tuple(s) for s in spans]

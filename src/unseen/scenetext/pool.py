@@ -1,0 +1,172 @@
+"""The context pool: labelled samples of one domain, with their visual tokens cached.
+
+A pool is a folder a user keeps per domain:
+
+    pool.json            format, encoder fingerprint, one entry per sample (file, text, source)
+    features.safetensors tokens [sum T_i, 353] fp16, lengths [n], keys [n, 256] (retrieval)
+    images/              a copy of every sample image
+
+Retrieval ranks the samples by the cosine similarity of mean-pooled visual tokens (the CRNN's
+BiLSTM features) to the query's. A pool records which encoder made its tokens; reading with a
+recognizer whose encoder differs is an error (rebuild the pool).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from unseen.core.data import open_image
+from unseen.core.errors import DataError, UnseenError
+from unseen.scenetext.charset import check_label
+from unseen.scenetext.encoder import FrozenEncoder
+
+FORMAT = "unseen-str-pool/1"
+
+
+@dataclass
+class PoolSample:
+    image: object  # PIL image, or a path to one
+    text: str
+    source: str  # where it came from, for --explain and ls
+    where: str = ""  # file:line for error messages
+
+
+class Pool:
+    def __init__(self, encoder: str, texts=(), sources=(), files=(), visuals=(), root: Path | None = None):
+        self.encoder = encoder
+        self.texts, self.sources, self.files = list(texts), list(sources), list(files)
+        self.visuals = list(visuals)
+        self.root = Path(root) if root else None
+        self._keys = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def keys(self) -> torch.Tensor:
+        if self._keys is None or self._keys.shape[0] != len(self):
+            self._keys = torch.stack([FrozenEncoder.pooled(v.float()) for v in self.visuals]) if self.visuals else torch.zeros(0, 256)
+        return self._keys
+
+    # building ---------------------------------------------------------------------------------
+    @classmethod
+    def new(cls, encoder: FrozenEncoder, root: Path | None = None) -> "Pool":
+        return cls(encoder.fingerprint, root=root)
+
+    def add(self, samples: list[PoolSample], encoder: FrozenEncoder) -> int:
+        """Check labels, decode and encode images, append; returns how many were added."""
+        self.check_encoder(encoder.fingerprint)
+        images = []
+        for sample in samples:
+            check_label(sample.text, sample.where or sample.source)
+            image = sample.image
+            if not hasattr(image, "size"):
+                image = open_image(image, where=sample.where or str(image))
+            if image.width == 0 or image.height == 0:
+                raise DataError(f"{sample.where or sample.source}: image has zero size")
+            images.append(image)
+        visuals = encoder.encode(images) if images else []
+        for sample, image, visual in zip(samples, images, visuals):
+            name = f"images/{len(self.texts):06d}.png"
+            if self.root is not None:
+                (self.root / "images").mkdir(parents=True, exist_ok=True)
+                image.save(self.root / name)
+            self.texts.append(sample.text)
+            self.sources.append(sample.source)
+            self.files.append(name)
+            self.visuals.append(visual.to(torch.float16))
+        self._keys = None
+        return len(samples)
+
+    # persistence ------------------------------------------------------------------------------
+    def save(self, root: Path | None = None) -> Path:
+        root = Path(root or self.root)
+        if root is None:
+            raise UnseenError("the pool has no folder; pass one to save()")
+        root.mkdir(parents=True, exist_ok=True)
+        if self.root is not None and self.root.resolve() != root.resolve() and (self.root / "images").is_dir():
+            shutil.copytree(self.root / "images", root / "images", dirs_exist_ok=True)
+        self.root = root
+        tensors = {
+            "tokens": torch.cat(self.visuals).to(torch.float16) if self.visuals else torch.zeros(0, 353, dtype=torch.float16),
+            "lengths": torch.tensor([v.shape[0] for v in self.visuals], dtype=torch.int64),
+            "keys": self.keys.contiguous(),
+        }
+        tmp = root / ".features.safetensors.tmp"
+        save_file(tensors, tmp)
+        tmp.replace(root / "features.safetensors")
+        meta = {"format": FORMAT, "encoder": self.encoder, "count": len(self),
+                "samples": [{"file": f, "text": t, "source": s} for f, t, s in zip(self.files, self.texts, self.sources)]}
+        (root / "pool.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        return root
+
+    @classmethod
+    def load(cls, root: Path) -> "Pool":
+        root = Path(root)
+        meta_path = root / "pool.json"
+        if not meta_path.exists():
+            raise DataError(f"{root}: not a context pool (no pool.json); make one with `unseen str pool build`")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise DataError(f"{meta_path}: malformed JSON ({err.msg})") from None
+        if meta.get("format") != FORMAT:
+            raise DataError(f"{meta_path}: field 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
+        samples = meta.get("samples", [])
+        visuals = []
+        if samples:
+            try:
+                tensors = load_file(root / "features.safetensors")
+            except (OSError, Exception) as err:  # safetensors raises its own error type
+                raise DataError(f"{root / 'features.safetensors'}: cannot read ({err})") from None
+            lengths = tensors["lengths"].tolist()
+            if len(lengths) != len(samples):
+                raise DataError(f"{root / 'features.safetensors'}: {len(lengths)} samples, pool.json lists {len(samples)}")
+            visuals = list(torch.split(tensors["tokens"], lengths))
+        return cls(meta["encoder"], [s["text"] for s in samples], [s["source"] for s in samples],
+                   [s["file"] for s in samples], visuals, root=root)
+
+    # use --------------------------------------------------------------------------------------
+    def check_encoder(self, fingerprint: str) -> None:
+        if self.encoder != fingerprint:
+            where = self.root or "the pool"
+            raise UnseenError(f"{where}: pool was built with encoder {self.encoder}, this recognizer uses {fingerprint}; "
+                              "rebuild the pool with `unseen str pool build`")
+
+    def retrieve(self, queries: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-n pool indices and cosine similarities for query keys [B, 256], best first."""
+        if len(self) == 0:
+            where = self.root or "the pool"
+            raise UnseenError(f"{where}: the context pool is empty; add samples with `unseen str pool add`")
+        sims = queries.float() @ self.keys.T
+        top = sims.topk(min(n, len(self)), dim=1)
+        return top.indices, top.values
+
+
+def read_labels_file(labels: Path, images_dir: Path | None = None) -> list[PoolSample]:
+    """``<image>\\t<label>`` lines; the image path is relative to ``images_dir`` or the labels file's folder."""
+    try:
+        lines = Path(labels).read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise DataError(f"{labels}: cannot read ({err.strerror or err})") from None
+    samples = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        parts = line.split("\t", 1)
+        if len(parts) != 2:
+            raise DataError(f"{labels}:{number}: expected '<image path>\\t<label>'")
+        name, text = parts
+        candidates = [Path(images_dir) / name] if images_dir else []
+        candidates += [Path(labels).parent / name]
+        if images_dir:
+            candidates.append(Path(images_dir) / Path(name).name)
+        path = next((c for c in candidates if c.exists()), candidates[0])
+        samples.append(PoolSample(path, text, str(path), where=f"{labels}:{number}"))
+    return samples

@@ -1,0 +1,144 @@
+"""Reading word images, with or without a context pool.
+
+    rec = Recognizer.load()                         # the shipped default (weights/e2str_lite.safetensors)
+    rec.read([image])                               # no context (N = 0): the plain recognizer
+    rec.read([image], pool=Pool.load("my_pool"), n=2)
+
+For each query the top-n pool samples (cosine similarity of mean-pooled visual tokens) go
+before it, the most similar nearest the query, and the decoder reads
+[image_1, text_1, ..., image_n, text_n, image_q] -> text_q. The pool's visual tokens are
+cached in the pool; the context's decoder state is computed once per query and reused at every
+decoding step (model.generate).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from unseen.core.errors import UnseenError
+from unseen.scenetext.charset import CHARSET, decode
+from unseen.scenetext.data import model_inputs, pack
+from unseen.scenetext.encoder import FrozenEncoder
+from unseen.scenetext.model import E2STR, E2STRConfig
+
+FORMAT = "unseen-e2str/1"
+DEFAULT_WEIGHTS = "e2str_lite.safetensors"
+
+
+def default_weights() -> Path:
+    return Path(str(resources.files("unseen.scenetext").joinpath("weights", DEFAULT_WEIGHTS)))
+
+
+def save_model_file(model: E2STR, path: Path, *, encoder: str, stage: int, half: bool = False, **info) -> Path:
+    state = {name: p.detach().contiguous().cpu() for name, p in model.named_parameters()}
+    if half:
+        state = {name: t.to(torch.float16) for name, t in state.items()}
+    meta = {"format": FORMAT, "config": json.dumps(model.cfg.to_dict()), "encoder": encoder, "stage": str(stage),
+            "charset": CHARSET, **{k: str(v) for k, v in info.items()}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, tmp, metadata=meta)
+    tmp.replace(path)
+    return path
+
+
+def load_model_file(path: Path) -> tuple[E2STR, dict]:
+    path = Path(path)
+    if not path.exists():
+        raise UnseenError(f"{path}: recognizer weights not found")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            state = {name: handle.get_tensor(name).float() for name in handle.keys()}
+    except Exception as err:  # safetensors raises its own types for a corrupt file
+        raise UnseenError(f"{path}: cannot read recognizer weights ({err})") from None
+    if meta.get("format") != FORMAT:
+        raise UnseenError(f"{path}: not an unseen E2STR checkpoint (format {meta.get('format')!r})")
+    if meta.get("charset") != CHARSET:
+        raise UnseenError(f"{path}: checkpoint was trained with another character set")
+    model = E2STR(E2STRConfig(**json.loads(meta["config"])))
+    own = dict(model.named_parameters())
+    missing = sorted(set(own) - set(state))
+    if missing or set(state) - set(own):
+        raise UnseenError(f"{path}: checkpoint does not fit the model (e.g. {(missing or sorted(set(state) - set(own)))[0]!r})")
+    with torch.no_grad():
+        for name, tensor in state.items():
+            own[name].copy_(tensor)
+    return model.eval(), meta
+
+
+@dataclass
+class Reading:
+    text: str
+    confidence: float
+    context: list[tuple[int, str, float]] = field(default_factory=list)  # (pool index, label, similarity)
+
+
+class Recognizer:
+    def __init__(self, model: E2STR, encoder: FrozenEncoder, meta: dict | None = None):
+        self.model = model.eval()
+        self.encoder = encoder
+        self.meta = meta or {}
+        trained_with = self.meta.get("encoder")
+        if trained_with and trained_with != encoder.fingerprint:
+            raise UnseenError(f"recognizer was trained on encoder {trained_with}, but the installed one is {encoder.fingerprint}")
+
+    @classmethod
+    def load(cls, weights: Path | str | None = None, encoder: FrozenEncoder | None = None) -> "Recognizer":
+        model, meta = load_model_file(Path(weights) if weights else default_weights())
+        return cls(model, encoder or FrozenEncoder(), meta)
+
+    def encode(self, images) -> list[torch.Tensor]:
+        return self.encoder.encode(list(images))
+
+    def read(self, images, pool=None, n: int = 2, **kwargs) -> list[Reading]:
+        return self.read_visuals(self.encode(images), pool=pool, n=n, **kwargs)
+
+    @torch.no_grad()
+    def read_visuals(self, visuals: list[torch.Tensor], pool=None, n: int = 2, *, context: str = "retrieved",
+                     batch_size: int = 32, seed: int = 0, max_len: int = 32) -> list[Reading]:
+        """Read cached visual tokens. context: "retrieved" (top-n by similarity), "random" (n random
+        pool samples, a control) or "none"."""
+        use_pool = pool is not None and n > 0 and context != "none"
+        picks: list[list[tuple[int, float]]] = [[] for _ in visuals]
+        if use_pool:
+            pool.check_encoder(self.encoder.fingerprint)
+            if context == "retrieved":
+                keys = torch.stack([FrozenEncoder.pooled(v.float()) for v in visuals])
+                idx, sims = pool.retrieve(keys, n)
+                picks = [list(zip(i.tolist(), s.tolist())) for i, s in zip(idx, sims)]
+            elif context == "random":
+                if len(pool) == 0:
+                    pool.retrieve(torch.zeros(1, 256), n)  # raises the empty-pool error
+                rng = random.Random(seed)
+                keys = torch.stack([FrozenEncoder.pooled(v.float()) for v in visuals])
+                for q, key in enumerate(keys):
+                    chosen = rng.sample(range(len(pool)), min(n, len(pool)))
+                    picks[q] = [(j, float(key @ pool.keys[j])) for j in chosen]
+            else:
+                raise UnseenError(f"unknown context mode {context!r}; use retrieved, random or none")
+        results: list[Reading] = [None] * len(visuals)
+        # sort by length so a batch pads little; outputs go back to input order
+        order = sorted(range(len(visuals)), key=lambda q: visuals[q].shape[0])
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            sequences = []
+            for q in chunk:
+                ctx = sorted(picks[q], key=lambda p: p[1])  # least similar first, most similar nearest the query
+                seq = [(pool.visuals[j].float(), pool.texts[j]) for j, _ in ctx]
+                seq.append((visuals[q].float(), None))
+                sequences.append(seq)
+            ids, confidence = self.model.generate(*model_inputs(pack(sequences, left_pad=True)), max_len=max_len)
+            for q, row, conf in zip(chunk, ids, confidence):
+                context_info = [(j, pool.texts[j], s) for j, s in picks[q]] if use_pool else []
+                results[q] = Reading(decode(row), float(torch.tensor(conf).exp()), context_info)
+        return results
