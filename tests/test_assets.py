@@ -1,6 +1,7 @@
 """Every asset loads offline and gives a real output."""
 
 import importlib.util
+import os
 import subprocess
 
 import pytest
@@ -71,7 +72,7 @@ def test_unknown_model_and_folder_without_config(tmp_path):
 
 
 def test_cli_lists_all_five_assets(unseen_cli):
-    result = subprocess.run([unseen_cli, "assets", "list"], capture_output=True, text=True)
+    result = subprocess.run([unseen_cli, "assets", "list"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "250"})
     assert result.returncode == 0, result.stderr
     for name in asset_names():
         assert name in result.stdout

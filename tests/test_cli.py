@@ -1,12 +1,13 @@
 """Every verb lists in `unseen --help` and has its own help with an example."""
 
+import os
 import subprocess
 
 import pytest
 
 
 def _help(cli, *args):
-    result = subprocess.run([cli, *args, "--help"], capture_output=True, text=True, env={"COLUMNS": "200", "PATH": ""})
+    result = subprocess.run([cli, *args, "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -102,3 +102,79 @@ def lint_command(
         f"ok: {len(tasks)} datasets, {count} templates, the first {max_examples} examples of every split: no problems",
         highlight=False,
     )
+
+
+def _split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@app.command("eval")
+def eval_command(
+    model: str = typer.Option("smollm2-135m-instruct", "--model", help="Asset name, model folder, hub id, or a run's model/ folder."),
+    tasks: str = typer.Option("rte", "--tasks", help="Comma-separated datasets."),
+    templates: str = typer.Option("all", "--templates", help="'all' or comma-separated template ids."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="First N examples of each task."),
+    shots: int = typer.Option(0, "--shots", min=0, help="Exemplars from the train split, in the same template."),
+    calibrate: bool = typer.Option(False, "--calibrate", help="Also report content-free calibrated scores."),
+    generate: bool = typer.Option(False, "--generate", help="Also decode freely: exact match and the rate of outputs among the options."),
+    turned_around: bool = typer.Option(False, "--turned-around", help="Also evaluate turned-around (generative) templates."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    out: Path = typer.Option(Path("results/instruct_eval.json"), "--out", help="Results JSON; a Markdown table goes beside it."),
+    templates_dir: Optional[List[Path]] = TemplatesDirOption,
+    data_dir: Optional[str] = DataDirOption,
+):
+    """Zero- or few-shot evaluation over templates: per template, and mean ± std (max) over templates.
+
+    Example: unseen instruct eval --model smollm2-135m-instruct --tasks rte,cb --templates all --limit 50 --out results/rte_cb.json
+    """
+    from unseen.instruct.evaluate import EvalConfig, evaluate, markdown_table, write_results
+    from unseen.instruct.train import load_model
+
+    config = EvalConfig(tasks=_split_list(tasks), templates="all" if templates == "all" else _split_list(templates),
+                        limit=limit, shots=shots, calibrate=calibrate, generate=generate,
+                        include_turned_around=turned_around, batch_size=batch_size)
+    loaded = load_templates(*(templates_dir or []))
+    for name in config.tasks:
+        if name not in loaded:
+            raise UnseenError(f"no templates for task {name!r}; tasks: {', '.join(sorted(loaded))}")
+    with console.stdout.status(f"loading {model}..."):
+        lm, tokenizer = load_model(model)
+    results = evaluate(lm, tokenizer, config, data_dir=data_dir, tasks=loaded)
+    results["model"] = model
+    write_results(results, out, label=model)
+    console.print(markdown_table(results, model), markup=False)
+    console.print(f"results written to {out} and {out.with_suffix('.md')}")
+
+
+@app.command("train")
+def train_command(
+    model: str = typer.Option("smollm2-135m-instruct", "--model", help="Asset name, model folder or hub id."),
+    heldout: str = typer.Option("nli", "--heldout", help="Clusters held out of training (comma-separated)."),
+    steps: int = typer.Option(200, "--steps", min=1),
+    lora: bool = typer.Option(True, "--lora/--full", help="LoRA adapters (default) or full fine-tuning."),
+    cap: int = typer.Option(1000, "--cap", min=1, help="Examples per dataset at most (examples-proportional mixing)."),
+    fewshot_fraction: float = typer.Option(0.0, "--fewshot-fraction", min=0.0, max=1.0, help="Share of few-shot examples."),
+    max_length: int = typer.Option(256, "--max-length", min=16, help="Tokens per packed row."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    lr: float = typer.Option(2e-4, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    save_every: int = typer.Option(50, "--save-every", min=0),
+    raw_inputs: bool = typer.Option(False, "--raw-inputs", help="Ablation: no templates, the record's fields as inputs."),
+    datasets: Optional[str] = typer.Option(None, "--datasets", help="Only these training datasets (ablation)."),
+    out: Path = typer.Option(..., "--out", help="Run directory."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    data_dir: Optional[str] = DataDirOption,
+):
+    """Instruction-tune a model on the FLAN mixture with the given clusters held out.
+
+    Example: unseen instruct train --model smollm2-135m-instruct --heldout nli --steps 200 --lora --out runs/flan-nli
+    """
+    from unseen.instruct.mixture import MixtureConfig
+    from unseen.instruct.train import InstructConfig, instruction_tune
+
+    mixture = MixtureConfig(heldout=_split_list(heldout), cap=cap, fewshot_fraction=fewshot_fraction,
+                            datasets=_split_list(datasets) if datasets else None, raw_inputs=raw_inputs, seed=seed)
+    config = InstructConfig(model=model, mixture=mixture, max_length=max_length, lora=lora, steps=steps,
+                            batch_size=batch_size, lr=lr, save_every=save_every, seed=seed)
+    result = instruction_tune(config, out, resume=resume, data_dir=data_dir)
+    console.print(f"trained {result.steps} steps, final loss {result.final_loss:.4f}; model in {out / 'model'}")

@@ -78,6 +78,19 @@ def quickstart(
               report["constant_baseline"], report["examples_per_second"]]],
         )
     )
+    step = config["instruct"]
+    console.print(f"[bold]4. Instruct[/]: {step['model']} zero-shot on held-out {step['task']} with {len(step['templates'])} templates")
+    from unseen.instruct.evaluate import EvalConfig, evaluate, markdown_table
+
+    if step["model"] != config["zeroshot"]["model"]:
+        model, tokenizer = load_causal_lm(step["model"])
+
+    instruct_results = evaluate(
+        model, tokenizer, EvalConfig(tasks=[step["task"]], templates=step["templates"], limit=step["limit"]), data_dir=data_dir
+    )
+    console.print(markdown_table(instruct_results, step["model"]), markup=False)
+    results["instruct"] = instruct_results["results"]
+
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "results.md").write_text(
         "| model | task | n | accuracy | balanced accuracy | always-majority |\n|---|---|---|---|---|---|\n"

@@ -1,9 +1,10 @@
 """Rank classification with a causal LM: the log-likelihood of each answer option.
 
-The prompt is run once per example; its key/value cache is shared by all options,
-and the output layer (262k rows for Gemma) is applied only at positions whose
-next token is scored. When every option is a single token, prompts are batched
-(left-padded, sorted by length) and only the last position reaches the output layer.
+Prompts are batched (left-padded, sorted by length) and run once; their key/value
+cache is shared by all options, which continue it in one batch. The output layer
+(262k rows for Gemma) is applied only at positions whose next token is scored:
+the last prompt position and the options' own positions. When every option is a
+single token, the prompt pass alone gives the scores.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def score_options(
     prompt_ids = [tokenizer(prompt)["input_ids"] for prompt in prompts]
     device = next(model.parameters()).device
     results: list[OptionScores | None] = [None] * len(prompts)
-    single_token = all(len(ids) == 1 for opts in option_ids for ids in opts)
+    encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+    single_token = not encoder_decoder and all(len(ids) == 1 for opts in option_ids for ids in opts)
     order = sorted(range(len(prompts)), key=lambda i: len(prompt_ids[i]))
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("scoring", total=len(prompts))
@@ -66,43 +68,86 @@ def score_options(
                     results[i] = OptionScores(scores, [1] * len(scores))
                 bar.advance(task, len(chunk))
         else:
-            for i in order:
-                results[i] = _score_with_shared_prompt(model, prompt_ids[i], option_ids[i], tokenizer, device)
-                bar.advance(task)
+            scorer = _score_seq2seq if encoder_decoder else _score_batch_with_shared_prompts
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                scored = scorer(
+                    model, [prompt_ids[i] for i in chunk], [option_ids[i] for i in chunk], tokenizer, device
+                )
+                for i, result in zip(chunk, scored):
+                    results[i] = result
+                bar.advance(task, len(chunk))
     return results  # type: ignore[return-value]
 
 
-def _last_position_log_probs(model, batch_ids: list[list[int]], tokenizer, device) -> torch.Tensor:
+def _left_padded(batch_ids: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     width = max(len(ids) for ids in batch_ids)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch_ids], device=device)
     mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch_ids], device=device)
     # left padding: positions must count real tokens only, or RoPE sees shifted positions
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return input_ids, mask, positions
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
+def _last_position_log_probs(model, batch_ids: list[list[int]], tokenizer, device) -> torch.Tensor:
+    input_ids, mask, positions = _left_padded(batch_ids, _pad_id(tokenizer), device)
     logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
     return torch.log_softmax(logits[:, -1].float(), dim=-1)
 
 
-def _score_with_shared_prompt(model, prompt: list[int], options: list[list[int]], tokenizer, device) -> OptionScores:
-    prompt_tensor = torch.tensor([prompt], device=device)
-    output = model(input_ids=prompt_tensor, use_cache=True, logits_to_keep=1)
-    first_token_log_probs = torch.log_softmax(output.logits[0, -1].float(), dim=-1)
-    cache = output.past_key_values
-    # all options continue the same cached prompt in one batch; the last token of an
-    # option needs no logits, so the options' own positions are [0, len-1)
-    width = max(len(ids) for ids in options)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in options], device=device)
-    scores = [first_token_log_probs[ids[0]].item() for ids in options]
+def _score_batch_with_shared_prompts(model, prompts, options, tokenizer, device) -> list[OptionScores]:
+    """Prompts run once (left-padded batch, cache kept); then every option of every prompt
+    continues its prompt's cache in one batch of prompts x options rows."""
+    pad = _pad_id(tokenizer)
+    input_ids, mask, positions = _left_padded(prompts, pad, device)
+    output = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    first = torch.log_softmax(output.logits[:, -1].float(), dim=-1)
+    per_prompt = max(len(opts) for opts in options)
+    # pad every prompt's option list to the same count so the cache repeats evenly
+    padded_options = [opts + [opts[0]] * (per_prompt - len(opts)) for opts in options]
+    width = max(len(ids) for opts in padded_options for ids in opts)
+    rows = [ids + [pad] * (width - len(ids)) for opts in padded_options for ids in opts]
+    scores = [[first[b, ids[0]].item() for ids in opts] for b, opts in enumerate(options)]
     if width > 1:
-        cache.batch_repeat_interleave(len(options))
-        mask = torch.ones(len(options), len(prompt) + width, dtype=torch.long, device=device)
-        positions = torch.arange(len(prompt), len(prompt) + width, device=device).expand(len(options), -1)
-        logits = model(
-            input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
-        ).logits
+        cache = output.past_key_values
+        cache.batch_repeat_interleave(per_prompt)
+        option_mask = torch.ones(len(rows), width, dtype=mask.dtype, device=device)
+        full_mask = torch.cat([mask.repeat_interleave(per_prompt, dim=0), option_mask], dim=1)
+        lengths = mask.sum(-1).repeat_interleave(per_prompt)
+        option_positions = lengths.unsqueeze(1) + torch.arange(width, device=device)
+        logits = model(input_ids=torch.tensor(rows, device=device), attention_mask=full_mask,
+                       position_ids=option_positions, past_key_values=cache, use_cache=True).logits
         log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        for row, ids in enumerate(options):
-            targets = torch.tensor(ids[1:], dtype=torch.long, device=device)
-            scores[row] += log_probs[row, torch.arange(len(ids) - 1, device=device), targets].sum().item()
-    return OptionScores(scores, [len(ids) for ids in options])
+        for b, opts in enumerate(options):
+            for k, ids in enumerate(opts):
+                row = b * per_prompt + k
+                steps = torch.arange(len(ids) - 1, device=device)
+                targets = torch.tensor(ids[1:], dtype=torch.long, device=device)
+                scores[b][k] += log_probs[row, steps, targets].sum().item()
+    return [OptionScores(values, [len(ids) for ids in opts]) for values, opts in zip(scores, options)]
+
+
+def _score_seq2seq(model, prompts, options, tokenizer, device) -> list[OptionScores]:
+    """Encoder-decoder models (T5): the encoder runs once per prompt, the decoder once per option."""
+    pad = _pad_id(tokenizer)
+    width = max(len(ids) for ids in prompts)
+    input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in prompts], device=device)
+    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in prompts], device=device)
+    encoded = model.get_encoder()(input_ids=input_ids, attention_mask=mask)
+    rows = [(b, ids) for b, opts in enumerate(options) for ids in opts]
+    label_width = max(len(ids) for _, ids in rows)
+    labels = torch.tensor([ids + [-100] * (label_width - len(ids)) for _, ids in rows], device=device)
+    owners = torch.tensor([b for b, _ in rows], device=device)
+    logits = model(encoder_outputs=(encoded.last_hidden_state[owners],), attention_mask=mask[owners], labels=labels).logits
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    token_scores = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * (labels != -100)
+    totals = token_scores.sum(-1).tolist()
+    results, row = [], 0
+    for opts in options:
+        results.append(OptionScores(totals[row : row + len(opts)], [len(ids) for ids in opts]))
+        row += len(opts)
+    return results

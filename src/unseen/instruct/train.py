@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -21,6 +22,7 @@ from unseen.instruct.lm import (
     tokenize_seq2seq,
 )
 from unseen.instruct.mixture import MixtureConfig, build_mixture
+from unseen.instruct.templates import load_templates
 
 
 @dataclass
@@ -82,7 +84,7 @@ def instruction_tune(config: InstructConfig, out_dir: str | Path, *, resume: boo
         "instruct": dataclasses.asdict(config),
         "mixture_examples": len(mixture),
         "packed_rows": len(rows),
-        "examples_per_dataset": _counts(e.dataset for e in mixture),
+        "examples_per_dataset": dict(sorted(Counter(e.dataset for e in mixture).items())),
         "trainable_parameters": trainable,
         "total_parameters": total,
     }
@@ -91,7 +93,8 @@ def instruction_tune(config: InstructConfig, out_dir: str | Path, *, resume: boo
         lr=config.lr, warmup_steps=config.warmup_steps, schedule=config.schedule, save_every=config.save_every,
         seed=config.seed, extra=extra,
     )
-    datasets_used = sorted({(e.dataset, "train") for e in mixture})
+    tasks = load_templates()
+    datasets_used = sorted({(e.dataset, tasks[e.dataset].splits["train"]) for e in mixture})
     assets = [config.model] if "/" not in config.model and not Path(config.model).exists() else []
     result = train(model, loss_fn, rows, train_config, collate=collate, resume=resume, assets=assets,
                    data=datasets_used, progress_label="instruction tuning")
@@ -107,10 +110,4 @@ def _save_model(model, tokenizer, config: InstructConfig, folder: Path) -> None:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
 
-
-def _counts(names) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for name in names:
-        counts[name] = counts.get(name, 0) + 1
-    return dict(sorted(counts.items()))
 

@@ -104,6 +104,10 @@ class DualEncoder(nn.Module):
     def token_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def plain_ids(self, text: str) -> list[int]:
+        """Token ids of ``text`` without special tokens."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def encode_text_embeddings(self, embeddings: torch.Tensor, tokens: dict) -> torch.Tensor:
         raise NotImplementedError
 
@@ -154,23 +158,10 @@ class DualEncoder(nn.Module):
             raise UnseenError(f"context template {template!r} has no words before the class name to learn")
         prompts = [template.format(name) for name in self.class_names]
         tokens = self.tokenize(prompts)
-        prefix_ids = self.tokenize([prefix])["input_ids"][0]
-        prefix_ids = prefix_ids[self.tokenize([prefix])["attention_mask"][0].bool()].tolist()
-        # the prefix tokenized alone: [start specials] ctx... [end specials]; find ctx in the class prompts
+        core = self.plain_ids(prefix)
         ids0 = tokens["input_ids"][0].tolist()
-        found = None
-        for start in range(0, 3):
-            for end in range(len(prefix_ids), 0, -1):
-                core = prefix_ids[start:end]
-                if core and ids0[1 : 1 + len(core)] == core:
-                    found = (1, core)
-                    break
-                if core and ids0[: len(core)] == core:
-                    found = (0, core)
-                    break
-            if found:
-                break
-        if found is None:
+        found = next(((start, core) for start in range(len(ids0) - len(core) + 1) if ids0[start : start + len(core)] == core), None)
+        if not core or found is None:
             raise UnseenError(f"cannot locate the words {prefix!r} at the start of the tokenized prompts")
         offset, core = found
         for row in tokens["input_ids"].tolist():
@@ -301,7 +292,7 @@ def load_hf_clip(name_or_path: str, class_names, templates, **kwargs) -> HFCLIP:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as err:
         raise UnseenError(f"{name_or_path}: cannot load a CLIP model ({str(err).splitlines()[0]})") from None
-    scale = kwargs.pop("scale", None) or float(model.logit_scale.exp())
+    scale = kwargs.pop("scale", None) or float(model.logit_scale.detach().exp())
     return HFCLIP(model, tokenizer, class_names, templates, scale=scale, **kwargs)
 
 
@@ -339,6 +330,11 @@ class OpenCLIP(DualEncoder):
     def token_embeddings(self, input_ids):
         return self.clip.token_embedding(input_ids)
 
+    def plain_ids(self, text):
+        ids = self.tokenizer([text])[0].tolist()
+        end = ids.index(0) if 0 in ids else len(ids)
+        return ids[1 : end - 1]  # drop start and end of text
+
     def encode_text_embeddings(self, embeddings, tokens):
         from open_clip.transformer import text_global_pool
 
@@ -362,7 +358,7 @@ def load_open_clip(name: str, class_names, templates, *, pretrained: str | None 
     tokenizer = open_clip.get_tokenizer(name)
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
-    scale = kwargs.pop("scale", None) or float(model.logit_scale.exp())
+    scale = kwargs.pop("scale", None) or float(model.logit_scale.detach().exp())
     return OpenCLIP(model, tokenizer, class_names, templates, image_size=int(size), scale=scale, **kwargs)
 
 

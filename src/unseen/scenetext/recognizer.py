@@ -106,8 +106,9 @@ class Recognizer:
     @torch.no_grad()
     def read_visuals(self, visuals: list[torch.Tensor], pool=None, n: int = 2, *, context: str = "retrieved",
                      batch_size: int = 32, seed: int = 0, max_len: int = 32) -> list[Reading]:
-        """Read cached visual tokens. context: "retrieved" (top-n by similarity), "random" (n random
-        pool samples, a control) or "none"."""
+        """Read cached visual tokens. context: "retrieved" (top-n by similarity), "hybrid" (similarity
+        plus how close each pool label is to the no-context reading; one extra decoding pass),
+        "random" (n random pool samples, a control) or "none"."""
         use_pool = pool is not None and n > 0 and context != "none"
         picks: list[list[tuple[int, float]]] = [[] for _ in visuals]
         if use_pool:
@@ -116,6 +117,8 @@ class Recognizer:
                 keys = torch.stack([FrozenEncoder.pooled(v.float()) for v in visuals])
                 idx, sims = pool.retrieve(keys, n)
                 picks = [list(zip(i.tolist(), s.tolist())) for i, s in zip(idx, sims)]
+            elif context == "hybrid":
+                picks = self._hybrid_picks(visuals, pool, n, batch_size, max_len)
             elif context == "random":
                 if len(pool) == 0:
                     pool.retrieve(torch.zeros(1, 256), n)  # raises the empty-pool error
@@ -125,7 +128,7 @@ class Recognizer:
                     chosen = rng.sample(range(len(pool)), min(n, len(pool)))
                     picks[q] = [(j, float(key @ pool.keys[j])) for j in chosen]
             else:
-                raise UnseenError(f"unknown context mode {context!r}; use retrieved, random or none")
+                raise UnseenError(f"unknown context mode {context!r}; use retrieved, hybrid, random or none")
         results: list[Reading] = [None] * len(visuals)
         # sort by length so a batch pads little; outputs go back to input order
         order = sorted(range(len(visuals)), key=lambda q: visuals[q].shape[0])
@@ -142,3 +145,21 @@ class Recognizer:
                 context_info = [(j, pool.texts[j], s) for j, s in picks[q]] if use_pool else []
                 results[q] = Reading(decode(row), float(torch.tensor(conf).exp()), context_info)
         return results
+
+    def _hybrid_picks(self, visuals, pool, n, batch_size, max_len, weight: float = 1.0):
+        """Top-n by cosine similarity + weight * (1 - NED(no-context reading, pool label)), 36-char normalized."""
+        from unseen.scenetext.metrics import normalize, one_minus_ned
+
+        readings = self.read_visuals(visuals, batch_size=batch_size, max_len=max_len)
+        keys = torch.stack([FrozenEncoder.pooled(v.float()) for v in visuals])
+        if len(pool) == 0:
+            pool.retrieve(keys, n)  # raises the empty-pool error
+        sims = keys @ pool.keys.T
+        labels = [normalize(t) for t in pool.texts]
+        picks = []
+        for q, reading in enumerate(readings):
+            text = normalize(reading.text)
+            closeness = torch.tensor([one_minus_ned(text, label) for label in labels])
+            top = (sims[q] + weight * closeness).topk(min(n, len(pool)))
+            picks.append([(j, float(sims[q, j])) for j in top.indices.tolist()])
+        return picks

@@ -57,9 +57,13 @@ def transform(image: Image.Image, rng: random.Random) -> Image.Image:
 
 
 def boxes_from_ctc(image: Image.Image, spans: list[tuple[int, int]], width: int) -> list[tuple[float, float, float, float]]:
-    """Approximate character boxes in ``image`` pixels from CTC time steps.
+    """Approximate character boxes in ``image`` pixels from the CRNN's CTC time steps.
 
-    The CRNN sees the image at ``width`` x 64; time step t covers about columns 4t .. 4t + 8.
+    The CRNN sees the image at ``width`` x 64 and time step t covers about columns 4t .. 4t + 8.
+    Its CTC spike for a character comes near the character's left edge, so a character is taken
+    to run from 1.5 steps before its first spike to 1.5 steps before the next character's.
     """
     scale = image.width / width
-    return [(4 * a * scale, 0.0, (4 * b + 8) * scale, float(image.height)) for a, b in spans]
+    starts = [max(0.0, 4 * (a - 1.5) * scale) for a, _ in spans]
+    ends = starts[1:] + [float(image.width)]
+    return [(x0, 0.0, x1, float(image.height)) for x0, x1 in zip(starts, ends)]

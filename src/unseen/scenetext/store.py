@@ -55,6 +55,10 @@ class FeatureStore:
             meta = json.loads(meta_path.read_text())
             if meta["encoder"] != encoder_fingerprint:
                 raise UnseenError(f"{root}: feature store was made with encoder {meta['encoder']}, not {encoder_fingerprint}")
+            for key, value in info.items():
+                if json.loads(json.dumps(value)) != meta.get(key):
+                    raise UnseenError(f"{root}/meta.json: field {key!r} is {meta.get(key)!r} but this build asks for {value!r}; "
+                                      "use another --store")
         else:
             meta_path.write_text(json.dumps({"encoder": encoder_fingerprint, "d": D_VISUAL, **info}, indent=2) + "\n")
             (root / "index.jsonl").write_text("")

@@ -1,0 +1,263 @@
+"""`unseen str`: in-context scene text recognition (E2STR-lite, unseen.scenetext)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from unseen.cli.common import DataDirOption, console, table
+
+app = typer.Typer(help="Scene text recognition that adapts to a domain from a few labelled samples (E2STR).",
+                  no_args_is_help=True)
+pool_app = typer.Typer(help="Context pools: the labelled samples a recognizer reads beside each query.", no_args_is_help=True)
+app.add_typer(pool_app, name="pool")
+
+WeightsOption = typer.Option(None, "--weights", help="Recognizer weights (default: the shipped e2str_lite.safetensors).",
+                             show_default=False)
+
+
+def _recognizer(weights: Optional[Path]):
+    from unseen.scenetext.recognizer import Recognizer
+
+    with console.stderr.status("loading the recognizer..."):
+        return Recognizer.load(weights)
+
+
+def _samples(images: Optional[Path], labels: Optional[Path], source: Optional[str], split: Optional[str],
+             limit: Optional[int], seed: int, data_dir: Optional[str]):
+    from unseen.core.errors import UnseenError
+    from unseen.scenetext.evaluate import load_records
+    from unseen.scenetext.pool import PoolSample, read_labels_file
+
+    if labels is not None:
+        samples = read_labels_file(labels, images)
+    elif source is not None:
+        records = load_records(source, split, data_dir)
+        samples = [PoolSample(r["image"], r["text"], r.get("path", source), where=r.get("path", source)) for r in records]
+    elif images is not None:
+        raise UnseenError("--images needs --labels (a file of '<image>\\t<label>' lines)")
+    else:
+        raise UnseenError("give the samples: --images DIR --labels labels.tsv, or --from DATASET_OR_PATH [--split S]")
+    if limit is not None and limit < len(samples):
+        samples = random.Random(seed).sample(samples, limit)
+    return samples
+
+
+@pool_app.command("build")
+def pool_build(
+    out: Path = typer.Option(..., "--out", help="Folder of the new pool."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder the labels file's image paths are relative to."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="'<image>\\t<label>' lines."),
+    source: Optional[str] = typer.Option(None, "--from", help="A dataset name (ic15) or path (labels.tsv folder, LMDB)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split of --from."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Keep a random sample of this many."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),
+    weights: Optional[Path] = WeightsOption,
+    data_dir: Optional[str] = DataDirOption,
+):
+    """Make a context pool from labelled word images (their visual features are cached in it).
+
+    Example: unseen str pool build --from ic15 --split train --limit 100 --out pools/ic15
+    """
+    from unseen.core.errors import UnseenError
+    from unseen.scenetext.pool import Pool
+
+    if (out / "pool.json").exists():
+        raise UnseenError(f"{out}: a pool already exists here; use `unseen str pool add` or another --out")
+    samples = _samples(images, labels, source, split, limit, seed, data_dir)
+    recognizer = _recognizer(weights)
+    pool = Pool.new(recognizer.encoder, root=out)
+    with console.stderr.status(f"encoding {len(samples)} samples..."):
+        pool.add(samples, recognizer.encoder)
+    pool.save(out)
+    console.print(f"pool {out}: {len(pool)} samples", soft_wrap=True)
+
+
+@pool_app.command("add")
+def pool_add(
+    pool_dir: Path = typer.Argument(..., help="The pool folder."),
+    image: Optional[Path] = typer.Option(None, "--image", help="One image to add (with --text)."),
+    text: Optional[str] = typer.Option(None, "--text", help="Its label."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder the labels file's image paths are relative to."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="'<image>\\t<label>' lines."),
+    source: Optional[str] = typer.Option(None, "--from", help="A dataset name or path."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split of --from."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Keep a random sample of this many."),
+    seed: int = typer.Option(0, "--seed"),
+    weights: Optional[Path] = WeightsOption,
+    data_dir: Optional[str] = DataDirOption,
+):
+    """Add labelled samples to a pool, e.g. a word the recognizer got wrong, with its right label.
+
+    Example: unseen str pool add pools/ic15 --image crop.png --text EXIT
+    """
+    from unseen.core.errors import UnseenError
+    from unseen.scenetext.pool import Pool, PoolSample
+
+    pool = Pool.load(pool_dir)
+    if image is not None:
+        if text is None:
+            raise UnseenError("--image needs --text (its label)")
+        samples = [PoolSample(image, text, str(image), where=str(image))]
+    else:
+        samples = _samples(images, labels, source, split, limit, seed, data_dir)
+    recognizer = _recognizer(weights)
+    added = pool.add(samples, recognizer.encoder)
+    pool.save(pool_dir)
+    console.print(f"pool {pool_dir}: added {added}, now {len(pool)} samples", soft_wrap=True)
+
+
+@pool_app.command("ls")
+def pool_ls(pool_dir: Path = typer.Argument(..., help="The pool folder."),
+            limit: int = typer.Option(20, "--limit", help="Rows to show (0 = all).")):
+    """List a pool's samples.
+
+    Example: unseen str pool ls pools/ic15 --limit 5
+    """
+    from unseen.scenetext.pool import Pool
+
+    pool = Pool.load(pool_dir)
+    shown = range(len(pool)) if limit == 0 else range(min(limit, len(pool)))
+    rows = [[i, pool.texts[i], pool.files[i], pool.sources[i]] for i in shown]
+    console.print(table(f"{pool_dir}: {len(pool)} samples, encoder {pool.encoder}", ["#", "label", "file", "source"], rows))
+
+
+@app.command("read")
+def read(
+    images: List[Path] = typer.Argument(..., help="Word images (crops)."),
+    pool_dir: Optional[Path] = typer.Option(None, "--pool", help="A context pool of the images' domain."),
+    n: int = typer.Option(2, "--n", help="Pool samples put before each query (0 = no context)."),
+    explain: bool = typer.Option(False, "--explain", help="Show which pool samples were used and their similarity."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per image instead of a table."),
+    weights: Optional[Path] = WeightsOption,
+):
+    """Read the text of word images, with the context of a pool when given.
+
+    Example: unseen str read crop1.png crop2.png --pool pools/ic15 --explain
+    """
+    from unseen.core.data import open_image
+    from unseen.scenetext.pool import Pool
+
+    pictures = [open_image(path) for path in images]
+    pool = Pool.load(pool_dir) if pool_dir else None
+    recognizer = _recognizer(weights)
+    readings = recognizer.read(pictures, pool=pool, n=n if pool is not None else 0)
+    if as_json:
+        for path, r in zip(images, readings):
+            console.print(json.dumps({"image": str(path), "text": r.text, "confidence": round(r.confidence, 4),
+                                      "context": [{"pool_index": j, "label": t, "similarity": round(s, 4)} for j, t, s in r.context]}),
+                          highlight=False, soft_wrap=True)
+        return
+    columns = ["image", "text", "confidence"] + (["context (label: similarity)"] if explain else [])
+    rows = []
+    for path, r in zip(images, readings):
+        row = [str(path), r.text, round(r.confidence, 3)]
+        if explain:
+            row.append(", ".join(f"#{j} {t!r}: {s:.3f}" for j, t, s in r.context) or "none")
+        rows.append(row)
+    console.print(table("Readings" + (f" (pool {pool_dir}, n={n})" if pool is not None else ""), columns, rows))
+
+
+@app.command("eval")
+def evaluate(
+    dataset: str = typer.Option(..., "--dataset", help="A dataset name (iiit5k, ic13, ic15) or a labels.tsv folder / LMDB path."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split (test, test_857, ...)."),
+    pool_dir: Optional[Path] = typer.Option(None, "--pool", help="A context pool."),
+    n: int = typer.Option(2, "--n", help="Pool samples per query (with --pool)."),
+    context: str = typer.Option("retrieved", "--context", help="retrieved (top-n by similarity) or random (a control)."),
+    alnum: bool = typer.Option(False, "--alnum", help="Only words whose label is alphanumeric (IC15-1922)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="First N records only."),
+    baseline: bool = typer.Option(False, "--baseline", help="Also evaluate the EasyOCR CRNN on the same records."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write predictions and metrics as JSON here."),
+    weights: Optional[Path] = WeightsOption,
+    data_dir: Optional[str] = DataDirOption,
+):
+    """Word accuracy and 1-NED (36-char, cased, full protocols) on a benchmark split.
+
+    Example: unseen str eval --dataset ic15 --split test --pool pools/ic15 --n 2
+    """
+    from unseen.scenetext.evaluate import easyocr_baseline, evaluate as run_eval, load_records
+    from unseen.scenetext.metrics import report
+    from unseen.scenetext.pool import Pool
+
+    records = load_records(dataset, split, data_dir, filter="alnum" if alnum else None, limit=limit)
+    if not records:
+        from unseen.core.errors import DataError
+
+        raise DataError(f"{dataset}{'/' + split if split else ''}: no records to evaluate")
+    pool = Pool.load(pool_dir) if pool_dir else None
+    recognizer = _recognizer(weights)
+    images, targets = [r["image"] for r in records], [r["text"] for r in records]
+    with console.stderr.status(f"encoding {len(images)} images..."):
+        visuals = recognizer.encode(images)
+    with console.stderr.status("reading..."):
+        result = run_eval(recognizer, visuals, targets, pool=pool, n=n if pool is not None else 0, context=context)
+    name = f"E2STR-lite" + (f" + pool (n={n}, {context})" if pool is not None else " (no context)")
+    rows = [[name, len(records)] + _cells(result["metrics"])]
+    payload = {"dataset": dataset, "split": split, "n": len(records), "ours": result}
+    if baseline:
+        with console.stderr.status("EasyOCR CRNN baseline..."):
+            predictions, _ = easyocr_baseline(images)
+        base = report(predictions, targets)
+        rows.append(["EasyOCR CRNN (english_g2)", len(records)] + _cells(base))
+        payload["easyocr"] = {"metrics": base, "predictions": predictions}
+    console.print(table(f"{dataset}{'/' + split if split else ''}", ["model", "n", "acc 36", "1-NED 36", "acc cased", "acc full"], rows))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(payload, indent=1) + "\n")
+
+
+def _cells(metrics: dict) -> list:
+    return [round(100 * metrics["36"]["accuracy"], 2), round(100 * metrics["36"]["one_minus_ned"], 2),
+            round(100 * metrics["cased"]["accuracy"], 2), round(100 * metrics["full"]["accuracy"], 2)]
+
+
+@app.command("train")
+def train(
+    stage: int = typer.Option(..., "--stage", min=1, max=2, help="1: plain recognition; 2: context training (Split-and-Transform)."),
+    out: Path = typer.Option(..., "--out", help="Run folder."),
+    store: Path = typer.Option(Path("runs/str/store"), "--store", help="Feature store (built first if missing or incomplete)."),
+    synthetic_groups: int = typer.Option(6000, "--synthetic-groups", help="Synthetic word groups rendered into the store."),
+    real: List[str] = typer.Option(["iiit5k:train"], "--real", help="Real labelled crops: NAME:SPLIT or a labels.tsv folder / LMDB path."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this run folder or weights (stage 2: the stage-1 run)."),
+    steps: int = typer.Option(4000, "--steps"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    lr: float = typer.Option(5e-4, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
+    export: Optional[Path] = typer.Option(None, "--export", help="Also write fp16 weights here (how the shipped default is made)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads (1 is fastest on a busy 2-core machine)."),
+    data_dir: Optional[str] = DataDirOption,
+):
+    """Train the recognizer on cached encoder features (stage 1, then stage 2 from it).
+
+    Example: unseen str train --stage 2 --init runs/str/stage1 --out runs/str/stage2 --steps 3000
+    """
+    from unseen.core.errors import UnseenError
+    from unseen.scenetext.recognizer import load_model_file, save_model_file
+    from unseen.scenetext.train import build_store, train_stage
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if stage == 2 and init is None:
+        raise UnseenError("stage 2 starts from a stage-1 model: pass --init RUN_OR_WEIGHTS")
+    if any(r.split(":")[0].lower() == "ic15" for r in real):
+        console.stderr.print("warning: IC15 is the cross-domain target of the benchmark; training on it voids that comparison")
+    sources = [tuple(r.split(":", 1)) if ":" in r and not Path(r).exists() else (r, None) for r in real]
+    feature_store = build_store(store, data_dir, synthetic_groups=synthetic_groups, real=sources, seed=seed)
+    result = train_stage(stage, feature_store, out, init=init, steps=steps, batch_size=batch_size, lr=lr, seed=seed, resume=resume)
+    console.print(f"stage {stage}: {result.steps} steps, final loss {result.final_loss:.4f}; weights {out}/recognizer.safetensors")
+    if export:
+        model, meta = load_model_file(out / "recognizer.safetensors")
+        save_model_file(model, export, encoder=meta["encoder"], stage=stage, half=True)
+        console.print(f"exported fp16 weights to {export}")
+
+
+if __name__ == "__main__":  # `python -m unseen.cli.scenetext ...` works before `unseen str` is registered
+    app()

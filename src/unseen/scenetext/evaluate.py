@@ -1,0 +1,88 @@
+"""Evaluation on the standard benchmarks, and the EasyOCR CRNN baseline read the way users run it.
+
+Benchmarks (name -> dataset, split, filter):
+    IIIT5K-3000   iiit5k/test
+    IC13-857      ic13/test_857   (alphanumeric labels of >= 3 characters, Wang et al. 2011)
+    IC13-1015     ic13/test_1015  (alphanumeric labels)
+    IC15-1922     ic15/test, alphanumeric labels only: the reproducible part of the "1811" rule (see docs)
+    IC15-2077     ic15/test, every word
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from unseen.scenetext.metrics import report
+
+BENCHMARKS = {
+    "IIIT5K-3000": ("iiit5k", "test", None),
+    "IC13-857": ("ic13", "test_857", None),
+    "IC13-1015": ("ic13", "test_1015", None),
+    "IC15-1922": ("ic15", "test", "alnum"),
+    "IC15-2077": ("ic15", "test", None),
+}
+
+
+def load_records(name_or_path: str, split: str | None, data_dir=None, *, filter: str | None = None,
+                 limit: int | None = None) -> list[dict]:
+    """Records (images decoded) of a dataset split or path, optionally alphanumeric labels only."""
+    from unseen.core.data import load_dataset
+
+    records = load_dataset(name_or_path, split, data_dir=data_dir)
+    out = []
+    for i in range(len(records)):
+        record = records[i]
+        if "text" not in record:
+            from unseen.core.errors import DataError
+
+            raise DataError(f"{name_or_path}: records have no 'text' field; not a word-crop dataset")
+        if filter == "alnum" and not re.fullmatch(r"[A-Za-z0-9]+", record["text"]):
+            continue
+        out.append(record)
+        if limit and len(out) >= limit:
+            break
+    return out
+
+
+def cached_visuals(encoder, images, cache: Path | None = None) -> list[torch.Tensor]:
+    """Encode images once; with ``cache``, keep the tokens in a safetensors file (keyed by encoder and count)."""
+    stamp = torch.tensor([int(encoder.fingerprint[-8:], 16), len(images)], dtype=torch.int64)
+    if cache is not None and cache.exists():
+        tensors = load_file(cache)
+        if torch.equal(tensors["stamp"], stamp):
+            return list(torch.split(tensors["tokens"].float(), tensors["lengths"].tolist()))
+    visuals = []
+    for start in range(0, len(images), 256):
+        visuals += encoder.encode(images[start : start + 256])
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"tokens": torch.cat(visuals).to(torch.float16), "lengths": torch.tensor([v.shape[0] for v in visuals]),
+                   "stamp": stamp}, cache)
+    return visuals
+
+
+def evaluate(recognizer, visuals, targets, pool=None, n: int = 0, context: str = "retrieved", seed: int = 0) -> dict:
+    started = time.perf_counter()
+    readings = recognizer.read_visuals(visuals, pool=pool, n=n, context=context, seed=seed)
+    seconds = time.perf_counter() - started
+    predictions = [r.text for r in readings]
+    return {"metrics": report(predictions, targets), "predictions": predictions, "seconds": seconds}
+
+
+def easyocr_baseline(images, crnn=None) -> tuple[list[str], float]:
+    """The shipped EasyOCR CRNN as users run it: one crop at a time, greedy CTC."""
+    from unseen.core.models.crnn import ctc_greedy_decode, preprocess_crnn
+    from unseen.scenetext.encoder import load_crnn
+
+    crnn = crnn or load_crnn()
+    predictions = []
+    started = time.perf_counter()
+    with torch.no_grad():
+        for image in images:
+            predictions.append(ctc_greedy_decode(crnn(preprocess_crnn([image])))[0][0])
+    return predictions, time.perf_counter() - started
