@@ -123,3 +123,23 @@ def test_lora_instruction_tuning_run_then_evaluate(tiny_llama_dir, tmp_path, sha
     assert rte["accuracy"]["templates"] == 8 and 0 <= rte["accuracy"]["mean"] <= 1
     assert "balanced_accuracy_calibrated" in rte and rte["constant_baseline"] >= 0.5
     assert "| rte | 4 | 8 |" in markdown_table(results)
+
+
+def test_heldout_protocol_table_plot_and_reuse(tiny_llama_dir, tmp_path, shared_data):
+    from unseen.instruct.heldout import HeldoutConfig, run_heldout
+
+    config = HeldoutConfig(
+        models=[str(tiny_llama_dir)], clusters=["nli"], seeds=[0], tasks={"nli": ["rte"]},
+        train=InstructConfig(mixture=MixtureConfig(cap=2), max_length=96, steps=2, batch_size=2, lora_r=2),
+        eval=EvalConfig(templates=["rte_given_passage", "rte_premise_hypothesis"], limit=6),
+    )
+    summary = run_heldout(config, tmp_path / "heldout")
+    (row,) = summary["rows"]
+    assert row["task"] == "rte" and row["classes"] == 2
+    assert 0 <= row["balanced_accuracy"]["base_mean"] <= 1 and len(row["balanced_accuracy"]["tuned_seeds"]) == 1
+    assert (tmp_path / "heldout" / "heldout.png").stat().st_size > 1000
+    assert "| nli |" in (tmp_path / "heldout" / "summary.md").read_text()
+    eval_file = next((tmp_path / "heldout").rglob("seed0/eval.json"))
+    stamp = eval_file.stat().st_mtime_ns
+    run_heldout(config, tmp_path / "heldout")  # everything reused, nothing recomputed
+    assert eval_file.stat().st_mtime_ns == stamp

@@ -178,3 +178,38 @@ def train_command(
                             batch_size=batch_size, lr=lr, save_every=save_every, seed=seed)
     result = instruction_tune(config, out, resume=resume, data_dir=data_dir)
     console.print(f"trained {result.steps} steps, final loss {result.final_loss:.4f}; model in {out / 'model'}")
+
+
+@app.command("heldout")
+def heldout_command(
+    models: str = typer.Option("gemma3-270m", "--models", help="Comma-separated models (asset names, folders, hub ids)."),
+    clusters: str = typer.Option("nli", "--clusters", help="Comma-separated clusters, each held out in its own run."),
+    seeds: str = typer.Option("0,1", "--seeds", help="Training seeds."),
+    steps: int = typer.Option(200, "--steps", min=1),
+    lora: bool = typer.Option(True, "--lora/--full"),
+    cap: int = typer.Option(1000, "--cap", min=1),
+    templates: str = typer.Option("all", "--templates", help="'all' or comma-separated template ids."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="First N examples of each evaluated task."),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate"),
+    out: Path = typer.Option(Path("runs/heldout"), "--out"),
+    data_dir: Optional[str] = DataDirOption,
+):
+    """The whole FLAN protocol: per held-out cluster, base vs instruction-tuned, a FLAN-style table and a bar plot.
+
+    Finished pieces under --out are reused, so an interrupted protocol continues where it stopped.
+
+    Example: unseen instruct heldout --models smollm2-135m-instruct --clusters nli --seeds 0 --steps 100 --limit 100 --out runs/heldout
+    """
+    from unseen.instruct.evaluate import EvalConfig
+    from unseen.instruct.heldout import HeldoutConfig, run_heldout
+    from unseen.instruct.mixture import MixtureConfig
+    from unseen.instruct.train import InstructConfig
+
+    config = HeldoutConfig(
+        models=_split_list(models), clusters=_split_list(clusters), seeds=[int(s) for s in _split_list(seeds)],
+        train=InstructConfig(steps=steps, lora=lora, mixture=MixtureConfig(cap=cap)),
+        eval=EvalConfig(templates="all" if templates == "all" else _split_list(templates), limit=limit, calibrate=calibrate),
+    )
+    run_heldout(config, out, data_dir=data_dir, console=console.stdout)
+    console.print((out / "summary.md").read_text(), markup=False)
+    console.print(f"table: {out / 'summary.md'}, plot: {out / 'heldout.png'}")

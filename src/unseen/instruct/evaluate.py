@@ -31,7 +31,7 @@ from unseen.instruct.templates import Template, load_records, load_templates, re
 class EvalConfig:
     tasks: list[str] = field(default_factory=lambda: ["rte"])
     templates: str | list[str] = "all"  # "all", or template ids
-    limit: int | None = None  # first N examples of each task's eval split
+    limit: int | dict[str, int] | None = None  # first N examples of each task's eval split (or per task)
     shots: int = 0  # exemplars from the train split, rendered with the same template
     calibrate: bool = False  # content-free calibration of classification scores
     generate: bool = False  # also decode classification templates freely (exact match, option rate)
@@ -158,7 +158,8 @@ def evaluate(model, tokenizer, config: EvalConfig, *, data_dir=None, progress: b
             raise UnseenError(f"no templates for task {name!r}; tasks: {', '.join(sorted(tasks))}")
         task = tasks[name]
         records = load_records(task, "eval", data_dir)
-        records = records[: config.limit] if config.limit else records[:]
+        limit = config.limit.get(name) if isinstance(config.limit, dict) else config.limit
+        records = records[:limit] if limit else records[:]
         chosen = [t for t in task.templates if config.templates == "all" or t.id in config.templates]
         if not config.include_turned_around:
             chosen = [t for t in chosen if not t.turned_around]

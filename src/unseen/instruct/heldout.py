@@ -1,0 +1,150 @@
+"""The FLAN protocol: for each held-out cluster, instruction-tune on the other clusters and
+evaluate zero-shot on the held-out one, base model versus tuned, over templates and seeds.
+
+Every finished piece (a base evaluation, a training run, a tuned evaluation) is kept
+under ``out_dir`` and reused, so an interrupted protocol continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from unseen.instruct.evaluate import EvalConfig, evaluate, write_results
+from unseen.instruct.templates import load_clusters
+from unseen.instruct.train import InstructConfig, instruction_tune, load_model
+
+HEADLINE = "balanced_accuracy"
+
+
+@dataclass
+class HeldoutConfig:
+    models: list[str] = field(default_factory=lambda: ["gemma3-270m"])
+    clusters: list[str] = field(default_factory=lambda: ["nli"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    train: InstructConfig = field(default_factory=InstructConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)  # its tasks are replaced by the cluster's datasets
+    tasks: dict[str, list[str]] = field(default_factory=dict)  # cluster -> evaluated datasets (default: all)
+
+
+def _load_or_run(path: Path, run):
+    if path.exists():
+        return json.loads(path.read_text())
+    results = run()
+    write_results(results, path)
+    return results
+
+
+def _per_template(results: dict, task: str, metric: str) -> list[float]:
+    return [r[metric] for r in results["templates"][task].values() if metric in r]
+
+
+def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, console: Console | None = None) -> dict:
+    out_dir = Path(out_dir)
+    console = console or Console()
+    clusters = load_clusters()
+    summary: dict = {"config": dataclasses.asdict(config), "rows": []}
+    for cluster in config.clusters:
+        tasks = config.tasks.get(cluster) or clusters[cluster]
+        eval_config = dataclasses.replace(config.eval, tasks=list(tasks))
+        for model_name in config.models:
+            label = Path(model_name).name
+            console.print(f"[bold]{cluster}[/] held out, {model_name}: base model")
+            model, tokenizer = load_model(model_name)
+            base = _load_or_run(out_dir / cluster / label / "base.json",
+                                lambda: evaluate(model, tokenizer, eval_config, data_dir=data_dir))
+            del model
+            tuned_runs = []
+            for seed in config.seeds:
+                run_dir = out_dir / cluster / label / f"seed{seed}"
+                results_path = run_dir / "eval.json"
+                if not results_path.exists():
+                    train_config = dataclasses.replace(
+                        config.train, model=model_name, seed=seed,
+                        mixture=dataclasses.replace(config.train.mixture, heldout=[cluster]),
+                    )
+                    if not (run_dir / "model").exists():
+                        console.print(f"[bold]{cluster}[/] held out, {model_name}: instruction tuning, seed {seed}")
+                        instruction_tune(train_config, run_dir, resume=(run_dir / "checkpoints").exists(), data_dir=data_dir)
+                    console.print(f"[bold]{cluster}[/] held out, {model_name}: tuned model, seed {seed}")
+                tuned_model, tokenizer = load_model(str(run_dir / "model")) if not results_path.exists() else (None, None)
+                tuned_runs.append(_load_or_run(results_path, lambda: evaluate(tuned_model, tokenizer, eval_config, data_dir=data_dir)))
+            for task in tasks:
+                row = {"cluster": cluster, "model": model_name, "task": task,
+                       "n": base["results"][task]["n"],
+                       "constant_baseline": base["results"][task].get("constant_baseline"),
+                       "classes": len(next(iter(base["templates"][task].values())).get("predicted_distribution", []))}
+                for metric in ("accuracy", HEADLINE, "balanced_accuracy_calibrated"):
+                    base_values = _per_template(base, task, metric)
+                    if not base_values:
+                        continue
+                    seed_means = [statistics.fmean(_per_template(r, task, metric)) for r in tuned_runs]
+                    row[metric] = {
+                        "base_mean": statistics.fmean(base_values),
+                        "base_std_templates": statistics.stdev(base_values) if len(base_values) > 1 else 0.0,
+                        "tuned_mean": statistics.fmean(seed_means),
+                        "tuned_std_seeds": statistics.stdev(seed_means) if len(seed_means) > 1 else 0.0,
+                        "tuned_std_templates": statistics.fmean(
+                            statistics.stdev(v) if len(v) > 1 else 0.0
+                            for v in (_per_template(r, task, metric) for r in tuned_runs)),
+                        "tuned_seeds": seed_means,
+                    }
+                summary["rows"].append(row)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out_dir / "summary.md").write_text(flan_table(summary))
+    plot_heldout(summary, out_dir / "heldout.png")
+    return summary
+
+
+def flan_table(summary: dict) -> str:
+    lines = ["| held out | model | task | n | always-same | accuracy base → tuned | balanced acc. base (± templates) | "
+             "balanced acc. tuned (± seeds) | Δ balanced | calibrated bal. base → tuned |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in summary["rows"]:
+        acc, bal = row.get("accuracy", {}), row.get(HEADLINE, {})
+        cal = row.get("balanced_accuracy_calibrated")
+        cal_text = f"{cal['base_mean'] * 100:.1f} → {cal['tuned_mean'] * 100:.1f}" if cal else "–"
+        lines.append(
+            f"| {row['cluster']} | {row['model']} | {row['task']} | {row['n']} | {row['constant_baseline'] * 100:.1f} | "
+            f"{acc['base_mean'] * 100:.1f} → {acc['tuned_mean'] * 100:.1f} | "
+            f"{bal['base_mean'] * 100:.1f} ± {bal['base_std_templates'] * 100:.1f} | "
+            f"{bal['tuned_mean'] * 100:.1f} ± {bal['tuned_std_seeds'] * 100:.1f} | "
+            f"{(bal['tuned_mean'] - bal['base_mean']) * 100:+.1f} | {cal_text} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_heldout(summary: dict, path: Path) -> None:
+    """Grouped bars: balanced accuracy of base and tuned models per held-out task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [row for row in summary["rows"] if HEADLINE in row]
+    if not rows:
+        return
+    labels = [f"{row['task']}\n{Path(row['model']).name}" for row in rows]
+    base = [row[HEADLINE]["base_mean"] * 100 for row in rows]
+    tuned = [row[HEADLINE]["tuned_mean"] * 100 for row in rows]
+    errors = [row[HEADLINE]["tuned_std_seeds"] * 100 for row in rows]
+    chance = [100 / row["classes"] if row.get("classes") else None for row in rows]
+    x = range(len(rows))
+    figure, axis = plt.subplots(figsize=(max(4, 1.6 * len(rows)), 3.5))
+    axis.bar([i - 0.2 for i in x], base, width=0.4, label="base (zero-shot)")
+    axis.bar([i + 0.2 for i in x], tuned, width=0.4, yerr=errors, capsize=3, label="instruction-tuned")
+    axis.set_xticks(list(x), labels, fontsize=8)
+    axis.set_ylabel("balanced accuracy (%)")
+    axis.set_title("Held-out clusters: mean over templates")
+    for i, level in zip(x, chance):  # balanced accuracy of any constant answer: 1 / classes
+        if level:
+            axis.hlines(level, i - 0.45, i + 0.45, color="grey", linewidth=0.8, linestyle="--")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
