@@ -63,29 +63,28 @@ def _probe(name: str, loaded) -> str:
         text, confidence = models.ctc_greedy_decode(logits)[0]
         return f"rendered {word!r} read as {text!r} (confidence {confidence:.2f})"
     if kind == "efficientnet_lite0":
-        image = _sample_photo()
-        if image is None:
-            return "loaded (no PACS photo found to classify)"
-        path, picture = image
-        probabilities = loaded(models.preprocess_efficientnet([picture])).softmax(-1)[0]
-        top = probabilities.topk(3)
+        photos = _sample_photos()
+        if not photos:
+            return "loaded (no PACS photos found to classify)"
         names = models.imagenet_class_names()
-        guesses = ", ".join(f"{names[i]} {p:.2f}" for p, i in zip(top.values.tolist(), top.indices.tolist()))
-        return f"{Path(path).parent.name}/{Path(path).name}: {guesses}"
+        batch = models.preprocess_efficientnet([Image.open(path).convert("RGB") for path in photos])
+        top1 = [names[i] for i in loaded(batch).argmax(-1).tolist()]
+        elephants = sum(any(word in name for word in ("elephant", "tusker")) for name in top1)
+        common = max(set(top1), key=top1.count)
+        return f"PACS photo/elephant: an elephant class is top-1 for {elephants}/{len(top1)} photos (most often {common!r})"
     return "loaded"
 
 
-def _sample_photo():
+def _sample_photos(count: int = 8) -> list[Path]:
     from unseen.core.data import resolve_data_dir
 
     try:
         root = resolve_data_dir()
     except UnseenError:
-        return None
+        return []
     if root is None:
-        return None
-    photos = sorted((root / "images" / "pacs" / "photo" / "elephant").glob("*.jpg"))[:1]
-    return (photos[0], Image.open(photos[0]).convert("RGB")) if photos else None
+        return []
+    return sorted((root / "images" / "pacs" / "photo" / "elephant").glob("*.jpg"))[:count]
 
 
 def check_asset(name: str) -> AssetCheck:
