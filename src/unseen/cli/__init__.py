@@ -28,11 +28,13 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _register() -> None:
-    from unseen.cli import assets, data, instruct, quickstart
+    from unseen.cli import assets, data, instruct, pouf, quickstart, scenetext
 
     app.add_typer(assets.app, name="assets")
     app.add_typer(data.app, name="data")
     app.add_typer(instruct.app, name="instruct")
+    app.add_typer(pouf.app, name="pouf")
+    app.add_typer(scenetext.app, name="str")
     app.command("quickstart")(quickstart.quickstart)
 
 

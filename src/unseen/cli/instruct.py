@@ -13,7 +13,7 @@ from unseen.core.errors import UnseenError
 from unseen.instruct import lint, load_records, load_templates, render
 
 app = typer.Typer(
-    help="FLAN instruction templates (datasets as natural-language instructions): show and check them.",
+    help="FLAN instruction tuning: templates, lint, zero-shot evaluation, training, the held-out protocol.",
     no_args_is_help=True,
 )
 
