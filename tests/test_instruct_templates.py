@@ -253,10 +253,8 @@ def test_user_dataset_joins_its_cluster(tmp_path):
 
 
 def _cli_app():
-    try:
-        from unseen.cli.instruct import app
-    except ImportError as err:  # unseen.cli registers modules that other work adds
-        pytest.skip(f"unseen.cli does not import yet: {err}")
+    from unseen.cli.instruct import app
+
     return app
 
 

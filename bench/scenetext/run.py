@@ -66,13 +66,15 @@ def main():
     parser.add_argument("--pool-size", type=int, default=100)
     parser.add_argument("--finetune-steps", type=int, default=150)
     parser.add_argument("--quick", action="store_true", help="first 300 images of each set, 1 seed (a smoke run)")
+    parser.add_argument("--limit", type=int, default=None, help="first N images of each set (implies --quick)")
     args = parser.parse_args()
     cache = Path(args.cache)
     started = time.time()
     torch.manual_seed(0)
     rec = Recognizer.load(args.weights)
     rec1 = Recognizer.load(args.stage1, rec.encoder) if Path(args.stage1).exists() else None
-    limit = 300 if args.quick else None
+    args.quick = args.quick or args.limit is not None
+    limit = args.limit or (300 if args.quick else None)
     seeds = 1 if args.quick else args.seeds
     results: dict = {"config": vars(args), "torch_threads": torch.get_num_threads()}
 
@@ -80,7 +82,7 @@ def main():
     sets = {}
     for name, (dataset, split, filt) in BENCHMARKS.items():
         records = load_records(dataset, split, args.data_dir, filter=filt, limit=limit)
-        tag = f"{name}{'-quick' if limit else ''}"
+        tag = f"{name}{f'-first{limit}' if limit else ''}"
         visuals = cached_visuals(rec.encoder, [r["image"] for r in records], cache / f"{tag}.safetensors")
         base_file = cache / f"{tag}.easyocr.json"
         if base_file.exists():
@@ -93,11 +95,13 @@ def main():
         print(f"{name}: {len(records)} images", flush=True)
     pools_src = {}
     for dataset in ("iiit5k", "ic15"):
-        records = load_records(dataset, "train", args.data_dir)
-        visuals = cached_visuals(rec.encoder, [r["image"] for r in records], cache / f"{dataset}-train.safetensors")
+        records = load_records(dataset, "train", args.data_dir, limit=5 * limit if limit else None)
+        tag = f"{dataset}-train{f'-first{5 * limit}' if limit else ''}"
+        visuals = cached_visuals(rec.encoder, [r["image"] for r in records], cache / f"{tag}.safetensors")
         pools_src[dataset] = (records, visuals)
     domain_pool = {"IIIT5K-3000": "iiit5k", "IC13-857": "iiit5k", "IC13-1015": "iiit5k", "IC15-1922": "ic15", "IC15-2077": "ic15"}
-    pools = {(d, s): make_pool(rec, *pools_src[d], args.pool_size, s)[0] for d in pools_src for s in range(seeds)}
+    pool_size = min(args.pool_size, *(len(v[0]) // 2 for v in pools_src.values()))
+    pools = {(d, s): make_pool(rec, *pools_src[d], pool_size, s)[0] for d in pools_src for s in range(seeds)}
 
     # ---- 1. standard benchmarks ----------------------------------------------------------------
     table1 = []
@@ -107,7 +111,7 @@ def main():
         plain, plain_pred = run_set(rec, data["visuals"], data["targets"])
         ctx, ctx_pred = run_set(rec, data["visuals"], data["targets"], pool=pool, n=2)
         data["ours_plain"], data["ours_ctx"] = plain_pred, ctx_pred
-        table1.append({"set": name, "n": len(data["targets"]), "pool": f"{domain_pool[name]} train, {args.pool_size}",
+        table1.append({"set": name, "n": len(data["targets"]), "pool": f"{domain_pool[name]} train, {pool_size}",
                        "rows": [summary_row("EasyOCR CRNN (english_g2)", base), summary_row("E2STR-lite, no context", plain),
                                 summary_row("E2STR-lite, pool n=2", ctx)]})
         print(name, [(r["model"], r["acc"]) for r in table1[-1]["rows"]], flush=True)
@@ -145,7 +149,7 @@ def main():
             neds.append(pct(m["36"]["one_minus_ned"]))
             m2, _ = run_set(tuned, data["visuals"], data["targets"], pool=pool, n=2)
             ft_ctx.append(pct(m2["36"]["accuracy"]))
-        rows[f"fine-tuned on the {args.pool_size} ({args.finetune_steps} steps), no context"] = {"acc": accs, "ned": neds}
+        rows[f"fine-tuned on the {pool_size} ({args.finetune_steps} steps), no context"] = {"acc": accs, "ned": neds}
         rows["fine-tuned + ICL n=2"] = {"acc": ft_ctx, "ned": []}
         rows["EasyOCR CRNN"] = {"acc": [pct(report(data["easyocr"], data["targets"])["36"]["accuracy"])],
                                 "ned": [pct(report(data["easyocr"], data["targets"])["36"]["one_minus_ned"])]}
@@ -179,8 +183,8 @@ def main():
     results["hard_cases"] = {
         "corrections_added": len(corrections), "held_out_images": len(held_out), "other_images": len(others),
         "held_out_error": {"EasyOCR CRNN": error(data["easyocr"], held_out), "no context": error(data["ours_plain"], held_out),
-                           "pool (100), n=2": error(data["ours_ctx"], held_out), "pool + corrections, n=2": error(after_all, held_out)},
-        "other_error": {"no context": error(data["ours_plain"], others), "pool (100), n=2": error(data["ours_ctx"], others),
+                           f"pool ({pool_size}), n=2": error(data["ours_ctx"], held_out), "pool + corrections, n=2": error(after_all, held_out)},
+        "other_error": {"no context": error(data["ours_plain"], others), f"pool ({pool_size}), n=2": error(data["ours_ctx"], others),
                         "pool + corrections, n=2": error(after_all, others)},
     }
     print("hard cases", results["hard_cases"], flush=True)
@@ -188,7 +192,7 @@ def main():
     # ---- 4. cost ---------------------------------------------------------------------------------
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    probe = data["records"][:200 if not args.quick else 50]
+    probe = data["records"][: 200 if not args.quick else min(50, len(data["records"]))]
     images = [r["image"] for r in probe]
     crnn = rec.encoder.crnn
     _, t_easy = easyocr_baseline(images[:20], crnn)  # warm-up
@@ -220,7 +224,7 @@ def main():
     # retrieval at a 10k pool: IC15 + IIIT5K train crops, repeated to 10,000
     big_src = [v.to(torch.float16) for v in pools_src["ic15"][1]] + [v.to(torch.float16) for v in pools_src["iiit5k"][1]]
     texts_src = [r["text"] if in_charset(r["text"]) else "x" for r in pools_src["ic15"][0]] + [r["text"] for r in pools_src["iiit5k"][0]]
-    reps = [i % len(big_src) for i in range(10_000)]
+    reps = [i % len(big_src) for i in range(10_000 if not args.quick else 1000)]
     big = Pool(rec.encoder.fingerprint, [texts_src[i] for i in reps], ["" for _ in reps], ["" for _ in reps], [big_src[i] for i in reps])
     t0 = time.perf_counter()
     big.keys  # noqa: B018 - computed once per pool load
@@ -249,6 +253,8 @@ def _ms(values):
 def write(results: dict, out: Path, quick: bool = False):
     out.mkdir(parents=True, exist_ok=True)
     stem = "scenetext-quick" if quick else "scenetext"
+    if quick:
+        out = Path("runs/str")
     (out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
     lines = ["# Scene text recognition: E2STR-lite results", "",
              f"Regenerated by `bench/scenetext/run.py` ({results['seconds']} s; {'QUICK smoke run: 300 images per set' if quick else 'full sets'}). "

@@ -221,7 +221,7 @@ def train(
     stage: int = typer.Option(..., "--stage", min=1, max=2, help="1: plain recognition; 2: context training (Split-and-Transform)."),
     out: Path = typer.Option(..., "--out", help="Run folder."),
     store: Path = typer.Option(Path("runs/str/store"), "--store", help="Feature store (built first if missing or incomplete)."),
-    synthetic_groups: int = typer.Option(6000, "--synthetic-groups", help="Synthetic word groups rendered into the store."),
+    synthetic_groups: int = typer.Option(4500, "--synthetic-groups", help="Synthetic word groups rendered into the store."),
     real: List[str] = typer.Option(["iiit5k:train"], "--real", help="Real labelled crops: NAME:SPLIT or a labels.tsv folder / LMDB path."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from this run folder or weights (stage 2: the stage-1 run)."),
     steps: int = typer.Option(4000, "--steps"),
@@ -241,16 +241,16 @@ def train(
     from unseen.scenetext.recognizer import load_model_file, save_model_file
     from unseen.scenetext.train import build_store, train_stage
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     if stage == 2 and init is None:
         raise UnseenError("stage 2 starts from a stage-1 model: pass --init RUN_OR_WEIGHTS")
     if any(r.split(":")[0].lower() == "ic15" for r in real):
         console.stderr.print("warning: IC15 is the cross-domain target of the benchmark; training on it voids that comparison")
     sources = [tuple(r.split(":", 1)) if ":" in r and not Path(r).exists() else (r, None) for r in real]
     feature_store = build_store(store, data_dir, synthetic_groups=synthetic_groups, real=sources, seed=seed)
+    if threads:  # after the store: the CRNN's convolutions do use two threads well
+        import torch
+
+        torch.set_num_threads(threads)
     result = train_stage(stage, feature_store, out, init=init, steps=steps, batch_size=batch_size, lr=lr, seed=seed, resume=resume)
     console.print(f"stage {stage}: {result.steps} steps, final loss {result.final_loss:.4f}; weights {out}/recognizer.safetensors")
     if export:

@@ -371,20 +371,21 @@ class ConSE(DualEncoder):
     The image embedding is the probability-weighted mix of the text embeddings of the
     ImageNet classes the image classifier (EfficientNet-Lite0) finds most likely, with
     their probabilities renormalised over the ``top_k``; the class prompts go through
-    the same sentence encoder (all-MiniLM-L6-v2, mean pooling). Both live in MiniLM's
-    384-dimensional space. Embeddings are centred on the mean ImageNet class embedding
-    (a constant of the model, not of the target data) so that the "a photo of a"
-    component shared by every prompt does not dominate the cosine.
+    the same sentence encoder (all-MiniLM-L6-v2, mean pooling), so both live in MiniLM's
+    384-dimensional space. ``center`` subtracts the mean ImageNet class embedding (a
+    constant of the model) from both sides. The defaults (top 20, no centring) are the
+    best on PACS *photos* (72 %); cartoon and sketch were not looked at to choose them.
     """
 
-    def __init__(self, image_net, text_encoder, tokenizer, imagenet_names, class_names, templates, *, top_k: int = 5,
-                 bank_template: str = "a photo of a {}.", **kwargs):
+    def __init__(self, image_net, text_encoder, tokenizer, imagenet_names, class_names, templates, *, top_k: int = 20,
+                 center: bool = False, bank_template: str = "a photo of a {}.", **kwargs):
         super().__init__(class_names, templates, **kwargs)
         self.image_net, self.text_encoder, self.tokenizer, self.top_k = image_net, text_encoder, tokenizer, top_k
+        self.centered = center
         with torch.no_grad():
             bank = F.normalize(self._encode_plain([bank_template.format(n) for n in imagenet_names]), dim=-1)
         self.register_buffer("bank", bank, persistent=False)  # [1000, 384], fixed
-        self.register_buffer("center", bank.mean(0), persistent=False)
+        self.register_buffer("center", bank.mean(0) if center else torch.zeros_like(bank[0]), persistent=False)
         self.setup_mode()
 
     def _encode_plain(self, texts, batch_size: int = 128):
@@ -429,7 +430,7 @@ class ConSE(DualEncoder):
         return pooled - self.center if center else pooled
 
 
-def load_conse(class_names, templates, *, top_k: int = 5, **kwargs) -> ConSE:
+def load_conse(class_names, templates, *, top_k: int = 20, **kwargs) -> ConSE:
     from unseen.core.assets import load_asset, load_sentence_encoder
     from unseen.core.models import imagenet_class_names
 

@@ -33,7 +33,7 @@ class ImageSetup:
     mode: str = "prompt"
     views: int = 4  # cached views of each target image: view 0 as is, the others augmented
     templates: str = "single"  # the template set of the adapted prototypes (prompt mode: its first template)
-    top_k: int = 5
+    top_k: int = 20  # ConSE only
     scale: float | None = None
     lora_r: int = 8
     holdout: float | None = None  # None: transductive (the unlabeled target images are the evaluated ones)

@@ -21,6 +21,7 @@ N = 2
 def run(console, data_dir=None, *, pool_size: int = POOL_SIZE, queries: int = QUERIES, n: int = N, weights=None) -> dict:
     from rich.table import Table
 
+    from unseen.core.data import load_dataset
     from unseen.scenetext.evaluate import load_records
     from unseen.scenetext.metrics import correct, report
     from unseen.scenetext.pool import Pool, PoolSample
@@ -28,11 +29,10 @@ def run(console, data_dir=None, *, pool_size: int = POOL_SIZE, queries: int = QU
 
     started = time.perf_counter()
     recognizer = Recognizer.load(weights)
-    train = load_records("ic15", "train", data_dir)
-    chosen = random.Random(0).sample(range(len(train)), pool_size)
+    train = load_dataset("ic15", "train", data_dir=data_dir)
+    chosen = [train[i] for i in random.Random(0).sample(range(len(train)), pool_size)]
     pool = Pool.new(recognizer.encoder)
-    pool.add([PoolSample(train[i]["image"], train[i]["text"], train[i]["path"]) for i in chosen
-              if _ascii(train[i]["text"])], recognizer.encoder)
+    pool.add([PoolSample(r["image"], r["text"], r["path"]) for r in chosen if _ascii(r["text"])], recognizer.encoder)
     test = load_records("ic15", "test", data_dir, limit=queries)
     visuals = recognizer.encode([r["image"] for r in test])
     plain = recognizer.read_visuals(visuals)

@@ -1,0 +1,377 @@
+"""POUF benchmark: regenerates docs/results/pouf.md, pouf.png and the raw pouf-*.json.
+
+    .venv/bin/python bench/pouf/bench.py text     # SmolLM2-135M on 9 text tasks, zero-shot vs POUF, 3 seeds
+    .venv/bin/python bench/pouf/bench.py image    # ConSE on PACS cartoon/sketch (photo for reference)
+    .venv/bin/python bench/pouf/bench.py speed    # one prompt-tuning step: cached features vs re-encoding
+    .venv/bin/python bench/pouf/bench.py report   # the tables and the plot from the JSON files
+
+Run the first three under `flock /tmp/unseen-heavy.lock` on a shared machine. Each
+finished (task, seed) is stored at once in the JSON file, and a rerun skips it, so an
+interrupted benchmark continues where it stopped (--fresh starts over). Run folders go
+to runs/pouf-bench/ (not committed). Labels are read only by `evaluate_run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "docs" / "results"
+RUNS = REPO / "runs" / "pouf-bench"
+TEXT_JSON, IMAGE_JSON, SPEED_JSON = RESULTS / "pouf-text.json", RESULTS / "pouf-image.json", RESULTS / "pouf-speed.json"
+
+TEXT_TASKS = ["sst2", "mr", "cr", "mpqa", "subj", "trec", "ag_news", "rte", "mrpc"]
+# the benchmark's protocol (fixed before looking at any evaluation split; see docs/pouf.md)
+TEXT = {"model": "smollm2-135m-instruct", "mode": "ln", "tune_layers": 4, "unlabeled": 500, "eval": 500,
+        "steps": 150, "batch_size": 32, "lr": 3e-3, "select_every": 25}
+IMAGE = {"model": "conse", "targets": ["cartoon", "sketch"], "reference": "photo", "views": 4, "top_k": 20,
+         "modes": {"prompt": {"steps": 300, "lr": 2e-3, "batch_size": 64, "select_every": 50},
+                   "full": {"steps": 120, "lr": 1e-5, "batch_size": 32, "select_every": 30, "unlabeled": 1200}}}
+SEEDS = [0, 1, 2]
+
+
+def machine() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        info["memory_gib"] = round(int(Path("/proc/meminfo").read_text().split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    import torch
+
+    info["torch"] = torch.__version__
+    info["torch_threads"] = torch.get_num_threads()
+    try:
+        info["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                            text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        info["git_commit"] = None
+    return info
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _store(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(temporary, path)
+
+
+def _header(kind: str, protocol: dict) -> dict:
+    return {"kind": kind, "command": " ".join([Path(sys.executable).name, *sys.argv]), "protocol": protocol,
+            "seeds": SEEDS, "machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+# --- text ----------------------------------------------------------------------------------
+
+
+def run_text(args) -> None:
+    from unseen.pouf.adapt import AdaptConfig
+    from unseen.pouf.tasks import load_text_task
+    from unseen.pouf.text import TextSetup, evaluate_run, run_adapt
+
+    data = {} if args.fresh else _load(TEXT_JSON)
+    if not data:
+        data = _header("text", TEXT) | {"tasks": {}}
+    for name in args.tasks:
+        entry = data["tasks"].setdefault(name, {"seeds": {}})
+        for seed in SEEDS:
+            if str(seed) in entry["seeds"]:
+                continue
+            task = load_text_task(name)
+            setup = TextSetup(TEXT["model"], task, mode=TEXT["mode"], tune_layers=TEXT["tune_layers"],
+                              unlabeled_limit=TEXT["unlabeled"], eval_limit=TEXT["eval"])
+            config = AdaptConfig(mode=TEXT["mode"], steps=TEXT["steps"], batch_size=TEXT["batch_size"], lr=TEXT["lr"],
+                                 seed=seed, scale=10.0, lambda_mi=0.6, select_every=TEXT["select_every"])
+            out = RUNS / "text" / name / f"seed{seed}"
+            shutil.rmtree(out, ignore_errors=True)
+            started = time.perf_counter()
+            run_adapt(setup, config, out)
+            adapt_seconds = time.perf_counter() - started
+            results = evaluate_run(out)
+            results["adapt_seconds"] = adapt_seconds
+            entry["seeds"][str(seed)] = results
+            data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+            _store(TEXT_JSON, data)
+            z, p = results["zeroshot"], results["pouf"]
+            print(f"{name} seed {seed}: zero-shot {z['single']['accuracy']:.3f}/{z['ensemble']['accuracy']:.3f} "
+                  f"POUF {p['single']['accuracy']:.3f}/{p['ensemble']['accuracy']:.3f} (step {results['selected_step']}, "
+                  f"{adapt_seconds:.0f} s)", flush=True)
+
+
+# --- images --------------------------------------------------------------------------------
+
+
+def run_image(args) -> None:
+    from unseen.pouf.adapt import AdaptConfig
+    from unseen.pouf.image import ImageSetup, evaluate_run, run_adapt, zeroshot
+    from unseen.pouf.tasks import load_image_task
+
+    data = {} if args.fresh else _load(IMAGE_JSON)
+    if not data:
+        data = _header("image", IMAGE) | {"domains": {}}
+    for domain in [IMAGE["reference"], *IMAGE["targets"]]:
+        entry = data["domains"].setdefault(domain, {"runs": {}})
+        task = load_image_task(f"pacs/{domain}")
+        if "zeroshot" not in entry:
+            setup = ImageSetup(task=task, model_name=IMAGE["model"], views=1, top_k=IMAGE["top_k"])
+            entry["zeroshot"] = {k: v for k, v in zeroshot(setup).items() if k != "seconds"}
+            _store(IMAGE_JSON, data)
+            print(f"{domain}: zero-shot single {entry['zeroshot']['single']['accuracy']:.3f} "
+                  f"ensemble {entry['zeroshot']['ensemble']['accuracy']:.3f}", flush=True)
+        if domain == IMAGE["reference"]:
+            continue
+        for mode in args.modes:
+            knobs = IMAGE["modes"][mode]
+            for seed in SEEDS:
+                key = f"{mode}/{seed}"
+                if key in entry["runs"]:
+                    continue
+                setup = ImageSetup(task=task, model_name=IMAGE["model"], mode=mode, views=IMAGE["views"] if mode == "prompt" else 1,
+                                   top_k=IMAGE["top_k"], templates="single", unlabeled_limit=knobs.get("unlabeled"))
+                config = AdaptConfig(mode=mode, steps=knobs["steps"], batch_size=knobs["batch_size"], lr=knobs["lr"], seed=seed,
+                                     scale=100.0, lambda_mi=0.3, mi_on_model_logits=False, select_every=knobs["select_every"])
+                out = RUNS / "image" / domain / mode / f"seed{seed}"
+                shutil.rmtree(out, ignore_errors=True)
+                started = time.perf_counter()
+                run_adapt(setup, config, out)
+                adapt_seconds = time.perf_counter() - started
+                results = evaluate_run(out)
+                results["adapt_seconds"] = adapt_seconds
+                entry["runs"][key] = results
+                data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+                _store(IMAGE_JSON, data)
+                print(f"{domain} {mode} seed {seed}: {results['pouf']['single']['accuracy']:.3f} "
+                      f"(zero-shot {results['zeroshot']['single']['accuracy']:.3f}, step {results['selected_step']}, "
+                      f"{adapt_seconds:.0f} s)", flush=True)
+
+
+# --- speed ---------------------------------------------------------------------------------
+
+
+def run_speed(args) -> None:
+    """The same prompt-tuning step (forward, POUF loss, backward, AdamW) on 32 sketches:
+    from cached image features, and re-encoding the images through the frozen EfficientNet."""
+    import torch
+
+    from unseen.pouf.adapt import AdaptConfig, batch_loss
+    from unseen.pouf.dual import ImageRef
+    from unseen.pouf.image import ImageSetup, build_model
+    from unseen.pouf.tasks import load_image_task
+
+    from unseen.core.data import load_dataset
+
+    torch.manual_seed(0)
+    task = load_image_task("pacs/sketch")
+    model = build_model(ImageSetup(task=task, mode="prompt", top_k=IMAGE["top_k"]))
+    records = load_dataset("pacs", "sketch")
+    indices = torch.randperm(len(records), generator=torch.Generator().manual_seed(0))[: args.batch].tolist()
+    refs = [ImageRef(records, i, 1) for i in indices]
+    cached = model.collate(model.image_features(refs), 0)
+    fresh = model.collate(refs, 0)
+    config = AdaptConfig(scale=100.0, lambda_mi=0.3, mi_on_model_logits=False)
+    optimizer = torch.optim.AdamW([model.context], lr=1e-3)
+
+    def step(batch):
+        loss, _ = batch_loss(model, batch, config)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    def frozen_encode_step():
+        with torch.no_grad():  # the image tower is frozen in prompt mode: no graph through it
+            features = model.encode_images(model.preprocess([ref.load() for ref in refs]))
+        step({"features": features, "view": 0})
+
+    timings = {}
+    for name, fn in (("cached features", lambda: step(cached)), ("re-encoding images", frozen_encode_step)):
+        fn()  # warm-up
+        samples = []
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - started)
+        timings[name] = {"median_s": statistics.median(samples), "min_s": min(samples), "samples": samples}
+        print(f"{name}: median {timings[name]['median_s'] * 1000:.1f} ms over {args.repeats} steps", flush=True)
+    ratio = timings["re-encoding images"]["median_s"] / timings["cached features"]["median_s"]
+    _ = fresh
+    data = _header("speed", {"batch": args.batch, "repeats": args.repeats, "model": "conse", "mode": "prompt",
+                             "views": "augmented view 1 of 32 PACS sketches"}) | {"timings": timings, "ratio": ratio}
+    _store(SPEED_JSON, data)
+    print(f"re-encoding / cached: {ratio:.0f}x", flush=True)
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def _mean_std(values):
+    values = [100 * v for v in values]
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _fmt(values) -> str:
+    mean, std = _mean_std(values)
+    return f"{mean:.1f} ± {std:.1f}"
+
+
+def report(args) -> None:
+    text, image, speed = _load(TEXT_JSON), _load(IMAGE_JSON), _load(SPEED_JSON)
+    lines = ["# POUF results", "",
+             "Regenerated by `bench/pouf/bench.py` (text, image, speed, then report). Accuracy in %, mean ± std over "
+             "the seeds; the zero-shot rows do not depend on the seed. No target label is used for training or for "
+             "choosing the checkpoint (label-free selection, see docs/pouf.md).", ""]
+    plot = {}
+    if text.get("tasks"):
+        p = text["protocol"]
+        lines += ["## Text: SmolLM2-135M-Instruct, zero-shot vs POUF", "",
+                  f"Protocol: POUF mode `{p['mode']}` on the top {p['tune_layers']} layers (inputs cached), {p['steps']} steps, "
+                  f"batch {p['batch_size']}, lr {p['lr']}, the task's prompts as views; unlabeled data: {p['unlabeled']} texts of the "
+                  f"train split (labels dropped); evaluation: {p['eval']} examples of the test/validation split (a fixed "
+                  "random subset where larger; ag_news: disjoint halves of its test split). Seeds: "
+                  f"{', '.join(str(s) for s in text['seeds'])}. Command: `{text['command']}`.", "",
+                  "| task | zero-shot single | zero-shot ensemble | POUF single | POUF ensemble | Δ vs zero-shot ensemble | balanced acc. ZS ens. → POUF ens. | kept zero-shot |",
+                  "|---|---|---|---|---|---|---|---|"]
+        deltas, zs_ens_all, pouf_ens_all = [], [], []
+        for name, entry in text["tasks"].items():
+            runs = list(entry["seeds"].values())
+            if not runs:
+                continue
+            zs_single = runs[0]["zeroshot"]["single"]["accuracy"]
+            zs_ens = runs[0]["zeroshot"]["ensemble"]["accuracy"]
+            pouf_single = [r["pouf"]["single"]["accuracy"] for r in runs]
+            pouf_ens = [r["pouf"]["ensemble"]["accuracy"] for r in runs]
+            delta = statistics.mean(pouf_ens) - zs_ens
+            deltas.append(delta)
+            zs_ens_all.append(zs_ens)
+            pouf_ens_all.append(statistics.mean(pouf_ens))
+            bal = f"{100 * runs[0]['zeroshot']['ensemble']['balanced_accuracy']:.1f} → {_fmt([r['pouf']['ensemble']['balanced_accuracy'] for r in runs])}"
+            fallback = sum(bool(r["fallback"]) for r in runs)
+            lines.append(f"| {name} | {100 * zs_single:.1f} | {100 * zs_ens:.1f} | {_fmt(pouf_single)} | {_fmt(pouf_ens)} | "
+                         f"{100 * delta:+.1f} | {bal} | {fallback}/{len(runs)} |")
+            plot[name] = (100 * zs_single, 100 * zs_ens, _mean_std(pouf_ens))
+        if deltas:
+            worst = min(deltas)
+            lines += ["", f"Average over {len(deltas)} tasks: zero-shot ensemble {100 * statistics.mean(zs_ens_all):.1f}, "
+                      f"POUF ensemble {100 * statistics.mean(pouf_ens_all):.1f} ({100 * statistics.mean(deltas):+.1f} points; "
+                      f"target +3). Worst task: {100 * worst:+.1f} points (target: no task below −1).", ""]
+        seconds = [r.get("adapt_seconds", 0) for e in text["tasks"].values() for r in e["seeds"].values()]
+        if seconds:
+            lines += [f"Adaptation wall time per run (caching the frozen layers included on the first seed): median "
+                      f"{statistics.median(seconds):.0f} s on {text['machine'].get('cpus')} shared CPU cores.", ""]
+    if image.get("domains"):
+        p = image["protocol"]
+        lines += ["## Images: ConSE (EfficientNet-Lite0 × MiniLM) on PACS", "",
+                  f"ConSE top-{p['top_k']} (see docs/pouf.md). Targets are adapted on all of their images without labels and "
+                  "evaluated on the same images (transductive, as in the official code). POUF prompt: CoOp context "
+                  f"(\"a photo of a\"), {p['views']} cached views per image; POUF full: EfficientNet and MiniLM weights. "
+                  f"Command: `{image['command']}`.", "",
+                  "| domain | zero-shot single | zero-shot ensemble | POUF prompt | POUF full |", "|---|---|---|---|---|"]
+        for domain, entry in image["domains"].items():
+            zs = entry.get("zeroshot", {})
+            cells = [f"{100 * zs['single']['accuracy']:.1f}" if zs else "–", f"{100 * zs['ensemble']['accuracy']:.1f}" if zs else "–"]
+            for mode in ("prompt", "full"):
+                accs = [r["pouf"]["single"]["accuracy"] for k, r in entry.get("runs", {}).items() if k.startswith(mode + "/")]
+                cells.append(_fmt(accs) if accs else "–")
+            lines.append(f"| {domain}{' (reference)' if domain == p['reference'] else ''} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if speed.get("timings"):
+        t = speed["timings"]
+        lines += ["## Speed: one prompt-tuning step", "",
+                  f"Batch of {speed['protocol']['batch']} PACS sketches, ConSE, POUF loss + backward + AdamW on the context "
+                  f"vectors; median of {speed['protocol']['repeats']} steps, same process, back to back.", "",
+                  "| step | median | min |", "|---|---|---|"]
+        for name, timing in t.items():
+            lines.append(f"| {name} | {1000 * timing['median_s']:.1f} ms | {1000 * timing['min_s']:.1f} ms |")
+        lines += ["", f"Cached features make the step {speed['ratio']:.0f}x faster.", ""]
+    for data in (text, image, speed):
+        if data:
+            m = data["machine"]
+            lines.append(f"- {data['kind']}: {m.get('cpu', '?')}, {m.get('cpus')} CPUs, {m.get('memory_gib', '?')} GiB, "
+                         f"torch {m.get('torch')} ({m.get('torch_threads')} threads), commit {m.get('git_commit')}, "
+                         f"{data.get('started')} – {data.get('finished', data.get('started'))}")
+    (RESULTS / "pouf.md").write_text("\n".join(lines) + "\n")
+    if plot:
+        _plot(plot, image)
+    print(f"wrote {RESULTS / 'pouf.md'}")
+
+
+def _plot(text_rows: dict, image: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2 if image.get("domains") else 1, figsize=(13, 4.2), squeeze=False,
+                                gridspec_kw={"width_ratios": [3, 1]} if image.get("domains") else None)
+    ax = axes[0][0]
+    names = list(text_rows)
+    x = range(len(names))
+    ax.bar([i - 0.27 for i in x], [text_rows[n][0] for n in names], 0.27, label="zero-shot, single prompt", color="#bbbbbb")
+    ax.bar(list(x), [text_rows[n][1] for n in names], 0.27, label="zero-shot, prompt ensemble", color="#777777")
+    ax.bar([i + 0.27 for i in x], [text_rows[n][2][0] for n in names], 0.27, yerr=[text_rows[n][2][1] for n in names],
+           label="POUF, prompt ensemble", color="#2a7ab9", capsize=2)
+    ax.set_xticks(list(x), names)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("SmolLM2-135M-Instruct: zero-shot vs POUF (3 seeds)")
+    ax.legend(fontsize=8, loc="lower right")
+    if image.get("domains"):
+        ax = axes[0][1]
+        domains = list(image["domains"])
+        for offset, (label, getter, color) in enumerate([
+            ("zero-shot single", lambda e: [e["zeroshot"]["single"]["accuracy"]], "#bbbbbb"),
+            ("zero-shot ensemble", lambda e: [e["zeroshot"]["ensemble"]["accuracy"]], "#777777"),
+            ("POUF prompt", lambda e: [r["pouf"]["single"]["accuracy"] for k, r in e["runs"].items() if k.startswith("prompt/")], "#2a7ab9"),
+            ("POUF full", lambda e: [r["pouf"]["single"]["accuracy"] for k, r in e["runs"].items() if k.startswith("full/")], "#d9822b"),
+        ]):
+            values = [getter(image["domains"][d]) or [0] for d in domains]
+            means = [_mean_std(v) for v in values]
+            ax.bar([i + (offset - 1.5) * 0.2 for i in range(len(domains))], [m for m, _ in means], 0.2,
+                   yerr=[s for _, s in means], label=label, color=color, capsize=2)
+        ax.set_xticks(range(len(domains)), domains)
+        ax.set_ylim(0, 100)
+        ax.set_title("ConSE on PACS")
+        ax.legend(fontsize=7, loc="upper right")
+    figure.tight_layout()
+    figure.savefig(RESULTS / "pouf.png", dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    text = sub.add_parser("text")
+    text.add_argument("--tasks", default=",".join(TEXT_TASKS))
+    text.add_argument("--fresh", action="store_true")
+    image = sub.add_parser("image")
+    image.add_argument("--modes", default="prompt,full")
+    image.add_argument("--fresh", action="store_true")
+    speed = sub.add_parser("speed")
+    speed.add_argument("--batch", type=int, default=32)
+    speed.add_argument("--repeats", type=int, default=10)
+    sub.add_parser("report")
+    args = parser.parse_args()
+    if hasattr(args, "tasks"):
+        args.tasks = args.tasks.split(",")
+    if hasattr(args, "modes"):
+        args.modes = args.modes.split(",")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    {"text": run_text, "image": run_image, "speed": run_speed, "report": report}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
