@@ -24,7 +24,7 @@ def quickstart(
     skip_assets: bool = typer.Option(False, "--skip-assets", help="Skip loading every asset."),
     data_dir: Optional[str] = DataDirOption,
 ):
-    """Check the assets, tour the data, and run one real zero-shot evaluation.
+    """Check the assets, tour the data, run a zero-shot evaluation, a FLAN held-out task, POUF and E2STR steps.
 
     Takes a few minutes on 2 CPU cores (the first run also converts the language
     models to safetensors once).
@@ -91,7 +91,15 @@ def quickstart(
     console.print(markdown_table(instruct_results, step["model"]), markup=False)
     results["instruct"] = instruct_results["results"]
 
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    # each method adds its own short step; the step prints its table and returns its numbers
+    from unseen.pouf import quickstart as pouf_step
+    from unseen.scenetext import quickstart as scenetext_step
+
+    for number, (name, step_module) in enumerate([("pouf", pouf_step), ("scenetext", scenetext_step)], start=5):
+        console.print(f"[bold]{number}. {'POUF' if name == 'pouf' else 'Scene text (E2STR)'}[/]")
+        results[name] = step_module.run(console.stdout, data_dir)
+
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     (out / "results.md").write_text(
         "| model | task | n | accuracy | balanced accuracy | always-majority |\n|---|---|---|---|---|---|\n"
         f"| {step['model']} | {step['dataset']}/{step['split']} | {report['n']} | {report['accuracy']:.3f} | "

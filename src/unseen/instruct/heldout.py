@@ -32,11 +32,11 @@ class HeldoutConfig:
     tasks: dict[str, list[str]] = field(default_factory=dict)  # cluster -> evaluated datasets (default: all)
 
 
-def _load_or_run(path: Path, run):
+def _load_or_run(path: Path, run, label: str):
     if path.exists():
         return json.loads(path.read_text())
     results = run()
-    write_results(results, path)
+    write_results(results, path, label=label)
     return results
 
 
@@ -57,7 +57,7 @@ def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, co
             console.print(f"[bold]{cluster}[/] held out, {model_name}: base model")
             model, tokenizer = load_model(model_name)
             base = _load_or_run(out_dir / cluster / label / "base.json",
-                                lambda: evaluate(model, tokenizer, eval_config, data_dir=data_dir))
+                                lambda: evaluate(model, tokenizer, eval_config, data_dir=data_dir), f"{label} base")
             del model
             tuned_runs = []
             for seed in config.seeds:
@@ -73,7 +73,8 @@ def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, co
                         instruction_tune(train_config, run_dir, resume=(run_dir / "checkpoints").exists(), data_dir=data_dir)
                     console.print(f"[bold]{cluster}[/] held out, {model_name}: tuned model, seed {seed}")
                 tuned_model, tokenizer = load_model(str(run_dir / "model")) if not results_path.exists() else (None, None)
-                tuned_runs.append(_load_or_run(results_path, lambda: evaluate(tuned_model, tokenizer, eval_config, data_dir=data_dir)))
+                tuned_runs.append(_load_or_run(
+                    results_path, lambda: evaluate(tuned_model, tokenizer, eval_config, data_dir=data_dir), f"{label} seed {seed}"))
             for task in tasks:
                 row = {"cluster": cluster, "model": model_name, "task": task,
                        "n": base["results"][task]["n"],
