@@ -107,8 +107,8 @@ def _single(batch):
     return batch[0]
 
 
-def batch_loss(model, batch: dict, config: AdaptConfig):
-    features = model(batch)
+def batch_loss(model, batch: dict, config: AdaptConfig, features: torch.Tensor | None = None):
+    features = model(batch) if features is None else features
     view = batch["view"] if isinstance(batch["view"], int) else 0
     prototypes = model.prototypes(view)
     logits = model.class_logits(features, view) if config.mi_on_model_logits else None
@@ -159,20 +159,22 @@ def _normalised_entropy(distribution: torch.Tensor) -> float:
 
 @torch.no_grad()
 def selection_stats(model, items, indices: Sequence[int], config: AdaptConfig) -> dict:
-    """Label-free statistics of the held-out unlabeled slice."""
+    """Label-free statistics of the held-out unlabeled slice (one encoder pass per view)."""
     was_training = model.training
     model.eval()
     objective, count = 0.0, 0
+    log_probs = torch.empty(len(items), len(indices), model.num_classes)
     for view in range(len(items)):
         for start in range(0, len(indices), config.batch_size):
             chunk = list(indices[start : start + config.batch_size])
-            if len(chunk) < 2:
-                continue
-            loss, _ = batch_loss(model, model.collate([items[view][i] for i in chunk], view), config)
-            objective += loss.item() * len(chunk)
-            count += len(chunk)
+            batch = model.collate([items[view][i] for i in chunk], view)
+            features = model(batch)
+            if len(chunk) >= 2:
+                loss, _ = batch_loss(model, batch, config, features=features)
+                objective += loss.item() * len(chunk)
+                count += len(chunk)
+            log_probs[view, start : start + len(chunk)] = model.class_logits(features, view).float().log_softmax(-1).cpu()
     model.train(was_training)
-    log_probs = predict_log_probs(model, items, indices=indices, batch_size=config.batch_size)
     predictions = log_probs.argmax(-1)  # [V, N]
     agreement = float((predictions == predictions[0]).all(0).float().mean())
     combined = ensemble(log_probs).argmax(-1)
@@ -255,7 +257,10 @@ def adapt(model, items: Sequence[Sequence], config: AdaptConfig, out_dir: str | 
         _write_json(selection_file, asdict(selection) | {"criterion": config.select})
         return {f"select_{k}": v for k, v in stats.items() if k not in ("step", "predicted")}
 
-    dataset = PoufBatches(model, items, train_indices, config.batch_size, config.steps, config.seed, one_view_per_batch)
+    # a fixed number of pre-drawn batches (not `steps`), so that resuming with more steps reads what an
+    # uninterrupted run would have read
+    dataset = PoufBatches(model, items, train_indices, config.batch_size, max(config.steps, 2000), config.seed,
+                          one_view_per_batch)
     train_config = TrainConfig(
         out_dir=str(out), steps=config.steps, batch_size=1, lr=config.lr, weight_decay=config.weight_decay,
         seed=config.seed, save_every=config.save_every, max_grad_norm=1.0,
