@@ -33,9 +33,9 @@ TEXT_TASKS = ["sst2", "mr", "cr", "mpqa", "subj", "trec", "ag_news", "rte", "mrp
 # the benchmark's protocol (fixed before looking at any evaluation split; see docs/pouf.md)
 TEXT = {"model": "smollm2-135m-instruct", "mode": "ln", "tune_layers": 4, "unlabeled": 500, "eval": 500,
         "steps": 150, "batch_size": 32, "lr": 3e-3, "select_every": 25}
-IMAGE = {"model": "conse", "targets": ["cartoon", "sketch"], "reference": "photo", "views": 4, "top_k": 20,
-         "modes": {"prompt": {"steps": 300, "lr": 2e-3, "batch_size": 64, "select_every": 50},
-                   "full": {"steps": 120, "lr": 1e-5, "batch_size": 32, "select_every": 30, "unlabeled": 1200}}}
+IMAGE = {"model": "conse", "targets": ["cartoon", "sketch"], "reference": "photo", "top_k": 20, "eval": 1000,
+         "modes": {"prompt": {"steps": 300, "lr": 5e-3, "batch_size": 64, "select_every": 50, "views": 4},
+                   "full": {"steps": 100, "lr": 1e-5, "batch_size": 32, "select_every": 25, "views": 2, "unlabeled": 1200}}}
 SEEDS = [0, 1, 2]
 
 
@@ -129,7 +129,7 @@ def run_image(args) -> None:
         entry = data["domains"].setdefault(domain, {"runs": {}})
         task = load_image_task(f"pacs/{domain}")
         if "zeroshot" not in entry:
-            setup = ImageSetup(task=task, model_name=IMAGE["model"], views=1, top_k=IMAGE["top_k"])
+            setup = ImageSetup(task=task, model_name=IMAGE["model"], views=1, top_k=IMAGE["top_k"], eval_limit=IMAGE["eval"])
             entry["zeroshot"] = {k: v for k, v in zeroshot(setup).items() if k != "seconds"}
             _store(IMAGE_JSON, data)
             print(f"{domain}: zero-shot single {entry['zeroshot']['single']['accuracy']:.3f} "
@@ -142,8 +142,8 @@ def run_image(args) -> None:
                 key = f"{mode}/{seed}"
                 if key in entry["runs"]:
                     continue
-                setup = ImageSetup(task=task, model_name=IMAGE["model"], mode=mode, views=IMAGE["views"] if mode == "prompt" else 1,
-                                   top_k=IMAGE["top_k"], templates="single", unlabeled_limit=knobs.get("unlabeled"))
+                setup = ImageSetup(task=task, model_name=IMAGE["model"], mode=mode, views=knobs["views"], top_k=IMAGE["top_k"],
+                                   templates="single", unlabeled_limit=knobs.get("unlabeled"), eval_limit=IMAGE["eval"])
                 config = AdaptConfig(mode=mode, steps=knobs["steps"], batch_size=knobs["batch_size"], lr=knobs["lr"], seed=seed,
                                      scale=100.0, lambda_mi=0.3, mi_on_model_logits=False, select_every=knobs["select_every"])
                 out = RUNS / "image" / domain / mode / f"seed{seed}"
@@ -276,9 +276,11 @@ def report(args) -> None:
     if image.get("domains"):
         p = image["protocol"]
         lines += ["## Images: ConSE (EfficientNet-Lite0 × MiniLM) on PACS", "",
-                  f"ConSE top-{p['top_k']} (see docs/pouf.md). Targets are adapted on all of their images without labels and "
-                  "evaluated on the same images (transductive, as in the official code). POUF prompt: CoOp context "
-                  f"(\"a photo of a\"), {p['views']} cached views per image; POUF full: EfficientNet and MiniLM weights. "
+                  f"ConSE top-{p['top_k']} (see docs/pouf.md). Targets are adapted on their images without labels and "
+                  f"evaluated on a fixed random subset of {p['eval']} of the same images (transductive, as in the official "
+                  f"code). POUF prompt: CoOp context (\"a photo of a\"), {p['modes']['prompt']['views']} cached views per image, "
+                  f"{p['modes']['prompt']['steps']} steps; POUF full: every EfficientNet and MiniLM weight, "
+                  f"{p['modes']['full']['steps']} steps on {p['modes']['full']['unlabeled']} images. "
                   f"Command: `{image['command']}`.", "",
                   "| domain | zero-shot single | zero-shot ensemble | POUF prompt | POUF full |", "|---|---|---|---|---|"]
         for domain, entry in image["domains"].items():

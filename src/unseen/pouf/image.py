@@ -19,7 +19,7 @@ from unseen.pouf.dual import OFFLINE_IMAGE_MODEL, ImageRef, load_dual_encoder
 from unseen.pouf.tasks import DATA_SEED, ImageTask, image_records, image_templates
 
 IMAGE_DEFAULTS = {
-    "prompt": {"lr": 2e-3},
+    "prompt": {"lr": 5e-3},
     "ln": {"lr": 1e-3},
     "lora": {"lr": 5e-4},
     "full": {"lr": 1e-5},
