@@ -78,17 +78,17 @@ def quickstart(
               report["constant_baseline"], report["examples_per_second"]]],
         )
     )
-    step = config["instruct"]
-    console.print(f"[bold]4. Instruct[/]: {step['model']} zero-shot on held-out {step['task']} with {len(step['templates'])} templates")
+    instruct_step = config["instruct"]
+    console.print(f"[bold]4. Instruct[/]: {instruct_step['model']} zero-shot on held-out {instruct_step['task']} with {len(instruct_step['templates'])} templates")
     from unseen.instruct.evaluate import EvalConfig, evaluate, markdown_table
 
-    if step["model"] != config["zeroshot"]["model"]:
-        model, tokenizer = load_causal_lm(step["model"])
+    if instruct_step["model"] != config["zeroshot"]["model"]:
+        model, tokenizer = load_causal_lm(instruct_step["model"])
 
     instruct_results = evaluate(
-        model, tokenizer, EvalConfig(tasks=[step["task"]], templates=step["templates"], limit=step["limit"]), data_dir=data_dir
+        model, tokenizer, EvalConfig(tasks=[instruct_step["task"]], templates=instruct_step["templates"], limit=instruct_step["limit"]), data_dir=data_dir
     )
-    console.print(markdown_table(instruct_results, step["model"]), markup=False)
+    console.print(markdown_table(instruct_results, instruct_step["model"]), markup=False)
     results["instruct"] = instruct_results["results"]
 
     # each method adds its own short step; the step prints its table and returns its numbers
