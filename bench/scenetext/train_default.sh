@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the shipped default recognizer, src/unseen/scenetext/weights/e2str_lite.safetensors.
-# About an hour on 2 CPU cores: building the feature store (render 4,500 synthetic word groups,
-# Split-and-Transform of IIIT5K train, encode ~32k images with the frozen CRNN) ~25-35 min,
+# About an hour on 2 CPU cores: building the feature store (render 2,000 synthetic word groups,
+# Split-and-Transform of IIIT5K train, encode ~20k images with the frozen CRNN) ~25-35 min,
 # stage 1 and stage 2 ~10-20 min each. Every step resumes where it stopped if killed.
 # Fonts: Debian's fonts-liberation fonts-freefont-ttf fonts-urw-base35 fonts-roboto-unhinted fonts-open-sans
 # fonts-lato fonts-crosextra-carlito fonts-crosextra-caladea fonts-cantarell fonts-comic-neue fonts-linuxlibertine
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 STR=(.venv/bin/unseen str)
 STORE=runs/str/store
-"${STR[@]}" train --stage 1 --out runs/str/stage1 --store "$STORE" --synthetic-groups 4500 --real iiit5k:train \
-  --steps 3000 --batch-size 64 --lr 5e-4 --threads 1 "$@"
-"${STR[@]}" train --stage 2 --init runs/str/stage1 --out runs/str/stage2 --store "$STORE" --synthetic-groups 4500 --real iiit5k:train \
-  --steps 2000 --batch-size 32 --lr 3e-4 --threads 1 --export src/unseen/scenetext/weights/e2str_lite.safetensors "$@"
+"${STR[@]}" train --stage 1 --out runs/str/stage1 --store "$STORE" --synthetic-groups 2000 --real iiit5k:train \
+  --steps 2500 --batch-size 64 --lr 5e-4 --threads 1 "$@"
+"${STR[@]}" train --stage 2 --init runs/str/stage1 --out runs/str/stage2 --store "$STORE" --synthetic-groups 2000 --real iiit5k:train \
+  --steps 1500 --batch-size 32 --lr 3e-4 --threads 1 --export src/unseen/scenetext/weights/e2str_lite.safetensors "$@"

@@ -221,7 +221,7 @@ def train(
     stage: int = typer.Option(..., "--stage", min=1, max=2, help="1: plain recognition; 2: context training (Split-and-Transform)."),
     out: Path = typer.Option(..., "--out", help="Run folder."),
     store: Path = typer.Option(Path("runs/str/store"), "--store", help="Feature store (built first if missing or incomplete)."),
-    synthetic_groups: int = typer.Option(4500, "--synthetic-groups", help="Synthetic word groups rendered into the store."),
+    synthetic_groups: int = typer.Option(2000, "--synthetic-groups", help="Synthetic word groups rendered into the store."),
     real: List[str] = typer.Option(["iiit5k:train"], "--real", help="Real labelled crops: NAME:SPLIT or a labels.tsv folder / LMDB path."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from this run folder or weights (stage 2: the stage-1 run)."),
     steps: int = typer.Option(4000, "--steps"),

@@ -31,11 +31,11 @@ def tiny_tokenizer(words=WORDS):
                                    sep_token="[SEP]", mask_token="[MASK]")
 
 
-def tiny_causal_lm(folder: Path, *, layers: int = 3, seed: int = 0) -> Path:
+def tiny_causal_lm(folder: Path, *, layers: int = 3, seed: int = 0, words=WORDS) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    tokenizer = tiny_tokenizer()
+    tokenizer = tiny_tokenizer(words)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
                          pad_token_id=0, bos_token_id=2, eos_token_id=3, tie_word_embeddings=True)
@@ -56,11 +56,11 @@ def tiny_masked_lm(folder: Path, *, seed: int = 0) -> Path:
     return folder
 
 
-def tiny_clip(folder: Path, *, seed: int = 0, image_size: int = 32) -> Path:
+def tiny_clip(folder: Path, *, seed: int = 0, image_size: int = 32, words=WORDS) -> Path:
     from transformers import CLIPConfig, CLIPModel
 
     torch.manual_seed(seed)
-    tokenizer = tiny_tokenizer()
+    tokenizer = tiny_tokenizer(words)
     text = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
             "num_attention_heads": 4, "max_position_embeddings": 32, "eos_token_id": tokenizer.sep_token_id,
             "pad_token_id": 0, "bos_token_id": tokenizer.cls_token_id}
