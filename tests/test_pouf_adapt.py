@@ -10,6 +10,15 @@ from unseen.core.errors import UnseenError
 from unseen.pouf.adapt import AdaptConfig, adapt, predict_log_probs
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread avoids waiting at OpenMP barriers on a busy 2-core machine (10x here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class Toy(nn.Module):
     """Two Gaussian clusters; features pass through a learnable linear map (identity at start)."""
 
@@ -85,3 +94,30 @@ def test_agreement_criterion_and_errors(tmp_path):
         adapt(Toy(), [items[0][:1]], config, tmp_path / "c")
     with pytest.raises(UnseenError, match="unknown selection criterion"):
         adapt(Toy(), items, AdaptConfig(select="accuracy"), tmp_path / "d")
+
+
+class Diverging(Toy):
+    """Turns its features into NaN from the 8th training batch on."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, batch):
+        features = super().forward(batch)
+        if self.training:
+            self.calls += 1
+            if self.calls >= 8:
+                return features * float("nan")
+        return features
+
+
+def test_diverging_run_keeps_the_last_good_selection(tmp_path):
+    items, _ = _items()
+    config = AdaptConfig(steps=20, batch_size=32, lr=0.01, scale=10.0, mi_on_model_logits=False, select_every=5)
+    model = Diverging()
+    selection = adapt(model, items, config, tmp_path / "run")
+    assert any("diverged" in str(h.get("diverged", "")) for h in selection.history)
+    assert selection.step == 5 and not selection.fallback  # step 5 was scored before the loss turned NaN
+    assert (tmp_path / "run" / "selected.safetensors").exists()
+    assert torch.isfinite(model.map.weight).all()

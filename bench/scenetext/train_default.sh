@@ -12,5 +12,7 @@ STR=(.venv/bin/unseen str)
 STORE=runs/str/store
 "${STR[@]}" train --stage 1 --out runs/str/stage1 --store "$STORE" --synthetic-groups 2000 --real iiit5k:train \
   --steps 2500 --batch-size 64 --lr 5e-4 --threads 1 "$@"
+"${STR[@]}" train --stage 1 --out runs/str/stage1 --store "$STORE" --synthetic-groups 2000 --real iiit5k:train \
+  --steps 1000 --batch-size 64 --lr 5e-4 --threads 2 --resume "$@"
 "${STR[@]}" train --stage 2 --init runs/str/stage1 --out runs/str/stage2 --store "$STORE" --synthetic-groups 2000 --real iiit5k:train \
-  --steps 1500 --batch-size 32 --lr 3e-4 --threads 1 --export src/unseen/scenetext/weights/e2str_lite.safetensors "$@"
+  --steps 600 --batch-size 32 --lr 3e-4 --threads 2 --export src/unseen/scenetext/weights/e2str_lite.safetensors "$@"

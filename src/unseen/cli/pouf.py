@@ -98,9 +98,9 @@ def adapt_command(
     images: Optional[str] = ImagesOption,
     classes: Optional[Path] = ClassesOption,
     prompts: Optional[Path] = PromptsOption,
-    mode: str = typer.Option("prompt", "--mode", help="prompt | ln | lora | full"),
-    steps: int = typer.Option(200, "--steps", help="Optimizer steps."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Target examples per POUF batch."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="prompt | ln | lora | full (default: ln for text, prompt for images)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (default depends on the mode)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Target examples per POUF batch (default depends on the mode)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default depends on the mode)."),
     seed: int = typer.Option(0, "--seed"),
     lambda_mi: Optional[float] = typer.Option(None, "--lambda-mi", help="Weight of the mutual-information term (0.6 text, 0.3 images)."),
@@ -110,7 +110,7 @@ def adapt_command(
     tune_layers: int = typer.Option(4, "--tune-layers", help="Causal LM: how many top layers adapt (their inputs are cached)."),
     n_ctx: int = typer.Option(4, "--n-ctx", help="Causal LM prompt mode: learnable context positions (at most the template's answer lead)."),
     lora_r: int = typer.Option(8, "--lora-r", help="LoRA rank."),
-    views: int = typer.Option(4, "--views", help="Images: cached views per image (the first as is, the others augmented)."),
+    views: int = typer.Option(2, "--views", help="Images: cached views per image (the first as is, the others augmented)."),
     templates: str = typer.Option("single", "--templates", help="Images, non-prompt modes: class-prompt templates, single | ensemble."),
     holdout: Optional[float] = typer.Option(None, "--holdout", help="Images: fraction kept apart for evaluation (default: transductive)."),
     unlabeled_limit: Optional[int] = typer.Option(2000, "--unlabeled-limit", help="Use at most this many unlabeled target examples."),
@@ -119,24 +119,33 @@ def adapt_command(
 ):
     """Adapt on unlabeled target data; no label is read (see `unseen pouf eval`).
 
-    Example: unseen pouf adapt --task sst2 --mode prompt --out runs/pouf-sst2
+    Example: unseen pouf adapt --task sst2 --mode ln --out runs/pouf-sst2
     """
     from unseen.pouf.adapt import AdaptConfig
+
+    from unseen.core.errors import UnseenError
 
     kind = _kind(task, images)
     if kind == "text":
         from unseen.pouf import text
 
+        mode = mode or text.DEFAULT_MODE
+        if mode not in text.TEXT_DEFAULTS:
+            raise UnseenError(f"unknown mode {mode!r}; choose one of {', '.join(text.TEXT_DEFAULTS)}")
         setup = _text_setup(model, task, prompts, mode, tune_layers, n_ctx, lora_r, unlabeled_limit, None)
-        defaults = {"scale": 10.0, "lambda_mi": 0.6, "mi_on_model_logits": True, **text.TEXT_DEFAULTS.get(mode, {})}
+        defaults = {"scale": 10.0, "lambda_mi": 0.6, "mi_on_model_logits": True, **text.TEXT_DEFAULTS[mode]}
     else:
         from unseen.pouf import image
 
+        mode = mode or image.DEFAULT_MODE
+        if mode not in image.IMAGE_DEFAULTS:
+            raise UnseenError(f"unknown mode {mode!r}; choose one of {', '.join(image.IMAGE_DEFAULTS)}")
         setup = _image_setup(model, images, classes, mode, views, templates, lora_r, unlabeled_limit, None, holdout, data_dir)
-        defaults = {"scale": 100.0, "lambda_mi": 0.3, "mi_on_model_logits": False, **image.IMAGE_DEFAULTS.get(mode, {})}
+        defaults = {"scale": 100.0, "lambda_mi": 0.3, "mi_on_model_logits": False, **image.IMAGE_DEFAULTS[mode]}
         if scale is not None:
             setup.scale = scale
-    config = AdaptConfig(mode=mode, steps=steps, batch_size=batch_size, lr=lr if lr is not None else defaults["lr"], seed=seed,
+    config = AdaptConfig(mode=mode, steps=steps or defaults["steps"], batch_size=batch_size or defaults["batch_size"],
+                         lr=lr if lr is not None else defaults["lr"], seed=seed,
                          scale=scale if scale is not None else defaults["scale"],
                          lambda_mi=lambda_mi if lambda_mi is not None else defaults["lambda_mi"],
                          mi_on_model_logits=defaults["mi_on_model_logits"], select=select, select_every=select_every)

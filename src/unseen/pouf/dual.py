@@ -143,10 +143,11 @@ class DualEncoder(nn.Module):
                 parameter.requires_grad_("lora_" in name)
 
     def train(self, mode: bool = True):
+        """Batch-norm statistics stay frozen (small target batches would wreck them) and dropout
+        stays off, so that a step sees the same encoders as zero-shot inference and selection."""
         super().train(mode)
-        for module in self.modules():  # batch statistics of small target batches would wreck BN models
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
+        for child in self.children():  # gradients flow in eval mode; only BN updates and dropout are off
+            child.eval()
         return self
 
     def _init_context(self) -> None:

@@ -18,11 +18,13 @@ from unseen.pouf.adapt import AdaptConfig, adapt, load_selected, predict_log_pro
 from unseen.pouf.dual import OFFLINE_IMAGE_MODEL, ImageRef, load_dual_encoder
 from unseen.pouf.tasks import DATA_SEED, ImageTask, image_records, image_templates
 
+# prompt at lr 5e-3 was chosen on PACS photos (the reference domain); see docs/pouf.md
+DEFAULT_MODE = "prompt"
 IMAGE_DEFAULTS = {
-    "prompt": {"lr": 5e-3},
-    "ln": {"lr": 1e-3},
-    "lora": {"lr": 5e-4},
-    "full": {"lr": 1e-5},
+    "prompt": {"lr": 5e-3, "steps": 300, "batch_size": 64},
+    "ln": {"lr": 1e-3, "steps": 60, "batch_size": 16},
+    "lora": {"lr": 5e-4, "steps": 60, "batch_size": 16},
+    "full": {"lr": 1e-5, "steps": 60, "batch_size": 16},
 }
 
 
@@ -75,7 +77,9 @@ def _indices(setup: ImageSetup, n: int, role: str) -> list[int]:
         indices = sorted(order[cut:] if role == "unlabeled" else order[:cut])
     limit = setup.unlabeled_limit if role == "unlabeled" else setup.eval_limit
     if limit is not None and limit < len(indices):
-        order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(DATA_SEED + (role == "eval"))).tolist()
+        # transductive (no holdout): the same shuffle for both roles, so equal limits pick the same images
+        salt = int(role == "eval") if setup.holdout is not None else 0
+        order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(DATA_SEED + salt)).tolist()
         indices = sorted(indices[i] for i in order[:limit])
     return indices
 

@@ -375,8 +375,12 @@ def is_masked_lm(name_or_path: str) -> bool:
 
 
 def load_prompted_lm(name_or_path: str, verbalizers, *, mode: str = "prompt", tune_layers: int = 4, n_ctx: int | None = None,
-                     lora_r: int = 8) -> PromptedLM:
-    """A causal LM (asset name, folder, hub id) or a masked LM (folder or hub id)."""
+                     lora_r: int = 8, templates: Sequence[str] | None = None) -> PromptedLM:
+    """A causal LM (asset name, folder, hub id) or a masked LM (folder or hub id).
+
+    With ``templates``, a causal LM's prompt mode learns at most as many context positions
+    as every template has words after its last field (see :func:`safe_n_ctx`).
+    """
     if is_masked_lm(name_or_path):
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
@@ -389,4 +393,10 @@ def load_prompted_lm(name_or_path: str, verbalizers, *, mode: str = "prompt", tu
     from unseen.core.assets import load_causal_lm
 
     model, tokenizer = load_causal_lm(name_or_path)
-    return CausalPromptLM(model, tokenizer, verbalizers, mode=mode, tune_layers=tune_layers, n_ctx=n_ctx or 4, lora_r=lora_r)
+    n_ctx = n_ctx or 4
+    if templates is not None and mode == "prompt":
+        n_ctx = safe_n_ctx(tokenizer, templates, n_ctx)
+        if n_ctx == 0:
+            raise UnseenError("prompt mode needs template words after the last field of every template "
+                              "(e.g. '{sentence}\\nSentiment:'); add an answer lead or use --mode ln")
+    return CausalPromptLM(model, tokenizer, verbalizers, mode=mode, tune_layers=tune_layers, n_ctx=n_ctx, lora_r=lora_r)

@@ -1,7 +1,7 @@
 """The POUF step of `unseen quickstart`: a few POUF steps on unlabeled SST-2 sentences.
 
 SmolLM2-135M-Instruct reads two sentiment prompts; its top layers' norm weights adapt
-on 160 unlabeled training sentences (their labels are never read), and the first 200
+on 120 unlabeled training sentences (their labels are never read), and 150
 validation sentences are scored before and after with the single prompt and with the
 two-prompt ensemble. About a minute on 2 CPU cores (the frozen layers' outputs are
 cached under ~/.cache/unseen/pouf, so a second run is faster).
@@ -17,8 +17,8 @@ from unseen.pouf.adapt import AdaptConfig
 from unseen.pouf.tasks import load_text_task
 from unseen.pouf.text import DEFAULT_MODEL, TextSetup, evaluate_run, run_adapt
 
-QUICK = {"model": DEFAULT_MODEL, "task": "sst2", "prompts": [0, 2], "unlabeled": 160, "eval": 200,
-         "mode": "ln", "tune_layers": 4, "steps": 30, "batch_size": 32, "lr": 3e-3, "select_every": 10}
+QUICK = {"model": DEFAULT_MODEL, "task": "sst2", "prompts": [0, 2], "unlabeled": 120, "eval": 150,
+         "mode": "ln", "tune_layers": 4, "steps": 24, "batch_size": 16, "lr": 3e-3, "select_every": 8}
 
 
 def run(console, data_dir=None) -> dict:
@@ -43,7 +43,7 @@ def run(console, data_dir=None) -> dict:
             r = results[key][prompts]
             rows.append([label, "single prompt" if prompts == "single" else f"{len(task.prompts)}-prompt ensemble",
                          r["n"], r["accuracy"], r["balanced_accuracy"], " ".join(f"{x:.2f}" for x in r["predicted_distribution"])])
-    console.print(table(f"POUF on {QUICK['task']} validation (first {QUICK['eval']} of a fixed shuffle)",
+    console.print(table(f"POUF on {QUICK['task']} validation ({QUICK['eval']} sentences, a fixed random subset)",
                         ["model", "prompts", "n", "accuracy", "balanced acc.", "predicted class shares"], rows))
     note = "kept the zero-shot weights: " + selection.reason if selection.fallback else f"kept step {selection.step} (label-free choice)"
     console.print(note)

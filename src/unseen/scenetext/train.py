@@ -45,11 +45,12 @@ def build_store(out: Path, data_dir: Path | None, *, synthetic_groups: int = 600
     encoder = encoder or FrozenEncoder()
     store = FeatureStore.create(out, encoder.fingerprint, synthetic_groups=synthetic_groups, real=[list(r) for r in real], seed=seed)
     base = resolve_data_dir(data_dir)
-    if lexicon is None:
-        lexicon = build_lexicon(base) if base is not None else []
-    backgrounds = sorted((base / "images" / "pacs" / "photo").rglob("*.jpg")) if base is not None else []
-    renderer = WordRenderer(fonts if fonts is not None else find_fonts(), backgrounds)
     done = store.next_group()
+    if done < synthetic_groups:
+        if lexicon is None:
+            lexicon = build_lexicon(base) if base is not None else []
+        backgrounds = sorted((base / "images" / "pacs" / "photo").rglob("*.jpg")) if base is not None else []
+        renderer = WordRenderer(fonts if fonts is not None else find_fonts(), backgrounds)
     with Progress() as progress:
         task = progress.add_task("rendering + encoding synthetic groups", total=synthetic_groups, completed=min(done, synthetic_groups))
         for start in range(done, synthetic_groups, chunk):
