@@ -1,11 +1,13 @@
 """Rank scoring shares the prompt across options; it must equal a plain full forward."""
 
+import copy
+
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from unseen.core.metrics import balanced_accuracy, constant_answer_accuracy
-from unseen.core.scoring import score_options
+from unseen.core.scoring import quantize_for_cpu, score_options
 
 
 class ByteTokenizer:
@@ -54,6 +56,30 @@ def test_single_token_options_batched_with_left_padding(tiny_lm):
     for prompt, result in zip(prompts, scores):
         for option, value in zip(["a", "b"], result.loglik):
             assert value == pytest.approx(_reference(model, tokenizer, prompt, option), abs=1e-4)
+
+
+PROMPTS = ["Premise: a cat sat.\nAnswer:", "Q?", "short", "a much longer prompt than the other ones", "mid-sized prompt"]
+OPTIONS = [[" yes", " no", " maybe not", "x"], [" entailment", " contradiction"], ["a", "b"], ["a", "b"], [" c", "dd"]]
+
+
+def test_batch_size_changes_no_score(tiny_lm):
+    model, tokenizer = tiny_lm
+    one = score_options(model, tokenizer, PROMPTS, OPTIONS, batch_size=1)
+    for batch_size in (2, 8):
+        for a, b in zip(one, score_options(model, tokenizer, PROMPTS, OPTIONS, batch_size=batch_size)):
+            assert b.loglik == pytest.approx(a.loglik, abs=1e-4)
+            assert b.num_tokens == a.num_tokens
+
+
+def test_int8_scores_stay_close_to_fp32(tiny_lm):
+    model, tokenizer = tiny_lm
+    quantized = quantize_for_cpu(copy.deepcopy(model))
+    # the body is int8, the output layer (a lookup-sized product) stays exact
+    assert isinstance(quantized.model.layers[0].mlp.down_proj, torch.ao.nn.quantized.dynamic.Linear)
+    assert type(quantized.lm_head) is torch.nn.Linear
+    exact = score_options(model, tokenizer, PROMPTS, OPTIONS)
+    for a, b in zip(exact, score_options(quantized, tokenizer, PROMPTS, OPTIONS, batch_size=2)):
+        assert b.loglik == pytest.approx(a.loglik, rel=1e-3, abs=0.02)
 
 
 def test_balanced_accuracy_does_not_reward_a_constant_answer():

@@ -119,11 +119,16 @@ def eval_command(
     generate: bool = typer.Option(False, "--generate", help="Also decode freely: exact match and the rate of outputs among the options."),
     turned_around: bool = typer.Option(False, "--turned-around", help="Also evaluate turned-around (generative) templates."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
+    int8: bool = typer.Option(False, "--int8", help="CPU only: int8 dynamic quantization of the transformer body's linear "
+                              "layers (embeddings and output layer stay fp32). Faster scoring; scores "
+                              "move slightly, so predictions with close options can change (docs/instruct.md, 'Scoring speed')."),
     out: Path = typer.Option(Path("results/instruct_eval.json"), "--out", help="Results JSON; a Markdown table goes beside it."),
     templates_dir: Optional[List[Path]] = TemplatesDirOption,
     data_dir: Optional[str] = DataDirOption,
 ):
     """Zero- or few-shot evaluation over templates: per template, and mean ± std (max) over templates.
+
+    The default scoring is exact fp32; --int8 is the faster, approximate CPU path.
 
     Example: unseen instruct eval --model smollm2-135m-instruct --tasks rte,cb --templates all --limit 50 --out results/rte_cb.json
     """
@@ -139,8 +144,13 @@ def eval_command(
             raise UnseenError(f"no templates for task {name!r}; tasks: {', '.join(sorted(loaded))}")
     with console.stdout.status(f"loading {model}..."):
         lm, tokenizer = load_model(model)
+    if int8:
+        from unseen.core.scoring import quantize_for_cpu
+
+        lm = quantize_for_cpu(lm)
     results = evaluate(lm, tokenizer, config, data_dir=data_dir, tasks=loaded)
     results["model"] = model
+    results["quantization"] = "int8-dynamic" if int8 else None
     write_results(results, out, label=model)
     console.print(markdown_table(results, model), markup=False)
     console.print(f"results written to {out} and {out.with_suffix('.md')}")

@@ -1,0 +1,189 @@
+"""Race our rank scorer against EleutherAI lm-evaluation-harness on the same model, task and template.
+
+Needs lm-eval (installs nothing itself):  pip install -e '.[bench]'   (pins lm-eval==0.4.13)
+
+    python bench/instruct/speed_vs_lmeval.py                      # full run: writes docs/results/instruct_speed.{json,md}
+    python bench/instruct/speed_vs_lmeval.py --limit 60 --threads 1 --out /tmp/speed.json   # a short probe
+
+Per model, in one process and back to back: lm-eval (`hf` model, the local converted folder,
+a local task YAML with super_glue's template and our validation records), then our
+`score_options` in fp32 (exact) and with `quantize_for_cpu` (int8). Model loading is timed
+apart; examples/s counts scoring only (for lm-eval: `simple_evaluate` on a loaded model).
+Timings mean something only on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from unseen.core.assets import resolve_model_dir
+from unseen.core.data import load_dataset
+from unseen.core.scoring import quantize_for_cpu, score_options
+
+# lm-eval's super_glue templates (lm_eval/tasks/super_glue/{rte,cb}/default.yaml); labels index the choices
+TASKS = {
+    "rte": ("{premise}\nQuestion: {hypothesis} True or False?\nAnswer:", ["True", "False"]),
+    "cb": ("{premise}\nQuestion: {hypothesis}. True, False, or Neither?\nAnswer:", ["True", "False", "Neither"]),
+}
+DEFAULT_RUNS = ["smollm2-135m-instruct:rte", "gemma3-270m:rte,cb"]
+
+
+def write_task(folder: Path, name: str, records: list[dict]) -> str:
+    """A local lm-eval task: our records as JSONL, the template in lm-eval's Jinja syntax."""
+    template, choices = TASKS[name]
+    data = folder / f"{name}.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    task = f"speed_{name}"
+    jinja = template.replace("{", "{{").replace("}", "}}")
+    (folder / f"{task}.yaml").write_text(json.dumps({  # JSON is valid YAML
+        "task": task, "dataset_path": "json", "dataset_kwargs": {"data_files": {"validation": str(data)}},
+        "output_type": "multiple_choice", "validation_split": "validation", "doc_to_text": jinja,
+        "doc_to_target": "label", "doc_to_choice": choices, "metric_list": [{"metric": "acc"}],
+    }, indent=1))
+    return task
+
+
+def run_lmeval(model_dir: str, records: dict[str, list[dict]], batch_size: int) -> dict:
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    started = time.perf_counter()
+    lm = HFLM(pretrained=model_dir, dtype="float32", batch_size=batch_size, device="cpu")
+    load = time.perf_counter() - started
+    inner, scoring = lm.loglikelihood, [0.0]
+
+    def timed_loglikelihood(*args, **kwargs):  # the harness's own scoring time, without task set-up
+        begun = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            scoring[0] += time.perf_counter() - begun
+
+    lm.loglikelihood = timed_loglikelihood
+    with tempfile.TemporaryDirectory() as folder:
+        names = {write_task(Path(folder), name, recs): name for name, recs in records.items()}
+        started = time.perf_counter()
+        out = lm_eval.simple_evaluate(model=lm, tasks=list(names), task_manager=TaskManager(include_path=folder),
+                                      log_samples=True, bootstrap_iters=0)
+        harness = time.perf_counter() - started
+    predictions = {
+        names[task]: [max(range(len(s["filtered_resps"])), key=lambda k: s["filtered_resps"][k][0])
+                      for s in sorted(samples, key=lambda s: s["doc_id"])]
+        for task, samples in out["samples"].items()
+    }
+    return {"load_s": load, "seconds": scoring[0], "harness_s": harness, "predictions": predictions, "version": lm_eval.__version__}
+
+
+def run_ours(model, tokenizer, records: dict[str, list[dict]], batch_size: int) -> dict:
+    started = time.perf_counter()
+    predictions = {}
+    for name, recs in records.items():
+        template, choices = TASKS[name]
+        prompts = [template.format(**r) for r in recs]
+        scores = score_options(model, tokenizer, prompts, [[" " + c for c in choices]] * len(recs), batch_size=batch_size)
+        predictions[name] = [max(range(len(s.loglik)), key=s.loglik.__getitem__) for s in scores]
+    return {"seconds": time.perf_counter() - started, "predictions": predictions}
+
+
+def summarize(run: dict, records: dict[str, list[dict]], reference: dict | None) -> dict:
+    n = sum(len(r) for r in records.values())
+    row = {"seconds": round(run["seconds"], 2), "examples_per_s": round(n / run["seconds"], 2)}
+    for key in ("load_s", "harness_s"):
+        if key in run:
+            row[key] = round(run[key], 1)
+    for name, recs in records.items():
+        predicted = run["predictions"][name]
+        row[f"{name}_accuracy"] = round(100 * sum(p == r["label"] for p, r in zip(predicted, recs)) / len(recs), 2)
+        if reference is not None:  # how many predictions match lm-eval's, example by example
+            row[f"{name}_agreement"] = round(100 * sum(a == b for a, b in zip(predicted, reference[name])) / len(recs), 2)
+    return row
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout)
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "quantized_engine": torch.backends.quantized.engine, "python": platform.python_version(),
+            "git_commit": commit + ("-dirty" if dirty else "")}
+
+
+def markdown(report: dict) -> str:
+    lines = ["# Rank scoring speed: unseen vs lm-evaluation-harness", "",
+             f"Command: `{report['command']}`  ", f"Seed {report['seed']}; machine: {json.dumps(report['machine'])}", "",
+             "| model | tasks | n | scorer | scoring s | examples/s | speed-up vs lm-eval | accuracy | agreement with lm-eval |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for run in report["runs"]:
+        base = run["scorers"]["lm-eval"]["examples_per_s"]
+        for scorer, row in run["scorers"].items():
+            accuracy = ", ".join(f"{t} {row[f'{t}_accuracy']:.1f}" for t in run["tasks"])
+            agreement = ", ".join(f"{t} {row[f'{t}_agreement']:.1f}" for t in run["tasks"] if f"{t}_agreement" in row) or "–"
+            lines.append(f"| {run['model']} | {','.join(run['tasks'])} | {run['n']} | {scorer} | {row['seconds']:.1f} | "
+                         f"{row['examples_per_s']:.2f} | {row['examples_per_s'] / base:.2f}x | {accuracy} | {agreement} |")
+    lines += ["", "Scoring time excludes model loading and, for lm-eval, task set-up: it is the time inside "
+              "`HFLM.loglikelihood` (`harness_s` in the JSON is the whole `simple_evaluate`); ours is `score_options` "
+              "(tokenizing included). Accuracy is the argmax of the summed log-likelihood (lm-eval's `acc`); "
+              "agreement is the share of examples where a scorer picks the same option as lm-eval."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, help="MODEL:TASK[,TASK] (tasks: rte, cb)")
+    parser.add_argument("--limit", type=int, help="first N validation examples of each task (probes)")
+    parser.add_argument("--batch-size", type=int, default=8, help="for both scorers (lm-eval's --batch_size)")
+    parser.add_argument("--threads", type=int, help="torch threads for everything (default: torch's choice)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("docs/results/instruct_speed.json"))
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    report = {"command": " ".join(["python", *sys.argv]), "seed": args.seed, "machine": machine(), "runs": []}
+    for spec in args.runs:
+        name, tasks = spec.split(":")
+        tasks = tasks.split(",")
+        records = {t: load_dataset(t, "validation")[: args.limit] for t in tasks}
+        model_dir = resolve_model_dir(name)  # converts the GGUF on first use, outside the timings
+        lmeval = run_lmeval(model_dir, records, args.batch_size)
+        started = time.perf_counter()
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        load = time.perf_counter() - started
+        fp32 = run_ours(model, tokenizer, records, args.batch_size) | {"load_s": load}
+        started = time.perf_counter()
+        quantized = quantize_for_cpu(copy.deepcopy(model))
+        load = time.perf_counter() - started
+        int8 = run_ours(quantized, tokenizer, records, args.batch_size) | {"load_s": load}
+        scorers = {"lm-eval": summarize(lmeval, records, None), "unseen fp32": summarize(fp32, records, lmeval["predictions"]),
+                   "unseen int8": summarize(int8, records, lmeval["predictions"])}
+        scorers["unseen int8"].update({f"{t}_agreement_with_fp32": round(100 * sum(
+            a == b for a, b in zip(int8["predictions"][t], fp32["predictions"][t])) / len(records[t]), 2) for t in tasks})
+        run = {"model": name, "model_dir": model_dir, "tasks": tasks, "n": sum(map(len, records.values())),
+               "lm_eval_version": lmeval["version"], "scorers": scorers}
+        report["runs"].append(run)
+        print(json.dumps(run, indent=1), flush=True)
+        del model, quantized
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
