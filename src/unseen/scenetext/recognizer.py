@@ -9,6 +9,13 @@ before it, the most similar nearest the query, and the decoder reads
 [image_1, text_1, ..., image_n, text_n, image_q] -> text_q. The pool's visual tokens are
 cached in the pool; the context's decoder state is computed once per query and reused at every
 decoding step (model.generate).
+
+Joint CTC/attention rescoring (Watanabe et al. 2017, "Hybrid CTC/attention"): an attention
+decoder alone repeats or drops characters ("Ipswichich"), which the frozen CRNN's own CTC
+head rarely does. So the final reading is the best of a few candidates (the decoder's greedy
+reading, the CRNN's CTC reading and, with a pool, the labels of the retrieved context) under
+(1 - w) * log p_decoder(text | context, image) + w * log p_CTC(text | image), w = 0.3 as in that
+paper (fixed, not tuned on any benchmark). ``ctc_weight=0`` gives the decoder alone.
 """
 
 from __future__ import annotations
@@ -20,14 +27,17 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from unseen.core.errors import UnseenError
-from unseen.scenetext.charset import CHARSET, decode
+from unseen.scenetext.charset import CHARSET, PAD, decode, in_charset
 from unseen.scenetext.data import model_inputs, pack
 from unseen.scenetext.encoder import FrozenEncoder
 from unseen.scenetext.model import E2STR, E2STRConfig
+
+CTC_WEIGHT = 0.3
 
 FORMAT = "unseen-e2str/1"
 DEFAULT_WEIGHTS = "e2str_lite.safetensors"
@@ -105,10 +115,11 @@ class Recognizer:
 
     @torch.no_grad()
     def read_visuals(self, visuals: list[torch.Tensor], pool=None, n: int = 2, *, context: str = "retrieved",
-                     batch_size: int = 32, seed: int = 0, max_len: int = 32) -> list[Reading]:
+                     batch_size: int = 32, seed: int = 0, max_len: int = 32, ctc_weight: float = CTC_WEIGHT) -> list[Reading]:
         """Read cached visual tokens. context: "retrieved" (top-n by similarity), "hybrid" (similarity
         plus how close each pool label is to the no-context reading; one extra decoding pass),
-        "random" (n random pool samples, a control) or "none"."""
+        "random" (n random pool samples, a control) or "none". ``ctc_weight`` > 0 rescores
+        candidate readings jointly with the CRNN's CTC head (see the module docstring)."""
         use_pool = pool is not None and n > 0 and context != "none"
         picks: list[list[tuple[int, float]]] = [[] for _ in visuals]
         if use_pool:
@@ -141,10 +152,39 @@ class Recognizer:
                 seq.append((visuals[q].float(), None))
                 sequences.append(seq)
             ids, confidence = self.model.generate(*model_inputs(pack(sequences, left_pad=True)), max_len=max_len)
-            for q, row, conf in zip(chunk, ids, confidence):
+            texts = [decode(row) for row in ids]
+            if ctc_weight > 0:
+                texts = self._rescore(sequences, texts, [[pool.texts[j] for j, _ in picks[q]] if use_pool else [] for q in chunk],
+                                      ctc_weight)
+            for q, text, conf in zip(chunk, texts, confidence):
                 context_info = [(j, pool.texts[j], s) for j, s in picks[q]] if use_pool else []
-                results[q] = Reading(decode(row), float(torch.tensor(conf).exp()), context_info)
+                results[q] = Reading(text, float(torch.tensor(conf).exp()), context_info)
         return results
+
+    def _rescore(self, sequences, decoded: list[str], context_labels: list[list[str]], ctc_weight: float) -> list[str]:
+        """For each query, the candidate with the best joint decoder + CTC log-likelihood."""
+        candidates = []
+        for seq, text, labels in zip(sequences, decoded, context_labels):
+            options = [text, FrozenEncoder.ctc_reading(seq[-1][0]).strip(), *labels]
+            candidates.append(list(dict.fromkeys(c for c in options if c and in_charset(c))) or [text])
+        flat = [(q, c) for q, options in enumerate(candidates) for c in options]
+        if all(len(options) == 1 for options in candidates):
+            return [options[0] for options in candidates]
+        batch = pack([sequences[q][:-1] + [(sequences[q][-1][0], c)] for q, c in flat])
+        logp = F.log_softmax(self.model(*model_inputs(batch)).float(), dim=-1)
+        targets = batch["targets"]
+        # the candidate is the last segment of each row: its target positions are the last slot's
+        last_slot = batch["slot"].masked_fill(targets == PAD, -1).amax(1, keepdim=True)
+        in_query = (batch["slot"] == last_slot) & (targets != PAD)
+        token_logp = logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0]
+        decoder_scores = (token_logp * in_query).sum(1)
+        ctc_scores = torch.tensor([ctc_log_likelihood(sequences[q][-1][0], c) for q, c in flat])
+        joint = (1 - ctc_weight) * decoder_scores + ctc_weight * ctc_scores
+        best: dict[int, tuple[float, str]] = {}
+        for (q, c), score in zip(flat, joint.tolist()):
+            if q not in best or score > best[q][0]:
+                best[q] = (score, c)
+        return [best[q][1] for q in range(len(candidates))]
 
     def _hybrid_picks(self, visuals, pool, n, batch_size, max_len, weight: float = 1.0):
         """Top-n by cosine similarity + weight * (1 - NED(no-context reading, pool label)), 36-char normalized."""
@@ -163,3 +203,17 @@ class Recognizer:
             top = (sims[q] + weight * closeness).topk(min(n, len(pool)))
             picks.append([(j, float(sims[q, j])) for j in top.indices.tolist()])
         return picks
+
+
+def ctc_log_likelihood(tokens: torch.Tensor, text: str) -> float:
+    """log p_CTC(text | image) from the CRNN log-probabilities inside the visual tokens; -inf when
+    the CRNN cannot write the text (a character outside its set, or too long for the image)."""
+    from unseen.core.models.crnn import CRNN_CHARSET
+
+    if any(c not in CRNN_CHARSET for c in text):
+        return float("-inf")
+    log_probs = tokens[:, 256:].float()[:, None, :]  # [T, 1, 97], blank = 0
+    target = torch.tensor([[CRNN_CHARSET.index(c) + 1 for c in text]])
+    loss = F.ctc_loss(log_probs, target, torch.tensor([log_probs.shape[0]]), torch.tensor([len(text)]),
+                      blank=0, reduction="sum", zero_infinity=False)
+    return -float(loss)
