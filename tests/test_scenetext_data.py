@@ -257,4 +257,5 @@ def test_quickstart_step_runs(shared_data, tiny_weights):
     summary = run(console, shared_data, pool_size=5, queries=6, weights=tiny_weights)
     assert summary["pool_size"] == 5 and summary["queries"] == 6
     assert 0 <= summary["accuracy_with_pool"] <= 1
-    assert "pool (n=2) fixed" in console.export_text() and "changed but wrong either way" in console.export_text()
+    text = console.export_text()
+    assert "pool (n=2) fixed" in text and "changed but wrong either way" in text
