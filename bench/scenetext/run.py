@@ -141,7 +141,7 @@ def main():
     for label, model, kw in variants:
         runs = []
         for s in range(seeds if kw.get("n", 0) else 1):  # no pool: the same for every seed
-            extra = dict(kw, pool=pools[("ic15", s)], seed=s)
+            extra = dict(kw, pool=pools[("ic15", s)], seed=s) if kw.get("n", 0) else dict(kw)
             runs.append(run_set(model, data["visuals"], data["targets"], **extra)[1])
         record(label, runs)
         print(label, icl["IC15-2077"][label]["acc"], flush=True)
