@@ -27,3 +27,15 @@ def unseen_cli():
     path = shutil.which("unseen", path=str(REPO / ".venv" / "bin")) or shutil.which("unseen")
     assert path, "the unseen command is not installed"
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one thread avoids waiting at OpenMP barriers on a busy 2-core machine (10x here).
+    A module opts in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,13 +10,7 @@ from unseen.core.errors import UnseenError
 from unseen.pouf.adapt import AdaptConfig, adapt, predict_log_probs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids waiting at OpenMP barriers on a busy 2-core machine (10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Toy(nn.Module):

@@ -11,13 +11,7 @@ from unseen.core.errors import UnseenError
 from unseen.pouf.testing import SENTIMENT_PROMPTS, image_folder, sentiment_jsonl, tiny_causal_lm, tiny_clip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids waiting at OpenMP barriers on a busy 2-core machine (10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 runner = CliRunner()
 

@@ -13,13 +13,7 @@ from unseen.pouf.tasks import load_image_task, read_class_names
 from unseen.pouf.testing import image_folder, tiny_clip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids waiting at OpenMP barriers on a busy 2-core machine (10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)

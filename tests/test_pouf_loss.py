@@ -9,13 +9,7 @@ import torch.nn.functional as F
 from unseen.pouf.loss import cosine_similarity, mutual_information_loss, pouf_loss, transport_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids waiting at OpenMP barriers on a busy 2-core machine (10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _reference_transport(features, prototypes, scale):

@@ -15,13 +15,7 @@ from unseen.pouf.text import TextSetup, build_model, evaluate_run, run_adapt, ze
 from unseen.pouf.text import _items as text_items
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids waiting at OpenMP barriers on a busy 2-core machine (10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)
