@@ -37,7 +37,7 @@ def test_sentence_encoder_ranks_paraphrase_above_unrelated():
 
 
 @pytest.mark.parametrize("name", ["easyocr-english-g2", "efficientnet-lite0"])
-def test_vision_assets_pass_their_check(name):
+def test_vision_assets_pass_their_check(name, shared_data):  # the EfficientNet check reads PACS photos
     result = check_asset(name)
     assert result.ok, result.output
     if name == "easyocr-english-g2":

@@ -101,13 +101,13 @@ def test_corrupt_image_names_the_file(tmp_path, damage):
         records[1]
 
 
-def test_unknown_names_and_unreadable_directory(tmp_path):
+def test_unknown_names_and_unreadable_directory(tmp_path, shared_data):
     with pytest.raises(UnseenError, match="unknown dataset 'nope'"):
         load_dataset("nope", "train")
     with pytest.raises(DataError, match="data directory does not exist"):
         load_dataset("rte", "validation", data_dir=tmp_path / "missing")
     with pytest.raises(DataError, match="has no split 'test'"):
-        load_dataset("rte", "test")
+        load_dataset("rte", "test", data_dir=shared_data)
 
 
 def test_label_out_of_range_in_npz(tmp_path):
