@@ -38,7 +38,12 @@ TEXT = {"model": "smollm2-135m-instruct", "mode": "ln", "tune_layers": 4, "unlab
 # are also its unlabeled data
 IMAGE = {"model": "conse", "targets": ["cartoon", "sketch"], "reference": "photo", "top_k": 20, "eval": 1000,
          "modes": {"prompt": {"steps": 300, "lr": 5e-3, "batch_size": 64, "select_every": 50, "views": 2, "unlabeled": 1000},
+                   "ln": {"steps": 60, "lr": 1e-3, "batch_size": 16, "select_every": 20, "views": 1, "unlabeled": 1000},
                    "full": {"steps": 60, "lr": 1e-5, "batch_size": 16, "select_every": 20, "views": 1, "unlabeled": 1000}}}
+IMAGE_MODES = list(IMAGE["modes"])
+IMAGE_MODE_TEXT = {"prompt": "CoOp context vectors in place of \"a photo of a\", both towers frozen, image features cached",
+                   "ln": "the affine weights of every norm layer (EfficientNet's BatchNorm, MiniLM's LayerNorm)",
+                   "full": "every EfficientNet and MiniLM weight"}
 SEEDS = [0, 1, 2]
 
 
@@ -124,10 +129,13 @@ def run_image(args) -> None:
     from unseen.pouf.tasks import load_image_task
 
     data = {} if args.fresh else _load(IMAGE_JSON)
-    if not data:
+    if not data or _shared(data["protocol"]) != _shared(IMAGE):  # runs of another protocol are not comparable
         data = _header("image", IMAGE) | {"domains": {}}
-    if data["protocol"] != IMAGE:  # earlier runs of another protocol are not comparable: start over
-        data = _header("image", IMAGE) | {"domains": {}}
+    for mode, knobs in data["protocol"]["modes"].items():  # a mode whose knobs changed starts over
+        if IMAGE["modes"].get(mode) != knobs:
+            for entry in data["domains"].values():
+                entry["runs"] = {k: r for k, r in entry["runs"].items() if not k.startswith(mode + "/")}
+    data["protocol"] = IMAGE
     for domain in [IMAGE["reference"], *IMAGE["targets"]]:
         entry = data["domains"].setdefault(domain, {"runs": {}})
         task = load_image_task(f"pacs/{domain}")
@@ -162,6 +170,11 @@ def run_image(args) -> None:
                 print(f"{domain} {mode} seed {seed}: {results['pouf']['single']['accuracy']:.3f} "
                       f"(zero-shot {results['zeroshot']['single']['accuracy']:.3f}, step {results['selected_step']}, "
                       f"{adapt_seconds:.0f} s)", flush=True)
+
+
+def _shared(protocol: dict) -> dict:
+    """The protocol without its per-mode knobs: what every image run depends on."""
+    return {k: v for k, v in protocol.items() if k != "modes"}
 
 
 # --- speed ---------------------------------------------------------------------------------
@@ -283,17 +296,18 @@ def report(args) -> None:
         lines += ["## Images: ConSE (EfficientNet-Lite0 × MiniLM) on PACS", "",
                   f"ConSE top-{p['top_k']} (see docs/pouf.md). Targets are adapted on their images without labels and "
                   f"evaluated on a fixed random subset of {p['eval']} of the same images (transductive, as in the official "
-                  f"code). POUF prompt: CoOp context (\"a photo of a\"), {p['modes']['prompt']['views']} cached views per image, "
-                  f"{p['modes']['prompt']['steps']} steps; POUF full: every EfficientNet and MiniLM weight, "
-                  f"{p['modes']['full']['steps']} steps on {p['modes']['full']['unlabeled']} images. "
+                  "code). " + " ".join(f"POUF {mode}: {IMAGE_MODE_TEXT[mode]}, {knobs['steps']} steps, lr {knobs['lr']}, "
+                                       f"{knobs['views']} view(s) per image."
+                                       for mode, knobs in p["modes"].items()) + " "
                   f"Command: `{image['command']}`.", "",
-                  "| domain | zero-shot single | zero-shot ensemble | POUF prompt | POUF full |", "|---|---|---|---|---|"]
+                  "| domain | zero-shot single | zero-shot ensemble | " + " | ".join(f"POUF {m}" for m in IMAGE_MODES) + " |",
+                  "|---|---|---|" + "---|" * len(IMAGE_MODES)]
         for domain, entry in image["domains"].items():
             zs = entry.get("zeroshot", {})
             if not zs and entry.get("runs"):  # the zero-shot scores measured inside the runs (same images)
                 zs = next(iter(entry["runs"].values()))["zeroshot"]
             cells = [f"{100 * zs['single']['accuracy']:.1f}" if zs else "–", f"{100 * zs['ensemble']['accuracy']:.1f}" if zs else "–"]
-            for mode in ("prompt", "full"):
+            for mode in IMAGE_MODES:
                 accs = [r["pouf"]["single"]["accuracy"] for k, r in entry.get("runs", {}).items() if k.startswith(mode + "/")]
                 cells.append(_fmt(accs) if accs else "–")
             lines.append(f"| {domain}{' (reference)' if domain == p['reference'] else ''} | " + " | ".join(cells) + " |")
@@ -342,15 +356,17 @@ def _plot(text_rows: dict, image: dict) -> None:
     if image.get("domains"):
         ax = axes[0][1]
         domains = list(image["domains"])
-        for offset, (label, getter, color) in enumerate([
-            ("zero-shot single", lambda e: [e["zeroshot"]["single"]["accuracy"]], "#bbbbbb"),
-            ("zero-shot ensemble", lambda e: [e["zeroshot"]["ensemble"]["accuracy"]], "#777777"),
-            ("POUF prompt", lambda e: [r["pouf"]["single"]["accuracy"] for k, r in e["runs"].items() if k.startswith("prompt/")], "#2a7ab9"),
-            ("POUF full", lambda e: [r["pouf"]["single"]["accuracy"] for k, r in e["runs"].items() if k.startswith("full/")], "#d9822b"),
-        ]):
+        colors = {"prompt": "#2a7ab9", "ln": "#4daf4a", "full": "#d9822b", "lora": "#984ea3"}
+        series = [("zero-shot single", lambda e: [e["zeroshot"]["single"]["accuracy"]], "#bbbbbb"),
+                  ("zero-shot ensemble", lambda e: [e["zeroshot"]["ensemble"]["accuracy"]], "#777777")]
+        series += [(f"POUF {mode}", lambda e, mode=mode: [r["pouf"]["single"]["accuracy"] for k, r in e["runs"].items()
+                                                          if k.startswith(mode + "/")], colors.get(mode, "#333333"))
+                   for mode in IMAGE_MODES]
+        width = 0.8 / len(series)
+        for offset, (label, getter, color) in enumerate(series):
             values = [getter(image["domains"][d]) or [0] for d in domains]
             means = [_mean_std(v) for v in values]
-            ax.bar([i + (offset - 1.5) * 0.2 for i in range(len(domains))], [m for m, _ in means], 0.2,
+            ax.bar([i + (offset - (len(series) - 1) / 2) * width for i in range(len(domains))], [m for m, _ in means], width,
                    yerr=[s for _, s in means], label=label, color=color, capsize=2)
         ax.set_xticks(range(len(domains)), domains)
         ax.set_ylim(0, 100)
@@ -367,7 +383,7 @@ def main() -> None:
     text.add_argument("--tasks", default=",".join(TEXT_TASKS))
     text.add_argument("--fresh", action="store_true")
     image = sub.add_parser("image")
-    image.add_argument("--modes", default="prompt,full")
+    image.add_argument("--modes", default=",".join(IMAGE_MODES))
     image.add_argument("--fresh", action="store_true")
     speed = sub.add_parser("speed")
     speed.add_argument("--batch", type=int, default=32)
