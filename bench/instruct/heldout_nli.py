@@ -7,6 +7,11 @@ FLAN-style table and bar plot to docs/results/. Pieces already under --out are r
 
     python bench/instruct/heldout_nli.py                      # the full protocol (hours on 2 cores)
     python bench/instruct/heldout_nli.py --quick              # the reduced run documented in docs/results
+
+Ablations (FLAN section 4): `--raw-inputs` trains on the records' fields without any
+instruction ("no template"); `--train-datasets sst2,boolq,...` restricts the mixture
+(number of training clusters). Give each its own --out; --base-from DIR reuses the base
+model's evaluation from an earlier run with the same evaluation settings.
 """
 
 import argparse
@@ -40,6 +45,9 @@ def main():
     parser.add_argument("--templates", default="all")
     parser.add_argument("--fewshot-fraction", type=float, default=0.2)
     parser.add_argument("--quick", action="store_true", help="gemma3-270m, 1 seed, 150 steps, 4 templates per task, SNLI 200")
+    parser.add_argument("--raw-inputs", action="store_true", help="ablation: no template, 'field: value' lines")
+    parser.add_argument("--train-datasets", help="ablation: train on these datasets only (comma-separated)")
+    parser.add_argument("--base-from", type=Path, help="reuse base.json from this earlier --out (same evaluation)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/instruct_heldout"))
     parser.add_argument("--docs", type=Path, default=Path("docs/results/instruct_heldout.md"))
     args = parser.parse_args()
@@ -51,9 +59,18 @@ def main():
         models=args.models.split(","), clusters=["nli"], seeds=[int(s) for s in args.seeds.split(",")],
         tasks={"nli": ["rte", "cb", "snli"]},
         train=InstructConfig(steps=args.steps, lora=True, batch_size=8, lr=2e-4, max_length=256,
-                             mixture=MixtureConfig(cap=args.cap, fewshot_fraction=args.fewshot_fraction)),
+                             mixture=MixtureConfig(cap=args.cap, fewshot_fraction=args.fewshot_fraction,
+                                                   raw_inputs=args.raw_inputs,
+                                                   datasets=args.train_datasets.split(",") if args.train_datasets else None)),
         eval=EvalConfig(templates=templates, limit={"snli": args.snli_limit}, calibrate=True, batch_size=8),
     )
+    if args.base_from:
+        for model in config.models:
+            source = args.base_from / "nli" / Path(model).name / "base.json"
+            target = args.out / "nli" / Path(model).name / "base.json"
+            if source.exists() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
     started = time.time()
     run_heldout(config, args.out)
     minutes = (time.time() - started) / 60
@@ -68,7 +85,10 @@ def main():
         f"Models {config.models}; training seeds {config.seeds}; {config.train.steps} LoRA steps (r={config.train.lora_r}), "
         f"batch {config.train.batch_size} packed rows of {config.train.max_length} tokens, lr {config.train.lr}; mixture: "
         f"every cluster except NLI and paraphrase, at most {config.train.mixture.cap} examples per dataset, "
-        f"{config.train.mixture.fewshot_fraction:.0%} few-shot. Evaluation: RTE validation (277), CB validation (56), "
+        f"{config.train.mixture.fewshot_fraction:.0%} few-shot"
+        + (", ablation: raw inputs (no template)" if args.raw_inputs else "")
+        + (f", ablation: trained on {args.train_datasets} only" if args.train_datasets else "")
+        + f". Evaluation: RTE validation (277), CB validation (56), "
         f"SNLI test (first {args.snli_limit}); templates: {args.templates}; rank scoring by summed log-likelihood. "
         "Balanced accuracy is the mean recall over classes (a constant answer scores 1/classes); "
         "'always-same' is the best constant answer's plain accuracy.\n\n"

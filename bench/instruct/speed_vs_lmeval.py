@@ -97,6 +97,47 @@ def run_ours(model, tokenizer, records: dict[str, list[dict]], batch_size: int) 
     return {"seconds": time.perf_counter() - started, "predictions": predictions}
 
 
+def compute_budget(model, tokenizer, records: dict[str, list[dict]]) -> dict:
+    """FLOPs each scorer must spend on these examples, counted from the model's shapes.
+
+    Every prompt token goes through every body weight (2 FLOPs per weight) plus causal
+    attention; the output layer (vocabulary x hidden) runs at every position in lm-eval
+    and only at the last prompt position in ours (all options here are one token).
+    """
+    config = model.config
+    head = model.get_output_embeddings().weight
+    seen, total = set(), 0
+    for parameter in model.parameters():  # tied embeddings count once
+        if parameter.data_ptr() not in seen:
+            seen.add(parameter.data_ptr())
+            total += parameter.numel()
+    body = total - model.get_input_embeddings().weight.numel()  # the input embedding is a lookup
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    lengths = [len(tokenizer(TASKS[name][0].format(**r))["input_ids"]) for name, recs in records.items() for r in recs]
+    attention = sum(2 * config.num_hidden_layers * heads * head_dim * t * t for t in lengths)  # QK^T and AV, causal
+    body_flops = sum(2 * body * t for t in lengths) + attention
+    head_row = 2 * head.shape[0] * head.shape[1]
+    return {"tokens": sum(lengths), "body_params": body, "head_params": head.numel(),
+            "ours_flops": body_flops + head_row * len(lengths), "lmeval_flops": body_flops + head_row * sum(lengths)}
+
+
+def matmul_peak(model, repeats: int = 5) -> float:
+    """fp32 GFLOP/s of one body-shaped matrix product (1024 tokens x hidden x MLP width): the machine's ceiling."""
+    d = model.config.hidden_size
+    width = getattr(model.config, "intermediate_size", 4 * d)
+    a, b = torch.randn(1024, d), torch.randn(d, width)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * 1024 * d * width / best / 1e9
+
+
+def _timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
 def summarize(run: dict, records: dict[str, list[dict]], reference: dict | None) -> dict:
     n = sum(len(r) for r in records.values())
     row = {"seconds": round(run["seconds"], 2), "examples_per_s": round(n / run["seconds"], 2)}
@@ -136,7 +177,21 @@ def markdown(report: dict) -> str:
     lines += ["", "Scoring time excludes model loading and, for lm-eval, task set-up: it is the time inside "
               "`HFLM.loglikelihood` (`harness_s` in the JSON is the whole `simple_evaluate`); ours is `score_options` "
               "(tokenizing included). Accuracy is the argmax of the summed log-likelihood (lm-eval's `acc`); "
-              "agreement is the share of examples where a scorer picks the same option as lm-eval."]
+              "agreement is the share of examples where a scorer picks the same option as lm-eval.", "",
+              "## Where the time goes", "",
+              "FLOPs counted from the model's shapes (`compute_budget`): every prompt token through every body weight, "
+              "causal attention, and the output layer at every position (lm-eval) or at the last one (ours). The matrix-"
+              "product rate is one body-shaped fp32 `torch.mm` (1024 tokens) in the same process: no exact fp32 scorer "
+              "runs faster than the minimal FLOPs at that rate, which bounds its speed-up over lm-eval.", "",
+              "| model | tokens | body params | output-layer params | GFLOP lm-eval | GFLOP ours | lm-eval GFLOP/s | ours GFLOP/s | "
+              "matmul GFLOP/s | ceiling of an exact fp32 scorer |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for run in report["runs"]:
+        c = run.get("compute")
+        if c:
+            lines.append(f"| {run['model']} | {c['tokens']} | {c['body_params'] / 1e6:.0f}M | {c['head_params'] / 1e6:.0f}M | "
+                         f"{c['lmeval_flops'] / 1e9:.0f} | {c['ours_flops'] / 1e9:.0f} | "
+                         f"{run['scorers']['lm-eval']['gflops_per_s']:.0f} | {run['scorers']['unseen fp32']['gflops_per_s']:.0f} | "
+                         f"{c['matmul_gflops_per_s']:.0f} | {c['exact_fp32_ceiling_speedup']:.2f}x |")
     return "\n".join(lines) + "\n"
 
 
@@ -174,8 +229,14 @@ def main() -> None:
                    "unseen int8": summarize(int8, records, lmeval["predictions"])}
         scorers["unseen int8"].update({f"{t}_agreement_with_fp32": round(100 * sum(
             a == b for a, b in zip(int8["predictions"][t], fp32["predictions"][t])) / len(records[t]), 2) for t in tasks})
+        budget = compute_budget(model, tokenizer, records) | {"matmul_gflops_per_s": round(matmul_peak(model), 1)}
+        for scorer, flops in (("lm-eval", budget["lmeval_flops"]), ("unseen fp32", budget["ours_flops"])):
+            scorers[scorer]["gflops_per_s"] = round(flops / scorers[scorer]["seconds"] / 1e9, 1)
+        # no exact fp32 scorer can beat the minimal FLOPs at the machine's matrix-product rate
+        budget["exact_fp32_ceiling_speedup"] = round(
+            scorers["lm-eval"]["seconds"] / (budget["ours_flops"] / 1e9 / budget["matmul_gflops_per_s"]), 2)
         run = {"model": name, "model_dir": model_dir, "tasks": tasks, "n": sum(map(len, records.values())),
-               "lm_eval_version": lmeval["version"], "scorers": scorers}
+               "lm_eval_version": lmeval["version"], "scorers": scorers, "compute": budget}
         report["runs"].append(run)
         print(json.dumps(run, indent=1), flush=True)
         del model, quantized

@@ -61,6 +61,8 @@ def main():
     parser.add_argument("--finetune-steps", type=int, default=150)
     parser.add_argument("--quick", action="store_true", help="first 300 images of each set, 1 seed (a smoke run)")
     parser.add_argument("--limit", type=int, default=None, help="first N images of each set (implies --quick)")
+    parser.add_argument("--parts", default="1,2,3,4",
+                        help="sections to run; the others are kept from the existing results JSON (3 needs 1)")
     args = parser.parse_args()
     cache = Path(args.cache)
     started = time.time()
@@ -70,6 +72,9 @@ def main():
     args.quick = args.quick or args.limit is not None
     limit = args.limit or (300 if args.quick else None)
     seeds = 1 if args.quick else args.seeds
+    parts = {int(p) for p in args.parts.split(",")}
+    if 3 in parts and 1 not in parts:
+        parser.error("--parts: section 3 (hard cases) uses the readings of section 1")
     results: dict = {"config": vars(args), "torch_threads": torch.get_num_threads()}
 
     # ---- data and features -------------------------------------------------------------------
@@ -105,7 +110,7 @@ def main():
 
     # ---- 1. standard benchmarks ----------------------------------------------------------------
     table1 = []
-    for name, data in sets.items():
+    for name, data in sets.items() if 1 in parts else ():
         pool = pools[(domain_pool[name], 0)]
         base = report(data["easyocr"], data["targets"])
         plain, plain_pred = run_set(rec, data["visuals"], data["targets"])
@@ -115,7 +120,8 @@ def main():
                        "rows": [summary_row("EasyOCR CRNN (english_g2)", base), summary_row("E2STR-lite, no context", plain),
                                 summary_row("E2STR-lite, pool n=2", ctx)]})
         print(name, [(r["model"], r["acc"]) for r in table1[-1]["rows"]], flush=True)
-    results["benchmarks"] = table1
+    if 1 in parts:
+        results["benchmarks"] = table1
 
     # ---- 2. cross-domain ICL on IC15 -----------------------------------------------------------
     variants = [("no context", rec, {}), ("ICL n=1", rec, {"n": 1}), ("ICL n=2", rec, {"n": 2}), ("ICL n=4", rec, {"n": 4}),
@@ -131,7 +137,7 @@ def main():
     data = sets["IC15-2077"]
     subsets = {"IC15-2077": list(range(len(data["targets"]))),
                "IC15-1922": [i for i, t in enumerate(data["targets"]) if re.fullmatch(r"[A-Za-z0-9]+", t)]}
-    assert len(subsets["IC15-1922"]) == len(sets["IC15-1922"]["targets"])
+    assert limit or len(subsets["IC15-1922"]) == len(sets["IC15-1922"]["targets"])
     icl = {name: {} for name in subsets}
 
     def record(label, predictions_per_seed):
@@ -139,31 +145,62 @@ def main():
             ms = [report([p[i] for i in idx], [data["targets"][i] for i in idx])["36"] for p in predictions_per_seed]
             icl[set_name][label] = {"acc": [pct(m["accuracy"]) for m in ms], "ned": [pct(m["one_minus_ned"]) for m in ms]}
 
-    for label, model, kw in variants:
+    for label, model, kw in variants if 2 in parts else ():
         runs = []
         for s in range(seeds if kw.get("n", 0) else 1):  # no pool: the same for every seed
             extra = dict(kw, pool=pools[("ic15", s)], seed=s) if kw.get("n", 0) else dict(kw)
             runs.append(run_set(model, data["visuals"], data["targets"], **extra)[1])
         record(label, runs)
         print(label, icl["IC15-2077"][label]["acc"], flush=True)
+        if label == "no context":
+            plain = runs[0]
+    if 2 in parts:
+        # what copying a context label could add at most (an oracle, not a method): the no-context
+        # reading, replaced by the true word whenever it is among the labels of the retrieved context
+        keys = torch.stack([rec.encoder.pooled(v.float()) for v in data["visuals"]])
+        for n in (2, 4, pool_size):
+            runs = []
+            for s in range(seeds):
+                pool = pools[("ic15", s)]
+                top, _ = pool.retrieve(keys, n)
+                labels = [{normalize(pool.texts[j]) for j in row.tolist()} for row in top]
+                runs.append([t if normalize(t) in labels[i] else plain[i] for i, t in enumerate(data["targets"])])
+            where = "anywhere in the pool" if n >= pool_size else f"among the top {n} retrieved"
+            record(f"oracle ceiling of copying: no context, or the true word when it is {where}", runs)
     # fine-tuning the recognizer on the same 100 samples (one run per pool seed)
     tuned_plain, tuned_ctx = [], []
-    for s in range(seeds):
+    for s in range(seeds if 2 in parts else 0):
         pool = pools[("ic15", s)]
         model = finetune(copy.deepcopy(rec.model), [v.float() for v in pool.visuals], pool.texts,
                          steps=args.finetune_steps, lr=1e-4, batch_size=16, seed=s)
         tuned = Recognizer(model, rec.encoder, rec.meta)
         tuned_plain.append(run_set(tuned, data["visuals"], data["targets"])[1])
         tuned_ctx.append(run_set(tuned, data["visuals"], data["targets"], pool=pool, n=2)[1])
-    record(f"fine-tuned on the {pool_size} ({args.finetune_steps} steps), no context", tuned_plain)
-    record("fine-tuned + ICL n=2", tuned_ctx)
-    record("EasyOCR CRNN", [data["easyocr"]])
-    print("fine-tuned", icl["IC15-2077"][f"fine-tuned on the {pool_size} ({args.finetune_steps} steps), no context"]["acc"], flush=True)
-    results["icl_ic15"] = icl
+    if 2 in parts:
+        record(f"fine-tuned on the {pool_size} ({args.finetune_steps} steps), no context", tuned_plain)
+        record("fine-tuned + ICL n=2", tuned_ctx)
+        record("EasyOCR CRNN", [data["easyocr"]])
+        print("fine-tuned", icl["IC15-2077"][f"fine-tuned on the {pool_size} ({args.finetune_steps} steps), no context"]["acc"], flush=True)
+        results["icl_ic15"] = icl
+        results["icl_seeds"] = seeds
 
-    # ---- 3. hard-case correction ---------------------------------------------------------------
-    data = sets["IC15-2077"]
-    pool0 = pools[("ic15", 0)]
+    if 3 in parts:
+        hard_cases(results, rec, sets["IC15-2077"], pools[("ic15", 0)], pool_size)
+    if 4 in parts:
+        results["cost"] = measure_cost(rec, sets["IC15-2077"], pools, args)
+    results["seconds"] = round(time.time() - started)
+    if parts != {1, 2, 3, 4}:  # keep the sections not run from the last full results
+        previous = Path("runs/str/scenetext-quick.json") if args.quick else Path(args.out) / "scenetext.json"
+        if previous.exists():
+            old = json.loads(previous.read_text())
+            results = {**old, **{k: v for k, v in results.items() if k not in ("config", "seconds", "torch_threads")},
+                       "parts_rerun": {"parts": sorted(parts), "seeds": seeds, "config": results["config"],
+                                       "seconds": results["seconds"]}}
+    write(results, Path(args.out), quick=args.quick)
+
+
+def hard_cases(results: dict, rec, data: dict, pool0, pool_size: int) -> None:
+    """Section 3: add the words the model got wrong to the pool; error on other images of them."""
     by_word: dict = {}
     for i, t in enumerate(data["targets"]):
         if normalize(t) and in_charset(t):
@@ -201,7 +238,10 @@ def main():
     }
     print("hard cases", results["hard_cases"], flush=True)
 
-    # ---- 4. cost ---------------------------------------------------------------------------------
+
+def measure_cost(rec, data: dict, pools: dict, args) -> dict:
+    """Section 4: latency per word (batch 1, one thread) with and without context; retrieval at 10k."""
+    pool0 = pools[("ic15", 0)]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     probe = data["records"][: 200 if not args.quick else min(50, len(data["records"]))]
@@ -256,10 +296,8 @@ def main():
     cost[f"{size // 1000}k pool: retrieval per query (ms)"] = round(1000 * (time.perf_counter() - t0) / len(query_keys), 3)
     cost[f"ours, ICL n=2 with the {size // 1000}k pool (ms/word)"] = round(per_word(lambda im: rec.read([im], pool=big, n=2)), 2)
     torch.set_num_threads(threads)
-    results["cost"] = cost
     print("cost", cost, flush=True)
-    results["seconds"] = round(time.time() - started)
-    write(results, Path(args.out), quick=args.quick)
+    return cost
 
 
 def _ms(values):
@@ -282,8 +320,13 @@ def write(results: dict, out: Path, quick: bool = False):
              "(case-insensitive, alphanumeric); `cased` keeps case, `full` also punctuation.", "",
              f"Command: `python bench/scenetext/run.py --seeds {results['config']['seeds']} --finetune-steps "
              f"{results['config']['finetune_steps']}` (pool seeds 0..{results['config']['seeds'] - 1}); machine: "
-             f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {results['torch_threads']} thread(s).", "",
-             "## 1. Standard benchmarks", "",
+             f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {results['torch_threads']} thread(s).", ""]
+    rerun = results.get("parts_rerun")
+    if rerun:
+        lines += [f"Rerun afterwards: section(s) {', '.join(map(str, rerun['parts']))}, with `--parts "
+                  f"{','.join(map(str, rerun['parts']))} --seeds {rerun['seeds']}` ({rerun['seconds']} s); "
+                  "the other sections are from the command above.", ""]
+    lines += ["## 1. Standard benchmarks", "",
              "| set | n | model | acc | 1-NED | acc cased | acc full |", "|---|---|---|---|---|---|---|"]
     for block in results["benchmarks"]:
         for row in block["rows"]:
@@ -291,7 +334,9 @@ def write(results: dict, out: Path, quick: bool = False):
     lines += ["", "Context pools: 100 random crops of IIIT5K train (for IIIT5K and IC13, which has no train split here) "
               "or of IC15 train (for IC15), seed 0.", "",
               "## 2. Cross-domain in-context learning on IC15", "",
-              "Pools of 100 random IC15-train crops; mean ± sd over pool seeds.", "",
+              f"Pools of 100 random IC15-train crops; mean ± sd over {results.get('icl_seeds', results['config']['seeds'])} "
+              "pool seeds (one value: one seed). The oracle rows are not methods: they bound what copying a context "
+              "label could add to the no-context reading.", "",
               "| set | variant | acc | 1-NED |", "|---|---|---|---|"]
     for set_name, rows in results["icl_ic15"].items():
         for label, v in rows.items():
