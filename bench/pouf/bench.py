@@ -302,16 +302,25 @@ def report(args) -> None:
                   f"Command: `{image['command']}`.", "",
                   "| domain | zero-shot single | zero-shot ensemble | " + " | ".join(f"POUF {m}" for m in IMAGE_MODES) + " |",
                   "|---|---|---|" + "---|" * len(IMAGE_MODES)]
+        balanced = ["", "Balanced accuracy (mean recall over the 7 classes; any constant answer scores 14.3) and the "
+                    "accuracy of always giving the most frequent class, so that a shift of the predicted class "
+                    "distribution is not mistaken for adaptation:", "",
+                    "| domain | always-same | zero-shot single | zero-shot ensemble | "
+                    + " | ".join(f"POUF {m}" for m in IMAGE_MODES) + " |", "|---|---|---|---|" + "---|" * len(IMAGE_MODES)]
         for domain, entry in image["domains"].items():
             zs = entry.get("zeroshot", {})
             if not zs and entry.get("runs"):  # the zero-shot scores measured inside the runs (same images)
                 zs = next(iter(entry["runs"].values()))["zeroshot"]
-            cells = [f"{100 * zs['single']['accuracy']:.1f}" if zs else "–", f"{100 * zs['ensemble']['accuracy']:.1f}" if zs else "–"]
-            for mode in IMAGE_MODES:
-                accs = [r["pouf"]["single"]["accuracy"] for k, r in entry.get("runs", {}).items() if k.startswith(mode + "/")]
-                cells.append(_fmt(accs) if accs else "–")
-            lines.append(f"| {domain}{' (reference)' if domain == p['reference'] else ''} | " + " | ".join(cells) + " |")
-        lines.append("")
+            name = f"{domain}{' (reference)' if domain == p['reference'] else ''}"
+            for metric, rows in (("accuracy", lines), ("balanced_accuracy", balanced)):
+                cells = [f"{100 * zs[kind][metric]:.1f}" if zs else "–" for kind in ("single", "ensemble")]
+                for mode in IMAGE_MODES:
+                    values = [r["pouf"]["single"][metric] for k, r in entry.get("runs", {}).items() if k.startswith(mode + "/")]
+                    cells.append(_fmt(values) if values else "–")
+                if metric == "balanced_accuracy":
+                    cells.insert(0, f"{100 * zs['single']['constant_baseline']:.1f}" if zs else "–")
+                rows.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += balanced + [""]
     if speed.get("timings"):
         t = speed["timings"]
         lines += ["## Speed: one prompt-tuning step", "",
