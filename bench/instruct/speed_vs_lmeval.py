@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 import torch
@@ -86,12 +87,16 @@ def run_lmeval(model_dir: str, records: dict[str, list[dict]], batch_size: int) 
     return {"load_s": load, "seconds": scoring[0], "harness_s": harness, "predictions": predictions, "version": lm_eval.__version__}
 
 
+def task_prompts(name: str, recs: list[dict]) -> list[str]:
+    return [TASKS[name][0].format(**r) for r in recs]
+
+
 def run_ours(model, tokenizer, records: dict[str, list[dict]], batch_size: int) -> dict:
     started = time.perf_counter()
     predictions = {}
     for name, recs in records.items():
-        template, choices = TASKS[name]
-        prompts = [template.format(**r) for r in recs]
+        choices = TASKS[name][1]
+        prompts = task_prompts(name, recs)
         scores = score_options(model, tokenizer, prompts, [[" " + c for c in choices]] * len(recs), batch_size=batch_size)
         predictions[name] = [max(range(len(s.loglik)), key=s.loglik.__getitem__) for s in scores]
     return {"seconds": time.perf_counter() - started, "predictions": predictions}
@@ -114,7 +119,7 @@ def compute_budget(model, tokenizer, records: dict[str, list[dict]]) -> dict:
     body = total - model.get_input_embeddings().weight.numel()  # the input embedding is a lookup
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    lengths = [len(tokenizer(TASKS[name][0].format(**r))["input_ids"]) for name, recs in records.items() for r in recs]
+    lengths = [len(tokenizer(prompt)["input_ids"]) for name, recs in records.items() for prompt in task_prompts(name, recs)]
     attention = sum(2 * config.num_hidden_layers * heads * head_dim * t * t for t in lengths)  # QK^T and AV, causal
     body_flops = sum(2 * body * t for t in lengths) + attention
     head_row = 2 * head.shape[0] * head.shape[1]
@@ -128,14 +133,8 @@ def matmul_peak(model, repeats: int = 5) -> float:
     width = getattr(model.config, "intermediate_size", 4 * d)
     a, b = torch.randn(1024, d), torch.randn(d, width)
     torch.mm(a, b)
-    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    best = min(timeit.repeat(lambda: torch.mm(a, b), number=1, repeat=repeats))
     return 2 * 1024 * d * width / best / 1e9
-
-
-def _timed(fn) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def summarize(run: dict, records: dict[str, list[dict]], reference: dict | None) -> dict:

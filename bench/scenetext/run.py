@@ -185,7 +185,7 @@ def main():
         results["icl_seeds"] = seeds
 
     if 3 in parts:
-        hard_cases(results, rec, sets["IC15-2077"], pools[("ic15", 0)], pool_size)
+        results["hard_cases"] = hard_cases(rec, sets["IC15-2077"], pools[("ic15", 0)], pool_size)
     if 4 in parts:
         results["cost"] = measure_cost(rec, sets["IC15-2077"], pools, args)
     results["seconds"] = round(time.time() - started)
@@ -199,7 +199,7 @@ def main():
     write(results, Path(args.out), quick=args.quick)
 
 
-def hard_cases(results: dict, rec, data: dict, pool0, pool_size: int) -> None:
+def hard_cases(rec, data: dict, pool0, pool_size: int) -> dict:
     """Section 3: add the words the model got wrong to the pool; error on other images of them."""
     by_word: dict = {}
     for i, t in enumerate(data["targets"]):
@@ -225,7 +225,7 @@ def hard_cases(results: dict, rec, data: dict, pool0, pool_size: int) -> None:
     # word is found for other images of it even when they do not look alike
     before_hybrid = [r.text for r in rec.read_visuals(data["visuals"], pool=pool0, n=2, context="hybrid")]
     after_hybrid = [r.text for r in rec.read_visuals(data["visuals"], pool=corrected_pool, n=2, context="hybrid")]
-    results["hard_cases"] = {
+    found = {
         "corrections_added": len(corrections), "held_out_images": len(held_out), "other_images": len(others),
         "held_out_error": {"EasyOCR CRNN": error(data["easyocr"], held_out), "no context": error(data["ours_plain"], held_out),
                            f"pool ({pool_size}), n=2": error(data["ours_ctx"], held_out), "pool + corrections, n=2": error(after_all, held_out),
@@ -236,7 +236,8 @@ def hard_cases(results: dict, rec, data: dict, pool0, pool_size: int) -> None:
                         f"pool ({pool_size}), hybrid n=2": error(before_hybrid, others),
                         "pool + corrections, hybrid n=2": error(after_hybrid, others)},
     }
-    print("hard cases", results["hard_cases"], flush=True)
+    print("hard cases", found, flush=True)
+    return found
 
 
 def measure_cost(rec, data: dict, pools: dict, args) -> dict:
