@@ -148,6 +148,10 @@ def eval_command(
         from unseen.core.scoring import quantize_for_cpu
 
         lm = quantize_for_cpu(lm)
+    else:
+        from unseen.core.training import best_device
+
+        lm = lm.to(best_device())
     results = evaluate(lm, tokenizer, config, data_dir=data_dir, tasks=loaded)
     results["model"] = model
     results["quantization"] = "int8-dynamic" if int8 else None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from unseen.core.training import best_device
 from unseen.instruct.evaluate import EvalConfig, evaluate, write_results
 from unseen.instruct.templates import load_clusters
 from unseen.instruct.train import InstructConfig, instruction_tune, load_model
@@ -56,6 +57,7 @@ def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, co
             label = Path(model_name).name
             console.print(f"[bold]{cluster}[/] held out, {model_name}: base model")
             model, tokenizer = load_model(model_name)
+            model = model.to(best_device())
             base = _load_or_run(out_dir / cluster / label / "base.json",
                                 lambda: evaluate(model, tokenizer, eval_config, data_dir=data_dir), f"{label} base")
             del model
@@ -73,6 +75,7 @@ def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, co
                         instruction_tune(train_config, run_dir, resume=(run_dir / "checkpoints").exists(), data_dir=data_dir)
                     console.print(f"[bold]{cluster}[/] held out, {model_name}: tuned model, seed {seed}")
                 tuned_model, tokenizer = load_model(str(run_dir / "model")) if not results_path.exists() else (None, None)
+                tuned_model = tuned_model.to(best_device()) if tuned_model is not None else None
                 tuned_runs.append(_load_or_run(
                     results_path, lambda: evaluate(tuned_model, tokenizer, eval_config, data_dir=data_dir), f"{label} seed {seed}"))
             for task in tasks:

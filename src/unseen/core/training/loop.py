@@ -15,6 +15,7 @@ processes see the same global batches.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,20 @@ def seed_everything(seed: int) -> None:
 
 def default_collate(examples: list) -> object:
     return torch.utils.data.default_collate(examples)
+
+
+def best_device() -> torch.device:
+    """Where inference should run: $UNSEEN_DEVICE if set, else a CUDA GPU, Apple's MPS, or the CPU.
+
+    Training needs no such choice: Accelerate places the model (and `accelerate launch`
+    spreads it over processes)."""
+    if choice := os.environ.get("UNSEEN_DEVICE"):
+        return torch.device(choice)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
 
 
 def to_device(batch, device):
