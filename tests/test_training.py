@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from unseen.core.training import TrainConfig, apply_lora, count_parameters, global_batch_indices, train
+from unseen.core.training import TrainConfig, apply_lora, best_device, count_parameters, global_batch_indices, train
 from unseen.core.errors import UnseenError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,3 +117,11 @@ def test_diverging_loss_is_a_clear_error(tmp_path):
     with pytest.raises(UnseenError, match="diverged"):
         train(model, lambda m, b: m(b).sum() * float("inf"), [torch.ones(2)] * 4,
               TrainConfig(out_dir=str(tmp_path / "d"), steps=1, batch_size=2))
+
+
+def test_best_device_follows_unseen_device_then_the_hardware(monkeypatch):
+    monkeypatch.setenv("UNSEEN_DEVICE", "meta")
+    assert best_device() == torch.device("meta")
+    monkeypatch.delenv("UNSEEN_DEVICE")
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert best_device().type == expected
