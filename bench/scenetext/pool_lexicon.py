@@ -63,7 +63,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--test", action="store_true", help="apply the beta chosen on the selection split to IC15-2077")
     parser.add_argument("--cache", type=Path, default=Path("runs/str/bench"))
-    parser.add_argument("--out", type=Path, default=Path("runs/str/pool_lexicon.json"))
+    parser.add_argument("--out", type=Path, default=Path("docs/results/scenetext_pool_lexicon.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     rec = Recognizer.load()
