@@ -74,8 +74,10 @@ def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, co
                         console.print(f"[bold]{cluster}[/] held out, {model_name}: instruction tuning, seed {seed}")
                         instruction_tune(train_config, run_dir, resume=(run_dir / "checkpoints").exists(), data_dir=data_dir)
                     console.print(f"[bold]{cluster}[/] held out, {model_name}: tuned model, seed {seed}")
-                tuned_model, tokenizer = load_model(str(run_dir / "model")) if not results_path.exists() else (None, None)
-                tuned_model = tuned_model.to(best_device()) if tuned_model is not None else None
+                tuned_model = None
+                if not results_path.exists():
+                    tuned_model, tokenizer = load_model(str(run_dir / "model"))
+                    tuned_model = tuned_model.to(best_device())
                 tuned_runs.append(_load_or_run(
                     results_path, lambda: evaluate(tuned_model, tokenizer, eval_config, data_dir=data_dir), f"{label} seed {seed}"))
             for task in tasks:
