@@ -157,3 +157,26 @@ def test_model_file_round_trip(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(UnseenError, match="cannot read recognizer weights"):
         load_model_file(tmp_path / "bad.safetensors")
+
+
+def test_neighbour_context_sequences_end_with_the_query_after_other_groups(tmp_path):
+    from unseen.scenetext.encoder import FrozenEncoder
+    from unseen.scenetext.store import D_VISUAL, FeatureStore
+    from unseen.scenetext.train import ContextSequences
+
+    store = FeatureStore.create(tmp_path / "store", "test-encoder")
+    generator = torch.Generator().manual_seed(0)
+    visuals = [torch.randn(6, D_VISUAL, generator=generator) for _ in range(12)]
+    store.append(visuals, [f"w{i}" for i in range(12)], [i // 3 for i in range(12)], ["synthetic"] * 12)
+    assert ContextSequences(store, seed=0).neighbours is None  # the default keeps stage 2 as it was
+    shaped = ContextSequences(store, seed=0, p_neighbours=1.0, max_segments=4)
+    keys = torch.stack([FrozenEncoder.pooled(store.visual(i).float()) for i in range(len(store))])
+    for i in range(20):
+        *context, query = shaped.spec(i)
+        assert 1 <= len(context) <= 3
+        assert all(store.items[j]["group"] != store.items[query]["group"] for j in context)
+        similarity = [float(keys[query] @ keys[j]) for j in context]
+        assert similarity == sorted(similarity)  # the most similar sits nearest the query
+        others = [j for j in range(len(store)) if store.items[j]["group"] != store.items[query]["group"]]
+        best = sorted(others, key=lambda j: -float(keys[query] @ keys[j]))[: len(context)]
+        assert sorted(context) == sorted(best)

@@ -108,16 +108,25 @@ class SingleImages(torch.utils.data.Dataset):
 class ContextSequences(torch.utils.data.Dataset):
     """Stage 2: sequence i is a pure function of (seed, i)."""
 
-    def __init__(self, store: FeatureStore, size: int = 200_000, seed: int = 0, p_single: float = 0.25, max_segments: int = 6):
+    def __init__(self, store: FeatureStore, size: int = 200_000, seed: int = 0, p_single: float = 0.25, max_segments: int = 6,
+                 p_neighbours: float = 0.0):
         self.store, self.size, self.seed = store, size, seed
         self.p_single, self.max_segments = p_single, max_segments
         self.group_ids = sorted(g for g, members in store.groups.items() if len(members) >= 2)
+        # a fraction of sequences shaped like inference: a query after its nearest samples of
+        # *other* groups (similar-looking, different words), so context is not always copyable
+        self.p_neighbours = p_neighbours
+        self.neighbours = nearest_in_other_groups(store, max_segments - 1) if p_neighbours > 0 else None
 
     def __len__(self):
         return self.size
 
     def spec(self, i: int) -> list[int]:
         rng = random.Random(self.seed * 7_919 + i)
+        if self.neighbours is not None and rng.random() < self.p_neighbours:
+            query = rng.randrange(len(self.store))
+            context = self.neighbours[query][: rng.randint(1, self.max_segments - 1)]
+            return [*reversed(context), query]  # most similar nearest the query, as at inference
         members = list(self.store.groups[rng.choice(self.group_ids)])
         if rng.random() < self.p_single:
             return [rng.choice(members)]
@@ -133,6 +142,19 @@ class ContextSequences(torch.utils.data.Dataset):
         return [(self.store.visual(j), self.store.text(j)) for j in self.spec(i)]
 
 
+@torch.no_grad()
+def nearest_in_other_groups(store: FeatureStore, k: int, chunk: int = 4096) -> list[list[int]]:
+    """For every sample, the k most similar samples (retrieval keys, cosine) outside its own group."""
+    keys = torch.stack([FrozenEncoder.pooled(store.visual(i).float()) for i in range(len(store))])
+    groups = torch.tensor([item["group"] for item in store.items])
+    nearest = []
+    for start in range(0, len(keys), chunk):
+        sims = keys[start : start + chunk] @ keys.T
+        sims[groups[start : start + chunk, None] == groups[None, :]] = float("-inf")
+        nearest += sims.topk(min(k, len(keys) - 1), dim=1).indices.tolist()
+    return nearest
+
+
 def loss_fn(model, batch):
     logits = model(*model_inputs(batch))
     loss = segment_loss(logits, batch["targets"])
@@ -143,7 +165,7 @@ def loss_fn(model, batch):
 
 def train_stage(stage: int, store: FeatureStore | Path, out: Path, *, init: Path | None = None, steps: int = 4000,
                 batch_size: int = 64, lr: float = 5e-4, seed: int = 0, config: E2STRConfig | None = None,
-                resume: bool = False, save_every: int = 500):
+                resume: bool = False, save_every: int = 500, p_neighbours: float = 0.0):
     """Train stage 1 or 2 on a feature store; writes a run folder with model.safetensors and recognizer.safetensors."""
     from unseen.scenetext.recognizer import load_model_file, save_model_file
 
@@ -154,10 +176,10 @@ def train_stage(stage: int, store: FeatureStore | Path, out: Path, *, init: Path
         model.train()
     else:
         model = E2STR(config or E2STRConfig())
-    dataset = SingleImages(store) if stage == 1 else ContextSequences(store, seed=seed)
+    dataset = SingleImages(store) if stage == 1 else ContextSequences(store, seed=seed, p_neighbours=p_neighbours)
     cfg = TrainConfig(out_dir=str(out), steps=steps, batch_size=batch_size, lr=lr, weight_decay=0.01,
                       warmup_steps=min(200, steps // 10), schedule="cosine", seed=seed, save_every=save_every,
-                      log_every=10, extra={"stage": stage, "store": str(store.root), "init": str(init) if init else None,
+                      log_every=10, extra={"stage": stage, "store": str(store.root), "init": str(init) if init else None, "p_neighbours": p_neighbours,
                                            "model": model.cfg.to_dict()})
     result = train(model, loss_fn, dataset, cfg, collate=pack, resume=resume, assets=["easyocr-english-g2"],
                    progress_label=f"stage {stage}")
