@@ -179,8 +179,8 @@ def train_stage(stage: int, store: FeatureStore | Path, out: Path, *, init: Path
     dataset = SingleImages(store) if stage == 1 else ContextSequences(store, seed=seed, p_neighbours=p_neighbours)
     cfg = TrainConfig(out_dir=str(out), steps=steps, batch_size=batch_size, lr=lr, weight_decay=0.01,
                       warmup_steps=min(200, steps // 10), schedule="cosine", seed=seed, save_every=save_every,
-                      log_every=10, extra={"stage": stage, "store": str(store.root), "init": str(init) if init else None, "p_neighbours": p_neighbours,
-                                           "model": model.cfg.to_dict()})
+                      log_every=10, extra={"stage": stage, "store": str(store.root), "init": str(init) if init else None,
+                                           "p_neighbours": p_neighbours, "model": model.cfg.to_dict()})
     result = train(model, loss_fn, dataset, cfg, collate=pack, resume=resume, assets=["easyocr-english-g2"],
                    progress_label=f"stage {stage}")
     save_model_file(model, Path(out) / "recognizer.safetensors", encoder=store.meta["encoder"], stage=stage)
