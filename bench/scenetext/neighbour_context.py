@@ -14,18 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import time
 from pathlib import Path
 
-import torch
-
 from unseen.core.data import load_dataset
-from unseen.scenetext.charset import in_charset
-from unseen.scenetext.evaluate import BENCHMARKS, cached_visuals, load_records
+from unseen.scenetext.evaluate import BENCHMARKS, benchmark_pool, cached_visuals, load_records
 from unseen.scenetext.metrics import report
-from unseen.scenetext.pool import Pool
 from unseen.scenetext.recognizer import Recognizer, default_weights
 from unseen.scenetext.train import train_stage
 
@@ -52,13 +47,8 @@ def main():
     visuals = cached_visuals(shipped.encoder, [r["image"] for r in records], args.cache / "IC15-2077.safetensors")
     targets = [r["text"] for r in records]
     train = load_dataset("ic15", "train")
-    pools = []
-    for seed in range(args.seeds):  # bench/scenetext/run.py's pools
-        order = random.Random(seed).sample(range(len(train)), len(train))
-        chosen = [r for r in (train[i] for i in order[:200]) if in_charset(r["text"])][:100]
-        pool_visuals = cached_visuals(shipped.encoder, [r["image"] for r in chosen], args.cache / f"pool-ic15-100-seed{seed}.safetensors")
-        pools.append(Pool(shipped.encoder.fingerprint, [r["text"] for r in chosen], [r["path"] for r in chosen],
-                          ["" for _ in chosen], [v.to(torch.float16) for v in pool_visuals]))
+    pools = [benchmark_pool(shipped.encoder, train, seed, 100, args.cache / f"pool-ic15-100-seed{seed}.safetensors")
+             for seed in range(args.seeds)]  # bench/scenetext/run.py's pools
 
     def accuracy(recognizer, **kwargs) -> float:
         readings = recognizer.read_visuals(visuals, **kwargs)

@@ -21,14 +21,12 @@ import random
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from unseen.core.data import load_dataset
-from unseen.scenetext.charset import PAD, in_charset
-from unseen.scenetext.data import model_inputs, pack
-from unseen.scenetext.evaluate import BENCHMARKS, cached_visuals, load_records
+from unseen.scenetext.charset import in_charset
+from unseen.scenetext.evaluate import BENCHMARKS, benchmark_pool, cached_visuals, load_records
 from unseen.scenetext.metrics import normalize, one_minus_ned
-from unseen.scenetext.recognizer import CTC_WEIGHT, Recognizer, ctc_log_likelihood
+from unseen.scenetext.recognizer import Recognizer
 
 BETAS = [0, 0.5, 1, 2, 3, 4, 6, 8]
 
@@ -41,12 +39,7 @@ def candidate_scores(rec: Recognizer, visuals, pool_labels: list[str], *, closen
     for visual, reading in zip(visuals, readings):
         near = sorted(((one_minus_ned(normalize(reading), normalize(label)), label) for label in pool_labels), reverse=True)
         candidates = list(dict.fromkeys([reading] + [label for c, label in near[:most] if c >= closeness]))
-        batch = pack([[(visual.float(), c)] for c in candidates])
-        log_probs = F.log_softmax(rec.model(*model_inputs(batch)).float(), dim=-1)
-        targets = batch["targets"]
-        decoder = (log_probs.gather(-1, targets.clamp(min=0)[..., None])[..., 0] * (targets != PAD)).sum(1)
-        ctc = torch.tensor([ctc_log_likelihood(visual.float(), c) for c in candidates])
-        joint = (1 - CTC_WEIGHT) * decoder + CTC_WEIGHT * ctc
+        joint = rec.joint_scores([[(visual.float(), None)]], [(0, c) for c in candidates])
         rows.append((candidates, joint.tolist(), [c in pool_labels for c in candidates]))
     return readings, rows
 
@@ -68,10 +61,10 @@ def main():
     torch.set_num_threads(1)
     rec = Recognizer.load()
     train = load_dataset("ic15", "train")
-    order = random.Random(0).sample(range(len(train)), len(train))  # bench/scenetext/run.py's pool seed 0
-    pool = [r for r in (train[i] for i in order[:200]) if in_charset(r["text"])][:100]
+    pool = benchmark_pool(rec.encoder, train, 0, 100, args.cache / "pool-ic15-100-seed0.safetensors")  # run.py's seed 0
+    order = random.Random(0).sample(range(len(train)), len(train))  # the order the pool took its crops from
     selection = [r for r in (train[i] for i in order[200:900]) if in_charset(r["text"])][:500]
-    labels = sorted({r["text"] for r in pool})
+    labels = sorted(set(pool.texts))
     visuals = cached_visuals(rec.encoder, [r["image"] for r in selection], args.cache / "ic15-train-select500-seed0.safetensors")
     targets = [r["text"] for r in selection]
     readings, rows = candidate_scores(rec, visuals, labels)

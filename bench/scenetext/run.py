@@ -15,7 +15,6 @@ import argparse
 import copy
 import json
 import os
-import random
 import re
 import statistics
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 
 from unseen.scenetext.charset import in_charset
-from unseen.scenetext.evaluate import BENCHMARKS, cached_visuals, easyocr_baseline, load_records
+from unseen.scenetext.evaluate import BENCHMARKS, benchmark_pool, cached_visuals, easyocr_baseline, load_records
 from unseen.scenetext.metrics import correct, normalize, report
 from unseen.scenetext.pool import Pool
 from unseen.scenetext.recognizer import Recognizer
@@ -100,12 +99,8 @@ def main():
 
         train = load_dataset(dataset, "train", data_dir=args.data_dir)
         for s in range(seeds):
-            order = random.Random(s).sample(range(len(train)), len(train))
-            chosen = [train[i] for i in order[: 2 * args.pool_size]]
-            chosen = [r for r in chosen if in_charset(r["text"])][: args.pool_size]
-            visuals = cached_visuals(rec.encoder, [r["image"] for r in chosen], cache / f"pool-{dataset}-{args.pool_size}-seed{s}.safetensors")
-            pools[(dataset, s)] = Pool(rec.encoder.fingerprint, [r["text"] for r in chosen], [r["path"] for r in chosen],
-                                       ["" for _ in chosen], [v.to(torch.float16) for v in visuals])
+            pools[(dataset, s)] = benchmark_pool(rec.encoder, train, s, args.pool_size,
+                                                 cache / f"pool-{dataset}-{args.pool_size}-seed{s}.safetensors")
     pool_size = args.pool_size
 
     # ---- 1. standard benchmarks ----------------------------------------------------------------

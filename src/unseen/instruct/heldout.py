@@ -33,10 +33,12 @@ class HeldoutConfig:
     tasks: dict[str, list[str]] = field(default_factory=dict)  # cluster -> evaluated datasets (default: all)
 
 
-def _load_or_run(path: Path, run, label: str):
+def _evaluated(path: Path, model_name_or_dir: str, eval_config: EvalConfig, data_dir, label: str) -> dict:
+    """The results kept at ``path``; the model is loaded (onto best_device()) only when they are missing."""
     if path.exists():
         return json.loads(path.read_text())
-    results = run()
+    model, tokenizer = load_model(model_name_or_dir)
+    results = evaluate(model.to(best_device()), tokenizer, eval_config, data_dir=data_dir)
     write_results(results, path, label=label)
     return results
 
@@ -56,11 +58,7 @@ def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, co
         for model_name in config.models:
             label = Path(model_name).name
             console.print(f"[bold]{cluster}[/] held out, {model_name}: base model")
-            model, tokenizer = load_model(model_name)
-            model = model.to(best_device())
-            base = _load_or_run(out_dir / cluster / label / "base.json",
-                                lambda: evaluate(model, tokenizer, eval_config, data_dir=data_dir), f"{label} base")
-            del model
+            base = _evaluated(out_dir / cluster / label / "base.json", model_name, eval_config, data_dir, f"{label} base")
             tuned_runs = []
             for seed in config.seeds:
                 run_dir = out_dir / cluster / label / f"seed{seed}"
@@ -74,12 +72,7 @@ def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, co
                         console.print(f"[bold]{cluster}[/] held out, {model_name}: instruction tuning, seed {seed}")
                         instruction_tune(train_config, run_dir, resume=(run_dir / "checkpoints").exists(), data_dir=data_dir)
                     console.print(f"[bold]{cluster}[/] held out, {model_name}: tuned model, seed {seed}")
-                tuned_model = None
-                if not results_path.exists():
-                    tuned_model, tokenizer = load_model(str(run_dir / "model"))
-                    tuned_model = tuned_model.to(best_device())
-                tuned_runs.append(_load_or_run(
-                    results_path, lambda: evaluate(tuned_model, tokenizer, eval_config, data_dir=data_dir), f"{label} seed {seed}"))
+                tuned_runs.append(_evaluated(results_path, str(run_dir / "model"), eval_config, data_dir, f"{label} seed {seed}"))
             for task in tasks:
                 row = {"cluster": cluster, "model": model_name, "task": task,
                        "n": base["results"][task]["n"],

@@ -10,6 +10,7 @@ Benchmarks (name -> dataset, split, filter):
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from pathlib import Path
@@ -86,3 +87,16 @@ def easyocr_baseline(images, crnn=None) -> tuple[list[str], float]:
         for image in images:
             predictions.append(ctc_greedy_decode(crnn(preprocess_crnn([image])))[0][0])
     return predictions, time.perf_counter() - started
+
+
+def benchmark_pool(encoder, train, seed: int, size: int = 100, cache: Path | None = None):
+    """The benchmarks' context pool: ``size`` random crops of a train split (labels inside the
+    charset), drawn with ``seed``; their visual tokens are cached at ``cache``."""
+    from unseen.scenetext.charset import in_charset
+    from unseen.scenetext.pool import Pool
+
+    order = random.Random(seed).sample(range(len(train)), len(train))
+    chosen = [r for r in (train[i] for i in order[: 2 * size]) if in_charset(r["text"])][:size]
+    visuals = cached_visuals(encoder, [r["image"] for r in chosen], cache)
+    return Pool(encoder.fingerprint, [r["text"] for r in chosen], [r["path"] for r in chosen],
+                ["" for _ in chosen], [v.to(torch.float16) for v in visuals])

@@ -170,7 +170,18 @@ class Recognizer:
         flat = [(q, c) for q, options in enumerate(candidates) for c in options]
         if all(len(options) == 1 for options in candidates):
             return [options[0] for options in candidates]
-        batch = pack([sequences[q][:-1] + [(sequences[q][-1][0], c)] for q, c in flat])
+        joint = self.joint_scores(sequences, flat, ctc_weight)
+        best: dict[int, tuple[float, str]] = {}
+        for (q, c), score in zip(flat, joint.tolist()):
+            if q not in best or score > best[q][0]:
+                best[q] = (score, c)
+        return [best[q][1] for q in range(len(candidates))]
+
+    @torch.no_grad()
+    def joint_scores(self, sequences, pairs: list[tuple[int, str]], ctc_weight: float = CTC_WEIGHT) -> torch.Tensor:
+        """(1 - w) log p_decoder(c | context, image) + w log p_CTC(c | image) for each (query, candidate c)
+        pair; ``sequences[q]`` is query q's context segments followed by (its visual tokens, None)."""
+        batch = pack([sequences[q][:-1] + [(sequences[q][-1][0], c)] for q, c in pairs])
         logp = F.log_softmax(self.model(*model_inputs(batch)).float(), dim=-1)
         targets = batch["targets"]
         # the candidate is the last segment of each row: its target positions are the last slot's
@@ -178,13 +189,8 @@ class Recognizer:
         in_query = (batch["slot"] == last_slot) & (targets != PAD)
         token_logp = logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0]
         decoder_scores = (token_logp * in_query).sum(1)
-        ctc_scores = torch.tensor([ctc_log_likelihood(sequences[q][-1][0], c) for q, c in flat])
-        joint = (1 - ctc_weight) * decoder_scores + ctc_weight * ctc_scores
-        best: dict[int, tuple[float, str]] = {}
-        for (q, c), score in zip(flat, joint.tolist()):
-            if q not in best or score > best[q][0]:
-                best[q] = (score, c)
-        return [best[q][1] for q in range(len(candidates))]
+        ctc_scores = torch.tensor([ctc_log_likelihood(sequences[q][-1][0], c) for q, c in pairs])
+        return (1 - ctc_weight) * decoder_scores + ctc_weight * ctc_scores
 
     def _hybrid_picks(self, visuals, pool, n, batch_size, max_len, weight: float = 1.0):
         """Top-n by cosine similarity + weight * (1 - NED(no-context reading, pool label)), 36-char normalized."""
