@@ -4,10 +4,10 @@ import copy
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
 
 from unseen.core.metrics import balanced_accuracy, constant_answer_accuracy
-from unseen.core.scoring import quantize_for_cpu, score_options
+from unseen.core.scoring import _SharedPrefix, quantize_for_cpu, score_options
 
 
 class ByteTokenizer:
@@ -69,6 +69,50 @@ def test_batch_size_changes_no_score(tiny_lm):
         for a, b in zip(one, score_options(model, tokenizer, PROMPTS, OPTIONS, batch_size=batch_size)):
             assert b.loglik == pytest.approx(a.loglik, abs=1e-4)
             assert b.num_tokens == a.num_tokens
+
+
+FEWSHOT = "Premise: the dog ran.\nHypothesis: an animal moved.\nAnswer: yes\n\n"
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 8])
+def test_a_prefix_shared_by_every_prompt_runs_once_and_changes_no_score(tiny_lm, batch_size):
+    model, tokenizer = tiny_lm
+    prompts = [FEWSHOT + p for p in PROMPTS]
+    shared = _SharedPrefix.of(model, [tokenizer(p)["input_ids"] for p in prompts], torch.device("cpu"))
+    assert shared is not None and shared.length == 1 + len(FEWSHOT)  # BOS + the exemplar
+    single = score_options(model, tokenizer, prompts, [["a", "b"]] * len(prompts), batch_size=batch_size)
+    multi = score_options(model, tokenizer, prompts, OPTIONS, batch_size=batch_size)
+    for prompt, opts, one, many in zip(prompts, OPTIONS, single, multi):
+        for option, value in zip(["a", "b"], one.loglik):
+            assert value == pytest.approx(_reference(model, tokenizer, prompt, option), abs=1e-4)
+        for option, value in zip(opts, many.loglik):
+            assert value == pytest.approx(_reference(model, tokenizer, prompt, option), abs=1e-4)
+
+
+def test_shared_prefix_on_a_sliding_window_model():
+    """Gemma 3 alternates sliding-window and global layers; prompts shorter than the window share."""
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=258, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+                              num_key_value_heads=2, head_dim=8, sliding_window=512, max_position_embeddings=1024,
+                              layer_types=["sliding_attention", "full_attention"] * 2)
+    model, tokenizer = Gemma3ForCausalLM(config).eval(), ByteTokenizer()
+    prompts = [FEWSHOT + p for p in PROMPTS]
+    assert _SharedPrefix.of(model, [tokenizer(p)["input_ids"] for p in prompts], torch.device("cpu")) is not None
+    for prompt, opts, result in zip(prompts, OPTIONS, score_options(model, tokenizer, prompts, OPTIONS, batch_size=3)):
+        for option, value in zip(opts, result.loglik):
+            assert value == pytest.approx(_reference(model, tokenizer, prompt, option), abs=1e-4)
+
+
+def test_no_prefix_sharing_where_a_sliding_window_could_see_the_padding(tiny_lm):
+    model, tokenizer = tiny_lm
+    prompts = [tokenizer(FEWSHOT + p)["input_ids"] for p in PROMPTS]
+    windowed = copy.deepcopy(model)
+    windowed.config.sliding_window = 100  # longer than the prefix (65), shorter than the longest prompt (105)
+    shared = _SharedPrefix.of(windowed, prompts, torch.device("cpu"))
+    assert shared.serves([ids for ids in prompts if len(ids) < 100]) and not shared.serves(prompts)
+    windowed.config.sliding_window = 60  # shorter than the prefix itself
+    assert _SharedPrefix.of(windowed, prompts, torch.device("cpu")) is None
+    assert _SharedPrefix.of(model, prompts[:1], torch.device("cpu")) is None  # one prompt: nothing to share
 
 
 def test_int8_scores_stay_close_to_fp32(tiny_lm):

@@ -11,7 +11,9 @@ FLAN-style table and bar plot to docs/results/. Pieces already under --out are r
 Ablations (FLAN section 4): `--raw-inputs` trains on the records' fields without any
 instruction ("no template"); `--train-datasets sst2,boolq,...` restricts the mixture
 (number of training clusters). Give each its own --out; --base-from DIR reuses the base
-model's evaluation from an earlier run with the same evaluation settings.
+model's evaluation from an earlier run with the same evaluation settings. `--shots K`
+evaluates K-shot instead of zero-shot (FLAN section 4.4); a tuned model already under
+--out/nli/<model>/seed<N>/model is evaluated as it is, not trained again.
 """
 
 import argparse
@@ -42,7 +44,9 @@ def main():
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--cap", type=int, default=1000)
     parser.add_argument("--snli-limit", type=int, default=1000)
-    parser.add_argument("--templates", default="all")
+    parser.add_argument("--templates", default="all", help="all, quick (4 per task, the --quick set) or template ids")
+    parser.add_argument("--shots", type=int, default=0,
+                        help="evaluate K-shot: K exemplars from each task's train split, rendered with the same template")
     parser.add_argument("--fewshot-fraction", type=float, default=0.2)
     parser.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA (a GPU run)")
     parser.add_argument("--lr", type=float, default=2e-4)
@@ -60,6 +64,8 @@ def main():
     if args.quick:
         args.models, args.seeds, args.steps, args.snli_limit = "gemma3-270m", "0", 150, 200
         args.templates = ",".join(QUICK_TEMPLATES)
+    if args.templates == "quick":
+        args.templates = ",".join(QUICK_TEMPLATES)
     templates = "all" if args.templates == "all" else args.templates.split(",")
     config = HeldoutConfig(
         models=args.models.split(","), clusters=["nli"], seeds=[int(s) for s in args.seeds.split(",")],
@@ -70,7 +76,7 @@ def main():
                                                    raw_inputs=args.raw_inputs,
                                                    datasets=args.train_datasets.split(",") if args.train_datasets else None)),
         eval=EvalConfig(templates=templates, limit={"snli": args.snli_limit}, calibrate=True,
-                        batch_size=args.eval_batch_size),
+                        batch_size=args.eval_batch_size, shots=args.shots),
     )
     if args.base_from:
         for model in config.models:
@@ -100,7 +106,8 @@ def main():
         f"{config.train.mixture.fewshot_fraction:.0%} few-shot"
         + (", ablation: raw inputs (no template)" if args.raw_inputs else "")
         + (f", ablation: trained on {args.train_datasets} only" if args.train_datasets else "")
-        + f". Evaluation: RTE validation (277), CB validation (56), "
+        + f". Evaluation ({f'{args.shots}-shot: the same {args.shots} train-split exemplars per template, in its format' if args.shots else 'zero-shot'}): "
+        "RTE validation (277), CB validation (56), "
         f"SNLI test (first {args.snli_limit}); templates: {args.templates}; rank scoring by summed log-likelihood. "
         "Balanced accuracy is the mean recall over classes (a constant answer scores 1/classes); "
         "'always-same' is the best constant answer's plain accuracy.\n\n"

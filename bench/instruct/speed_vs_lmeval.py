@@ -4,12 +4,18 @@ Needs lm-eval (installs nothing itself):  pip install -e '.[bench]'   (pins lm-e
 
     python bench/instruct/speed_vs_lmeval.py                      # full run: writes docs/results/instruct_speed.{json,md}
     python bench/instruct/speed_vs_lmeval.py --limit 60 --threads 1 --out /tmp/speed.json   # a short probe
+    python bench/instruct/speed_vs_lmeval.py --shots 2 --out docs/results/instruct_speed_2shot.json
 
 Per model, in one process and back to back: lm-eval (`hf` model, the local converted folder,
 a local task YAML with super_glue's template and our validation records), then our
 `score_options` in fp32 (exact) and with `quantize_for_cpu` (int8). Model loading is timed
 apart; examples/s counts scoring only (for lm-eval: `simple_evaluate` on a loaded model).
 Timings mean something only on a quiet machine.
+
+With `--shots K` both scorers read K-shot prompts: the first K train records as exemplars
+for every example (lm-eval's `first_n` sampler, its format: exemplar + " " + answer, "\n\n"
+between), checked to be the very strings lm-eval scored. Ours then runs the exemplars once
+per call (shared-prefix cache); a third row runs every prompt whole, to show what that buys.
 """
 
 from __future__ import annotations
@@ -40,22 +46,26 @@ TASKS = {
 DEFAULT_RUNS = ["smollm2-135m-instruct:rte", "gemma3-270m:rte,cb"]
 
 
-def write_task(folder: Path, name: str, records: list[dict]) -> str:
+def write_task(folder: Path, name: str, records: list[dict], exemplars: list[dict]) -> str:
     """A local lm-eval task: our records as JSONL, the template in lm-eval's Jinja syntax."""
     template, choices = TASKS[name]
-    data = folder / f"{name}.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    files = {}
+    for split, rows in (("validation", records), ("train", exemplars)):
+        if rows:
+            files[split] = str(folder / f"{name}-{split}.jsonl")
+            Path(files[split]).write_text("".join(json.dumps(r) + "\n" for r in rows))
     task = f"speed_{name}"
     jinja = template.replace("{", "{{").replace("}", "}}")
-    (folder / f"{task}.yaml").write_text(json.dumps({  # JSON is valid YAML
-        "task": task, "dataset_path": "json", "dataset_kwargs": {"data_files": {"validation": str(data)}},
-        "output_type": "multiple_choice", "validation_split": "validation", "doc_to_text": jinja,
-        "doc_to_target": "label", "doc_to_choice": choices, "metric_list": [{"metric": "acc"}],
-    }, indent=1))
+    config = {"task": task, "dataset_path": "json", "dataset_kwargs": {"data_files": files},
+              "output_type": "multiple_choice", "validation_split": "validation", "doc_to_text": jinja,
+              "doc_to_target": "label", "doc_to_choice": choices, "metric_list": [{"metric": "acc"}]}
+    if exemplars:
+        config |= {"fewshot_split": "train", "num_fewshot": len(exemplars), "fewshot_config": {"sampler": "first_n"}}
+    (folder / f"{task}.yaml").write_text(json.dumps(config, indent=1))  # JSON is valid YAML
     return task
 
 
-def run_lmeval(model_dir: str, records: dict[str, list[dict]], batch_size: int) -> dict:
+def run_lmeval(model_dir: str, records: dict[str, list[dict]], exemplars: dict[str, list[dict]], batch_size: int) -> dict:
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
@@ -74,30 +84,38 @@ def run_lmeval(model_dir: str, records: dict[str, list[dict]], batch_size: int) 
 
     lm.loglikelihood = timed_loglikelihood
     with tempfile.TemporaryDirectory() as folder:
-        names = {write_task(Path(folder), name, recs): name for name, recs in records.items()}
+        names = {write_task(Path(folder), name, recs, exemplars[name]): name for name, recs in records.items()}
+        shots = len(next(iter(exemplars.values())))
         started = time.perf_counter()
         out = lm_eval.simple_evaluate(model=lm, tasks=list(names), task_manager=TaskManager(include_path=folder),
-                                      log_samples=True, bootstrap_iters=0)
+                                      num_fewshot=shots or None, log_samples=True, bootstrap_iters=0)
         harness = time.perf_counter() - started
     predictions = {
         names[task]: [max(range(len(s["filtered_resps"])), key=lambda k: s["filtered_resps"][k][0])
                       for s in sorted(samples, key=lambda s: s["doc_id"])]
         for task, samples in out["samples"].items()
     }
-    return {"load_s": load, "seconds": scoring[0], "harness_s": harness, "predictions": predictions, "version": lm_eval.__version__}
+    contexts = {names[task]: [s["arguments"][0][0] for s in sorted(samples, key=lambda s: s["doc_id"])]
+                for task, samples in out["samples"].items()}
+    return {"load_s": load, "seconds": scoring[0], "harness_s": harness, "predictions": predictions,
+            "contexts": contexts, "version": lm_eval.__version__}
 
 
-def task_prompts(name: str, recs: list[dict]) -> list[str]:
-    return [TASKS[name][0].format(**r) for r in recs]
+def task_prompts(name: str, recs: list[dict], exemplars: list[dict] = ()) -> list[str]:
+    template, choices = TASKS[name]
+    prefix = "".join(f"{template.format(**e)} {choices[e['label']]}\n\n" for e in exemplars)
+    return [prefix + template.format(**r) for r in recs]
 
 
-def run_ours(model, tokenizer, records: dict[str, list[dict]], batch_size: int) -> dict:
+def run_ours(model, tokenizer, records: dict[str, list[dict]], exemplars: dict[str, list[dict]], batch_size: int,
+             share_prefix: bool = True) -> dict:
     started = time.perf_counter()
     predictions = {}
     for name, recs in records.items():
         choices = TASKS[name][1]
-        prompts = task_prompts(name, recs)
-        scores = score_options(model, tokenizer, prompts, [[" " + c for c in choices]] * len(recs), batch_size=batch_size)
+        prompts = task_prompts(name, recs, exemplars[name])
+        scores = score_options(model, tokenizer, prompts, [[" " + c for c in choices]] * len(recs), batch_size=batch_size,
+                               share_prefix=share_prefix)
         predictions[name] = [max(range(len(s.loglik)), key=s.loglik.__getitem__) for s in scores]
     return {"seconds": time.perf_counter() - started, "predictions": predictions}
 
@@ -162,7 +180,8 @@ def machine() -> dict:
 
 
 def markdown(report: dict) -> str:
-    lines = ["# Rank scoring speed: unseen vs lm-evaluation-harness", "",
+    shots = report["runs"][0].get("shots", 0) if report["runs"] else 0
+    lines = ["# Rank scoring speed: unseen vs lm-evaluation-harness" + (f", {shots}-shot prompts" if shots else ""), "",
              f"Command: `{report['command']}`  ", f"Seed {report['seed']}; machine: {json.dumps(report['machine'])}", "",
              "| model | tasks | n | scorer | scoring s | examples/s | speed-up vs lm-eval | accuracy | agreement with lm-eval |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -176,8 +195,10 @@ def markdown(report: dict) -> str:
     lines += ["", "Scoring time excludes model loading and, for lm-eval, task set-up: it is the time inside "
               "`HFLM.loglikelihood` (`harness_s` in the JSON is the whole `simple_evaluate`); ours is `score_options` "
               "(tokenizing included). Accuracy is the argmax of the summed log-likelihood (lm-eval's `acc`); "
-              "agreement is the share of examples where a scorer picks the same option as lm-eval.", "",
-              "## Where the time goes", "",
+              "agreement is the share of examples where a scorer picks the same option as lm-eval."]
+    if not any(run.get("compute") for run in report["runs"]):
+        return "\n".join(lines) + "\n"
+    lines += ["", "## Where the time goes", "",
               "FLOPs counted from the model's shapes (`compute_budget`): every prompt token through every body weight, "
               "causal attention, and the output layer at every position (lm-eval) or at the last one (ours). The matrix-"
               "product rate is one body-shaped fp32 `torch.mm` (1024 tokens) in the same process: no exact fp32 scorer "
@@ -201,6 +222,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="for both scorers (lm-eval's --batch_size)")
     parser.add_argument("--threads", type=int, help="torch threads for everything (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shots", type=int, default=0, help="K-shot prompts (the first K train records as exemplars)")
     parser.add_argument("--out", type=Path, default=Path("docs/results/instruct_speed.json"))
     args = parser.parse_args()
     if args.threads:
@@ -213,30 +235,43 @@ def main() -> None:
         name, tasks = spec.split(":")
         tasks = tasks.split(",")
         records = {t: load_dataset(t, "validation")[: args.limit] for t in tasks}
+        exemplars = {t: load_dataset(t, "train")[: args.shots] if args.shots else [] for t in tasks}
         model_dir = resolve_model_dir(name)  # converts the GGUF on first use, outside the timings
-        lmeval = run_lmeval(model_dir, records, args.batch_size)
+        lmeval = run_lmeval(model_dir, records, exemplars, args.batch_size)
+        for t in tasks:  # the race is only fair if both score the very same strings
+            if lmeval["contexts"][t] != task_prompts(t, records[t], exemplars[t]):
+                sys.exit(f"{t}: our prompts differ from the contexts lm-eval scored; the race would not be like for like")
         started = time.perf_counter()
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         load = time.perf_counter() - started
-        fp32 = run_ours(model, tokenizer, records, args.batch_size) | {"load_s": load}
-        started = time.perf_counter()
-        quantized = quantize_for_cpu(copy.deepcopy(model))
-        load = time.perf_counter() - started
-        int8 = run_ours(quantized, tokenizer, records, args.batch_size) | {"load_s": load}
-        scorers = {"lm-eval": summarize(lmeval, records, None), "unseen fp32": summarize(fp32, records, lmeval["predictions"]),
-                   "unseen int8": summarize(int8, records, lmeval["predictions"])}
-        scorers["unseen int8"].update({f"{t}_agreement_with_fp32": round(100 * sum(
-            a == b for a, b in zip(int8["predictions"][t], fp32["predictions"][t])) / len(records[t]), 2) for t in tasks})
+        fp32 = run_ours(model, tokenizer, records, exemplars, args.batch_size) | {"load_s": load}
+        scorers = {"lm-eval": summarize(lmeval, records, None), "unseen fp32": summarize(fp32, records, lmeval["predictions"])}
+        if args.shots:  # the same scorer without the shared-prefix cache: what running the exemplars once buys
+            whole = run_ours(model, tokenizer, records, exemplars, args.batch_size, share_prefix=False)
+            scorers["unseen fp32, whole prompts"] = summarize(whole, records, lmeval["predictions"])
+        else:
+            started = time.perf_counter()
+            quantized = quantize_for_cpu(copy.deepcopy(model))
+            load = time.perf_counter() - started
+            int8 = run_ours(quantized, tokenizer, records, exemplars, args.batch_size) | {"load_s": load}
+            scorers["unseen int8"] = summarize(int8, records, lmeval["predictions"])
+            scorers["unseen int8"].update({f"{t}_agreement_with_fp32": round(100 * sum(
+                a == b for a, b in zip(int8["predictions"][t], fp32["predictions"][t])) / len(records[t]), 2) for t in tasks})
+        run = {"model": name, "model_dir": model_dir, "tasks": tasks, "n": sum(map(len, records.values())),
+               "shots": args.shots, "lm_eval_version": lmeval["version"], "scorers": scorers}
+        report["runs"].append(run)
+        if args.shots:  # the FLOP count below assumes every prompt runs whole; with shared exemplars it does not
+            print(json.dumps(run, indent=1), flush=True)
+            del model
+            continue
         budget = compute_budget(model, tokenizer, records) | {"matmul_gflops_per_s": round(matmul_peak(model), 1)}
         for scorer, flops in (("lm-eval", budget["lmeval_flops"]), ("unseen fp32", budget["ours_flops"])):
             scorers[scorer]["gflops_per_s"] = round(flops / scorers[scorer]["seconds"] / 1e9, 1)
         # no exact fp32 scorer can beat the minimal FLOPs at the machine's matrix-product rate
         budget["exact_fp32_ceiling_speedup"] = round(
             scorers["lm-eval"]["seconds"] / (budget["ours_flops"] / 1e9 / budget["matmul_gflops_per_s"]), 2)
-        run = {"model": name, "model_dir": model_dir, "tasks": tasks, "n": sum(map(len, records.values())),
-               "lm_eval_version": lmeval["version"], "scorers": scorers, "compute": budget}
-        report["runs"].append(run)
+        run["compute"] = budget
         print(json.dumps(run, indent=1), flush=True)
         del model, quantized
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,9 @@ Prompts are batched (left-padded, sorted by length) and run once; their key/valu
 cache is shared by all options, which continue it in one batch. The output layer
 (262k rows for Gemma) is applied only at positions whose next token is scored:
 the last prompt position and the options' own positions. When every option is a
-single token, the prompt pass alone gives the scores.
+single token, the prompt pass alone gives the scores. Tokens that begin every
+prompt (few-shot exemplars, a fixed instruction) run once for the whole call: their
+cache is copied into each batch, which then runs only the rest of its prompts.
 
 ``quantize_for_cpu`` trades exactness for speed on a CPU (int8 dynamic quantization
 of the transformer body); see docs/instruct.md, "Scoring speed".
@@ -12,6 +14,7 @@ of the transformer body); see docs/instruct.md, "Scoring speed".
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,8 +71,10 @@ def score_options(
     *,
     batch_size: int = 8,
     progress: bool = False,
+    share_prefix: bool = True,
 ) -> list[OptionScores]:
-    """Scores of ``options[i]`` as continuations of ``prompts[i]``."""
+    """Scores of ``options[i]`` as continuations of ``prompts[i]``; ``share_prefix=False`` runs
+    every prompt whole (the same scores, slower when the prompts begin alike)."""
     if len(prompts) != len(options):
         raise UnseenError(f"{len(prompts)} prompts but {len(options)} option lists")
     option_ids = [_option_ids(tokenizer, opts) for opts in options]
@@ -79,23 +84,25 @@ def score_options(
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
     single_token = not encoder_decoder and all(len(ids) == 1 for opts in option_ids for ids in opts)
     order = sorted(range(len(prompts)), key=lambda i: len(prompt_ids[i]))
+    shared = _SharedPrefix.of(model, prompt_ids, device) if share_prefix and not encoder_decoder else None
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("scoring", total=len(prompts))
         if single_token:
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
-                log_probs = _last_position_log_probs(model, [prompt_ids[i] for i in chunk], tokenizer, device)
+                log_probs = _last_position_log_probs(model, [prompt_ids[i] for i in chunk], tokenizer, device, shared)
                 for row, i in enumerate(chunk):
                     scores = [log_probs[row, ids[0]].item() for ids in option_ids[i]]
                     results[i] = OptionScores(scores, [1] * len(scores))
                 bar.advance(task, len(chunk))
         else:
-            scorer = _score_seq2seq if encoder_decoder else _score_batch_with_shared_prompts
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
-                scored = scorer(
-                    model, [prompt_ids[i] for i in chunk], [option_ids[i] for i in chunk], tokenizer, device
-                )
+                batch_prompts, batch_options = [prompt_ids[i] for i in chunk], [option_ids[i] for i in chunk]
+                if encoder_decoder:
+                    scored = _score_seq2seq(model, batch_prompts, batch_options, tokenizer, device)
+                else:
+                    scored = _score_batch_with_shared_prompts(model, batch_prompts, batch_options, tokenizer, device, shared)
                 for i, result in zip(chunk, scored):
                     results[i] = result
                 bar.advance(task, len(chunk))
@@ -111,22 +118,67 @@ def _left_padded(batch_ids: list[list[int]], pad: int, device) -> tuple[torch.Te
     return input_ids, mask, positions
 
 
+class _SharedPrefix:
+    """The tokens every prompt of a call begins with, run once; each batch continues a copy of their cache."""
+
+    MIN_TOKENS = 16  # below this the copy costs about what it saves
+
+    def __init__(self, length: int, cache, window: int | None):
+        self.length, self.cache, self.window = length, cache, window
+
+    @classmethod
+    def of(cls, model, prompt_ids: list[list[int]], device) -> "_SharedPrefix | None":
+        if len(prompt_ids) < 2:
+            return None
+        first, length = prompt_ids[0], min(len(ids) for ids in prompt_ids) - 1  # every prompt keeps a token of its own
+        for ids in prompt_ids[1:]:
+            length = next((k for k in range(length) if ids[k] != first[k]), length)
+        window = getattr(model.config, "sliding_window", None)
+        if length < cls.MIN_TOKENS or (window and length >= window):
+            return None
+        output = model(input_ids=torch.tensor([first[:length]], device=device), use_cache=True, logits_to_keep=1)
+        return cls(length, output.past_key_values, window)
+
+    def serves(self, batch_ids: list[list[int]]) -> bool:
+        # the batch's padding sits between the prefix and the rest of each prompt; a sliding-window
+        # layer measures its window in cache slots, padding included, so a batch whose prompts
+        # reach the window runs whole instead
+        return not self.window or max(len(ids) for ids in batch_ids) < self.window
+
+    def continued(self, rows: int):
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(rows)
+        return cache
+
+
+def _run_prompts(model, batch_ids: list[list[int]], pad: int, device, shared: _SharedPrefix | None, use_cache: bool):
+    """One forward over a batch of prompts, logits at the last position only; returns (output, attention mask)."""
+    if shared is None or not shared.serves(batch_ids):
+        input_ids, mask, positions = _left_padded(batch_ids, pad, device)
+        output = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=use_cache,
+                       logits_to_keep=1)
+        return output, mask
+    input_ids, mask, positions = _left_padded([ids[shared.length :] for ids in batch_ids], pad, device)
+    mask = torch.cat([torch.ones(len(batch_ids), shared.length, dtype=mask.dtype, device=device), mask], dim=1)
+    output = model(input_ids=input_ids, attention_mask=mask, position_ids=positions + shared.length,
+                   past_key_values=shared.continued(len(batch_ids)), use_cache=True, logits_to_keep=1)
+    return output, mask
+
+
 def _pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
-def _last_position_log_probs(model, batch_ids: list[list[int]], tokenizer, device) -> torch.Tensor:
-    input_ids, mask, positions = _left_padded(batch_ids, _pad_id(tokenizer), device)
-    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
-    return torch.log_softmax(logits[:, -1].float(), dim=-1)
+def _last_position_log_probs(model, batch_ids: list[list[int]], tokenizer, device, shared=None) -> torch.Tensor:
+    output, _ = _run_prompts(model, batch_ids, _pad_id(tokenizer), device, shared, use_cache=False)
+    return torch.log_softmax(output.logits[:, -1].float(), dim=-1)
 
 
-def _score_batch_with_shared_prompts(model, prompts, options, tokenizer, device) -> list[OptionScores]:
+def _score_batch_with_shared_prompts(model, prompts, options, tokenizer, device, shared=None) -> list[OptionScores]:
     """Prompts run once (left-padded batch, cache kept); then every option of every prompt
     continues its prompt's cache in one batch of prompts x options rows."""
     pad = _pad_id(tokenizer)
-    input_ids, mask, positions = _left_padded(prompts, pad, device)
-    output = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    output, mask = _run_prompts(model, prompts, pad, device, shared, use_cache=True)
     first = torch.log_softmax(output.logits[:, -1].float(), dim=-1)
     per_prompt = max(len(opts) for opts in options)
     # pad every prompt's option list to the same count so the cache repeats evenly

@@ -135,7 +135,8 @@ def plot_heldout(summary: dict, path: Path) -> None:
     chance = [100 / row["classes"] if row.get("classes") else None for row in rows]
     x = range(len(rows))
     figure, axis = plt.subplots(figsize=(max(4, 1.6 * len(rows)), 3.5))
-    axis.bar([i - 0.2 for i in x], base, width=0.4, label="base (zero-shot)")
+    shots = summary.get("config", {}).get("eval", {}).get("shots", 0)
+    axis.bar([i - 0.2 for i in x], base, width=0.4, label=f"base ({f'{shots}-shot' if shots else 'zero-shot'})")
     axis.bar([i + 0.2 for i in x], tuned, width=0.4, yerr=errors, capsize=3, label="instruction-tuned")
     axis.set_xticks(list(x), labels, fontsize=8)
     axis.set_ylabel("balanced accuracy (%)")

@@ -193,14 +193,17 @@ def _weights_in(path: Path) -> Path:
 
 
 def finetune(model: E2STR, visuals: list[torch.Tensor], texts: list[str], *, steps: int = 200, lr: float = 1e-4,
-             batch_size: int = 16, seed: int = 0) -> E2STR:
-    """Plain fine-tuning on a few labelled samples (the baseline that ICL is compared with)."""
+             batch_size: int = 16, seed: int = 0, every: int = 0, on_checkpoint=None) -> E2STR:
+    """Plain fine-tuning on labelled samples (the baseline that ICL is compared with).
+
+    With ``every`` > 0, ``on_checkpoint(step, model)`` is called every that many steps (model in
+    eval mode; training resumes after it), e.g. to choose the step count on a validation split."""
     seed_everything(seed)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     rng = random.Random(seed)
-    for _ in range(steps):
+    for step in range(steps):
         idx = [rng.randrange(len(texts)) for _ in range(min(batch_size, len(texts)))]
         batch = pack([[(visuals[i], texts[i])] for i in idx])
         loss, _ = loss_fn(model, batch)
@@ -208,4 +211,7 @@ def finetune(model: E2STR, visuals: list[torch.Tensor], texts: list[str], *, ste
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        if every and on_checkpoint is not None and (step + 1) % every == 0:
+            on_checkpoint(step + 1, model.eval())
+            model.train()
     return model.eval()
