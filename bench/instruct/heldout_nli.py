@@ -63,7 +63,7 @@ def main():
     args = parser.parse_args()
     if args.quick:
         args.models, args.seeds, args.steps, args.snli_limit = "gemma3-270m", "0", 150, 200
-        args.templates = ",".join(QUICK_TEMPLATES)
+        args.templates = "quick"
     if args.templates == "quick":
         args.templates = ",".join(QUICK_TEMPLATES)
     templates = "all" if args.templates == "all" else args.templates.split(",")

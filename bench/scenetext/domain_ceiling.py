@@ -19,15 +19,13 @@ import argparse
 import copy
 import json
 import platform
-import random
 import time
 from pathlib import Path
 
 import torch
 
 from unseen.core.data import load_dataset
-from unseen.scenetext.charset import in_charset
-from unseen.scenetext.evaluate import BENCHMARKS, benchmark_pool, cached_visuals, load_records
+from unseen.scenetext.evaluate import BENCHMARKS, benchmark_pool, cached_visuals, load_records, shuffled_split
 from unseen.scenetext.metrics import report
 from unseen.scenetext.pool import Pool
 from unseen.scenetext.recognizer import Recognizer
@@ -77,17 +75,12 @@ def main():
     test_texts = [r["text"] for r in records]
 
     train = load_dataset("ic15", "train")
-    usable = [r for r in train if in_charset(r["text"])]
-    order = random.Random(0).sample(range(len(usable)), len(usable))
-    train_visuals_all = cached_visuals(rec.encoder, [usable[i]["image"] for i in order], args.cache / "ic15-train-shuffled.safetensors")
-    val_visuals, fit_visuals = train_visuals_all[: args.validation], train_visuals_all[args.validation :]
-    val_texts = [usable[i]["text"] for i in order[: args.validation]]
-    fit_texts = [usable[i]["text"] for i in order[args.validation :]]
-    fit_paths = [usable[i]["path"] for i in order[args.validation :]]
+    shuffled, train_visuals_all = shuffled_split(rec.encoder, train, 0, args.cache / "ic15-train-shuffled.safetensors")
+    fit_visuals, fit_texts = train_visuals_all[args.validation :], [r["text"] for r in shuffled[args.validation :]]
     pool100 = benchmark_pool(rec.encoder, train, 0, 100, args.cache / "pool-ic15-100-seed0.safetensors")
-    held_out = set(pool100.sources)  # the 100-crop pool may overlap the validation crops: drop them there
-    keep = [k for k, i in enumerate(order[: args.validation]) if usable[i]["path"] not in held_out]
-    val_visuals, val_texts = [val_visuals[k] for k in keep], [val_texts[k] for k in keep]
+    in_pool = set(pool100.sources)  # the 100-crop pool may overlap the validation crops: drop them there
+    keep = [k for k in range(args.validation) if shuffled[k]["path"] not in in_pool]
+    val_visuals, val_texts = [train_visuals_all[k] for k in keep], [shuffled[k]["text"] for k in keep]
 
     results = {"config": vars(args) | {"cache": str(args.cache), "report": str(args.report)},
                "machine": f"{platform.platform()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
@@ -96,7 +89,7 @@ def main():
     rows = results["IC15-2077"]
     rows["shipped, no context"] = accuracy(rec, test_visuals, test_texts)
     rows["shipped, ICL n=2, pool = the 100 crops (seed 0)"] = accuracy(rec, test_visuals, test_texts, pool=pool100, n=2)
-    big_pool = Pool(rec.encoder.fingerprint, fit_texts, fit_paths, ["" for _ in fit_texts], [v.to(torch.float16) for v in fit_visuals])
+    big_pool = Pool(rec.encoder.fingerprint).extended(fit_texts, fit_visuals, [r["path"] for r in shuffled[args.validation :]])
     rows[f"shipped, ICL n=2, pool = all {len(fit_texts)} fit crops"] = accuracy(rec, test_visuals, test_texts, pool=big_pool, n=2)
     print(rows, flush=True)
 

@@ -31,12 +31,11 @@ import torch
 
 from unseen.core.data import load_dataset, resolve_data_dir
 from unseen.core.training import TrainConfig, seed_everything, train
-from unseen.scenetext.charset import in_charset
 from unseen.scenetext.corpus import build_lexicon, random_label
 from unseen.scenetext.data import pack
 from unseen.scenetext.encoder import FrozenEncoder
-from unseen.scenetext.evaluate import BENCHMARKS, benchmark_pool, cached_visuals, load_records
-from unseen.scenetext.metrics import normalize
+from unseen.scenetext.evaluate import BENCHMARKS, benchmark_pool, cached_visuals, hard_case_split, load_records, shuffled_split
+from unseen.scenetext.metrics import correct
 from unseen.scenetext.pool import Pool
 from unseen.scenetext.recognizer import Recognizer, default_weights, load_model_file, save_model_file
 from unseen.scenetext.render import WordRenderer, find_fonts
@@ -88,10 +87,6 @@ class MixedSequences(torch.utils.data.Dataset):
         return sequence
 
 
-def right(a: str, b: str) -> bool:
-    return normalize(a) == normalize(b)
-
-
 def pct(hits: int, total: int) -> float:
     return round(100 * hits / max(total, 1), 2)
 
@@ -136,29 +131,17 @@ def main():
     visuals, targets = visuals[: args.limit], targets[: args.limit]
     train_split = load_dataset("ic15", "train")
     pool100 = benchmark_pool(shipped.encoder, train_split, 0, 100, args.cache / "pool-ic15-100-seed0.safetensors")
-    usable = [r for r in train_split if in_charset(r["text"])]
-    order = random.Random(0).sample(range(len(usable)), len(usable))  # domain_ceiling.py's split: the first 500 are its validation
-    every = cached_visuals(shipped.encoder, [usable[i]["image"] for i in order], args.cache / "ic15-train-shuffled.safetensors")
-    texts = [usable[i]["text"] for i in order]
-    big_pool = Pool(shipped.encoder.fingerprint, texts[500:], texts[500:], ["" for _ in texts[500:]],
-                    [v.to(torch.float16) for v in every[500:]])
+    # domain_ceiling.py's split: the first 500 shuffled crops are its validation, the rest the big pool
+    shuffled, every = shuffled_split(shipped.encoder, train_split, 0, args.cache / "ic15-train-shuffled.safetensors")
+    big_pool = Pool(shipped.encoder.fingerprint).extended([r["text"] for r in shuffled[500:]], every[500:],
+                                                         [r["path"] for r in shuffled[500:]])
     retrieved, _ = big_pool.retrieve(torch.stack([FrozenEncoder.pooled(v.float()) for v in visuals]), 2)
-    in_top2 = [k for k, (row, t) in enumerate(zip(retrieved, targets)) if any(right(big_pool.texts[j], t) for j in row.tolist())]
+    in_top2 = [k for k, (row, t) in enumerate(zip(retrieved, targets)) if any(correct(big_pool.texts[j], t) for j in row.tolist())]
 
     # hard cases as in run.py section 3, with the corrections chosen once (the shipped model's errors)
     shipped_ctx = [r.text for r in shipped.read_visuals(visuals, pool=pool100, n=2)]
-    by_word: dict = {}
-    for k, t in enumerate(targets):
-        if normalize(t) and in_charset(t):
-            by_word.setdefault(normalize(t), []).append(k)
-    corrections, held_out = [], []
-    for members in by_word.values():
-        wrong = [k for k in members if not right(shipped_ctx[k], targets[k])]
-        if len(members) >= 2 and wrong:
-            corrections.append(wrong[0])
-            held_out += [k for k in members if k != wrong[0]]
-    corrected = Pool(pool100.encoder, pool100.texts + [targets[k] for k in corrections], pool100.sources + ["ic15 test"] * len(corrections),
-                     pool100.files + [""] * len(corrections), pool100.visuals + [visuals[k].to(torch.float16) for k in corrections])
+    corrections, held_out = hard_case_split(shipped_ctx, targets)
+    corrected = pool100.extended([targets[k] for k in corrections], [visuals[k] for k in corrections], ["ic15 test"] * len(corrections))
 
     results = {"config": {k: str(v) for k, v in vars(args).items()}, "in_top2_of_big_pool": len(in_top2),
                "hard_cases": {"corrections": len(corrections), "held_out_images": len(held_out)}, "IC15-2077": {}}
@@ -167,15 +150,15 @@ def main():
         ctx100 = shipped_ctx if rec is shipped else [r.text for r in rec.read_visuals(visuals, pool=pool100, n=2)]
         big = [r.text for r in rec.read_visuals(visuals, pool=big_pool, n=2)]
         after = [r.text for r in rec.read_visuals(visuals, pool=corrected, n=2)]
-        row = {"no context": pct(sum(map(right, plain, targets)), len(targets)),
-               "ICL n=2, pool of 100 (seed 0)": pct(sum(map(right, ctx100, targets)), len(targets)),
-               f"ICL n=2, pool of all {len(big_pool)} other train crops": pct(sum(map(right, big, targets)), len(targets)),
-               "where the true word is in that pool's top 2: no context": pct(sum(right(plain[k], targets[k]) for k in in_top2), len(in_top2)),
-               "where the true word is in that pool's top 2: ICL n=2": pct(sum(right(big[k], targets[k]) for k in in_top2), len(in_top2)),
+        row = {"no context": pct(sum(map(correct, plain, targets)), len(targets)),
+               "ICL n=2, pool of 100 (seed 0)": pct(sum(map(correct, ctx100, targets)), len(targets)),
+               f"ICL n=2, pool of all {len(big_pool)} other train crops": pct(sum(map(correct, big, targets)), len(targets)),
+               "where the true word is in that pool's top 2: no context": pct(sum(correct(plain[k], targets[k]) for k in in_top2), len(in_top2)),
+               "where the true word is in that pool's top 2: ICL n=2": pct(sum(correct(big[k], targets[k]) for k in in_top2), len(in_top2)),
                "hard cases, error on other images of corrected words: pool of 100, n=2":
-                   pct(sum(not right(ctx100[k], targets[k]) for k in held_out), len(held_out)),
+                   pct(sum(not correct(ctx100[k], targets[k]) for k in held_out), len(held_out)),
                "hard cases, error on other images of corrected words: pool + corrections, n=2":
-                   pct(sum(not right(after[k], targets[k]) for k in held_out), len(held_out))}
+                   pct(sum(not correct(after[k], targets[k]) for k in held_out), len(held_out))}
         results["IC15-2077"][name] = row
         print(name, json.dumps(row, indent=1), flush=True)
     results["seconds"] = round(time.time() - started)

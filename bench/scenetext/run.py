@@ -22,8 +22,7 @@ from pathlib import Path
 
 import torch
 
-from unseen.scenetext.charset import in_charset
-from unseen.scenetext.evaluate import BENCHMARKS, benchmark_pool, cached_visuals, easyocr_baseline, load_records
+from unseen.scenetext.evaluate import BENCHMARKS, benchmark_pool, cached_visuals, easyocr_baseline, hard_case_split, load_records
 from unseen.scenetext.metrics import correct, normalize, report
 from unseen.scenetext.pool import Pool
 from unseen.scenetext.recognizer import Recognizer
@@ -196,20 +195,9 @@ def main():
 
 def hard_cases(rec, data: dict, pool0, pool_size: int) -> dict:
     """Section 3: add the words the model got wrong to the pool; error on other images of them."""
-    by_word: dict = {}
-    for i, t in enumerate(data["targets"]):
-        if normalize(t) and in_charset(t):
-            by_word.setdefault(normalize(t), []).append(i)
-    corrections, held_out = [], []
-    for word, members in by_word.items():
-        if len(members) < 2:
-            continue
-        wrong = [i for i in members if not correct(data["ours_ctx"][i], data["targets"][i])]
-        if wrong:
-            corrections.append(wrong[0])
-            held_out += [i for i in members if i != wrong[0]]
-    corrected_pool = Pool(pool0.encoder, pool0.texts + [data["targets"][i] for i in corrections], pool0.sources + ["ic15 test"] * len(corrections),
-                          pool0.files + [""] * len(corrections), pool0.visuals + [data["visuals"][i].to(torch.float16) for i in corrections])
+    corrections, held_out = hard_case_split(data["ours_ctx"], data["targets"])
+    corrected_pool = pool0.extended([data["targets"][i] for i in corrections], [data["visuals"][i] for i in corrections],
+                                    ["ic15 test"] * len(corrections))
     others = sorted(set(range(len(data["targets"]))) - set(held_out) - set(corrections))
 
     def error(predictions, idx):

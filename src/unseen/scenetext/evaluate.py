@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from unseen.scenetext.metrics import report
+from unseen.scenetext.charset import in_charset
+from unseen.scenetext.metrics import correct, normalize, report
 
 BENCHMARKS = {
     "IIIT5K-3000": ("iiit5k", "test", None),
@@ -92,11 +93,32 @@ def easyocr_baseline(images, crnn=None) -> tuple[list[str], float]:
 def benchmark_pool(encoder, train, seed: int, size: int = 100, cache: Path | None = None):
     """The benchmarks' context pool: ``size`` random crops of a train split (labels inside the
     charset), drawn with ``seed``; their visual tokens are cached at ``cache``."""
-    from unseen.scenetext.charset import in_charset
     from unseen.scenetext.pool import Pool
 
     order = random.Random(seed).sample(range(len(train)), len(train))
     chosen = [r for r in (train[i] for i in order[: 2 * size]) if in_charset(r["text"])][:size]
     visuals = cached_visuals(encoder, [r["image"] for r in chosen], cache)
-    return Pool(encoder.fingerprint, [r["text"] for r in chosen], [r["path"] for r in chosen],
-                ["" for _ in chosen], [v.to(torch.float16) for v in visuals])
+    return Pool(encoder.fingerprint).extended([r["text"] for r in chosen], visuals, [r["path"] for r in chosen])
+
+
+def shuffled_split(encoder, records, seed: int = 0, cache: Path | None = None) -> tuple[list[dict], list[torch.Tensor]]:
+    """The records whose labels are inside the charset, shuffled with ``seed``, and their visual tokens."""
+    usable = [r for r in records if in_charset(r["text"])]
+    shuffled = [usable[i] for i in random.Random(seed).sample(range(len(usable)), len(usable))]
+    return shuffled, cached_visuals(encoder, [r["image"] for r in shuffled], cache)
+
+
+def hard_case_split(predictions: list[str], targets: list[str]) -> tuple[list[int], list[int]]:
+    """Hard-case correction: for every word with at least two images of which one is read wrong,
+    the first wrong image (to add to the pool) and the word's other images (to measure on)."""
+    by_word: dict[str, list[int]] = {}
+    for i, target in enumerate(targets):
+        if normalize(target) and in_charset(target):
+            by_word.setdefault(normalize(target), []).append(i)
+    corrections, held_out = [], []
+    for members in by_word.values():
+        wrong = [i for i in members if not correct(predictions[i], targets[i])]
+        if len(members) >= 2 and wrong:
+            corrections.append(wrong[0])
+            held_out += [i for i in members if i != wrong[0]]
+    return corrections, held_out

@@ -59,6 +59,12 @@ class Pool:
     def new(cls, encoder: FrozenEncoder, root: Path | None = None) -> "Pool":
         return cls(encoder.fingerprint, root=root)
 
+    def extended(self, texts, visuals, sources) -> "Pool":
+        """A new, unsaved pool: these samples plus already encoded ones (labels, visual tokens, sources)."""
+        texts, sources = list(texts), list(sources)
+        return Pool(self.encoder, self.texts + texts, self.sources + sources, self.files + [""] * len(texts),
+                    self.visuals + [v.to(torch.float16) for v in visuals])
+
     def add(self, samples: list[PoolSample], encoder: FrozenEncoder) -> int:
         """Check labels, decode and encode images, append; returns how many were added."""
         self.check_encoder(encoder.fingerprint)
