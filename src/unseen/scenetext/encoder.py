@@ -71,13 +71,15 @@ class FrozenEncoder:
             step = max(1, batch_size * 256 // width)
             for start in range(0, len(indices), step):
                 chunk = indices[start : start + step]
-                x = torch.stack([to_tensor(images[i], width) for i in chunk])
-                feats = self.crnn.features(x)
-                logp = F.log_softmax(self.crnn.Prediction(feats), dim=-1)
-                tokens = torch.cat([feats, logp], dim=-1)
+                tokens = self.tokens(torch.stack([to_tensor(images[i], width) for i in chunk]))
                 for j, i in enumerate(chunk):
                     out[i] = tokens[j].clone()
         return out
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 1, 64, W] normalized images of one width -> [B, T, 353] visual tokens."""
+        feats = self.crnn.features(x)
+        return torch.cat([feats, F.log_softmax(self.crnn.Prediction(feats), dim=-1)], dim=-1)
 
     @staticmethod
     def pooled(tokens: torch.Tensor) -> torch.Tensor:
