@@ -169,7 +169,10 @@ def main():
     else:
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(run / "model.safetensors"), strict=False)
+        state = load_file(run / "model.safetensors")  # the trainable parameters: all of them here
+        if set(state) != {name for name, _ in model.named_parameters()}:
+            raise SystemExit(f"{run}/model.safetensors does not fit this model; delete the run to retrain")
+        model.load_state_dict(state, strict=False)
     if args.phase == "train":
         return
     model.eval()
