@@ -1,0 +1,193 @@
+"""The whole CRNN trained in stage 2 (VGG too): does context pay once the convolutional encoder adapts?
+
+trained_encoder.py trains the CRNN's BiLSTMs over cached VGG columns: plain reading gains, context
+still costs. This script goes one step further, the furthest a CPU can: it caches the
+preprocessed word images themselves (64 px high, uint8) and continues stage 2 from the shipped
+decoder with every CRNN weight trainable (VGG convolutions, BiLSTMs, CTC layer; the VGG's
+BatchNorm statistics stay frozen, as batches of mixed widths are small). Same losses as
+trained_encoder.py. IC15-2077 is then read with no context, with the benchmark's 100-crop pools
+(seeds 0..2, n = 2) and with every other IC15-train crop as the pool.
+
+    OMP_NUM_THREADS=2 python bench/scenetext/trained_vgg.py    # 2 cores: store 5 min, train 23 min (8.5 s a step), eval ~12 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import shutil
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from PIL import Image
+from trained_encoder import ColumnEncoder, SequenceHead, accuracy, training_summary
+from trained_encoder import loss_fn as head_loss
+
+import unseen.scenetext.train as training
+from unseen.core.data import load_dataset
+from unseen.core.training import TrainConfig, seed_everything, train
+from unseen.scenetext.data import pack
+from unseen.scenetext.encoder import HEIGHT, FrozenEncoder, canonical_width
+from unseen.scenetext.evaluate import BENCHMARKS, benchmark_pool, cached_visuals, load_records, shuffled_split
+from unseen.scenetext.pool import Pool
+from unseen.scenetext.recognizer import Recognizer
+from unseen.scenetext.store import FeatureStore
+
+
+def gray(image: Image.Image) -> torch.Tensor:
+    """The encoder's preprocessing, kept as uint8 [1, 64, W] (to_tensor's normalization comes later)."""
+    w = canonical_width(image)
+    return torch.frombuffer(bytearray(image.convert("L").resize((w, HEIGHT), Image.BICUBIC).tobytes()),
+                            dtype=torch.uint8).view(1, HEIGHT, w).clone()
+
+
+def build_image_store(work: Path, synthetic_groups: int) -> tuple[FeatureStore, list[torch.Tensor]]:
+    """The feature store of trained_encoder.py, plus the preprocessed image of every sample in store order."""
+    images_path, store_dir = work / "images.pt", work / "store"
+    if images_path.exists():
+        return FeatureStore(store_dir), torch.load(images_path)
+    shutil.rmtree(store_dir, ignore_errors=True)  # a store without its images (killed build) starts over
+    images, original = [], training._append
+
+    def capture(store, encoder, samples, groups):  # the builder's own filter, then keep what it appends
+        images.extend(gray(s.image) for s in samples if training._usable(s.text) and s.image.width >= 4)
+        original(store, encoder, samples, groups)
+
+    training._append = capture
+    try:
+        store = build_store_columns(store_dir, synthetic_groups)
+    finally:
+        training._append = original
+    assert len(images) == len(store), (len(images), len(store))
+    torch.save(images, images_path)
+    return store, images
+
+
+def build_store_columns(store_dir: Path, synthetic_groups: int) -> FeatureStore:
+    return training.build_store(store_dir, None, synthetic_groups=synthetic_groups, encoder=ColumnEncoder())
+
+
+class ImageSequences(training.ContextSequences):
+    def __init__(self, store, images, **kwargs):
+        super().__init__(store, **kwargs)
+        self.images = images
+
+    def __getitem__(self, i):
+        return [(self.images[j], self.store.text(j)) for j in self.spec(i)]
+
+
+def collate(sequences):
+    # the packed layout only needs each image's token count (T = W / 4 - 1); the tokens come from the model
+    batch = pack([[(torch.zeros(image.shape[-1] // 4 - 1, 1), text) for image, text in seq] for seq in sequences])
+    batch["images"] = [image for seq in sequences for image, _ in seq]
+    batch["texts"] = [text for seq in sequences for _, text in seq]
+    return batch
+
+
+class WholeCRNN(nn.Module):
+    def __init__(self, crnn, decoder):
+        super().__init__()
+        self.vgg = copy.deepcopy(crnn.FeatureExtraction)
+        self.head, self.decoder = SequenceHead(crnn), decoder
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self.vgg.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+        return self
+
+    def columns(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        by_width, out = defaultdict(list), [None] * len(images)
+        for i, image in enumerate(images):
+            by_width[image.shape[-1]].append(i)
+        for indices in by_width.values():
+            x = (torch.stack([images[i] for i in indices]).float() / 255 - 0.5) / 0.5
+            f = self.vgg(x).mean(dim=2).transpose(1, 2)
+            for j, i in enumerate(indices):
+                out[i] = f[j]
+        return out
+
+    def as_encoder(self, base: FrozenEncoder) -> FrozenEncoder:
+        crnn = copy.deepcopy(base.crnn)
+        crnn.FeatureExtraction, crnn.SequenceModeling, crnn.Prediction = (copy.deepcopy(self.vgg), copy.deepcopy(self.head.layers),
+                                                                         copy.deepcopy(self.head.prediction))
+        return FrozenEncoder(crnn)
+
+
+def loss_fn(model: WholeCRNN, batch):
+    return head_loss(model, dict(batch, columns=model.columns(batch["images"])))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path("runs/str/trained-vgg"))
+    parser.add_argument("--synthetic-groups", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=160)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--seeds", type=int, default=3, help="pool seeds")
+    parser.add_argument("--phase", choices=["store", "train", "all"], default="all")
+    parser.add_argument("--report", type=Path, default=Path("docs/results/scenetext_trained_vgg.json"))
+    args = parser.parse_args()
+    started = time.time()
+    store, images = build_image_store(args.work, args.synthetic_groups)
+    if args.phase == "store":
+        return
+    shipped = Recognizer.load()
+    seed_everything(0)
+    model = WholeCRNN(shipped.encoder.crnn, copy.deepcopy(shipped.model))
+    for p in [*model.vgg.parameters(), *model.head.parameters()]:  # the CRNN's copy comes frozen
+        p.requires_grad_(True)
+    run = args.work / "stage2-crnn"
+    cfg = TrainConfig(out_dir=str(run), steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=0.01,
+                      warmup_steps=args.steps // 10, schedule="cosine", seed=0, save_every=50, log_every=10,
+                      extra={"stage": 2, "store": str(store.root), "trainable": "VGG + BiLSTMs + CTC layer + decoder"})
+    if not (run / "model.safetensors").exists():
+        train(model, loss_fn, ImageSequences(store, images, seed=0), cfg, collate=collate,
+              resume=(run / "metrics.jsonl").exists(), assets=["easyocr-english-g2"], progress_label="stage 2, whole CRNN trainable")
+    else:
+        from safetensors.torch import load_file
+
+        state = load_file(run / "model.safetensors")
+        if set(state) != {name for name, _ in model.named_parameters()}:
+            raise SystemExit(f"{run}/model.safetensors does not fit this model; delete the run to retrain")
+        model.load_state_dict(state, strict=False)
+    if args.phase == "train":
+        return
+    model.eval()
+    encoder = model.as_encoder(shipped.encoder)
+    trained = Recognizer(model.decoder, encoder, {})
+
+    records = load_records(*BENCHMARKS["IC15-2077"][:2], None)
+    texts = [r["text"] for r in records]
+    visuals = cached_visuals(encoder, [r["image"] for r in records], args.work / "IC15-2077.safetensors")
+    train_split = load_dataset("ic15", "train")
+    row = {"no context": accuracy(trained, visuals, texts)}
+    print(row, flush=True)
+    values = [accuracy(trained, visuals, texts, n=2,
+                       pool=benchmark_pool(encoder, train_split, seed, 100, args.work / f"pool-ic15-100-seed{seed}.safetensors"))
+              for seed in range(args.seeds)]
+    row["ICL n=2"], row["ICL n=2 (per pool seed)"] = round(statistics.mean(values), 2), values
+    print(row, flush=True)
+    # every IC15-train crop but domain_ceiling.py's 500 validation ones, as in trained_encoder.py
+    shuffled, big = shuffled_split(encoder, train_split, 0, args.work / "ic15-train-shuffled.safetensors")
+    big_pool = Pool(encoder.fingerprint).extended([r["text"] for r in shuffled[500:]], big[500:], [r["path"] for r in shuffled[500:]])
+    row[f"ICL n=2, pool = all {len(big_pool)} other IC15-train crops"] = accuracy(trained, visuals, texts, pool=big_pool, n=2)
+    results = {"config": {k: str(v) for k, v in vars(args).items()},
+               "machine": f"{platform.platform()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+               "store_samples": len(store), "training": training_summary(run), "IC15-2077, whole CRNN trained in stage 2": row,
+               "seconds": round(time.time() - started)}
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
