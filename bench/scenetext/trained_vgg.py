@@ -145,6 +145,11 @@ def main():
     model = WholeCRNN(shipped.encoder.crnn, copy.deepcopy(shipped.model))
     for p in [*model.vgg.parameters(), *model.head.parameters()]:  # the CRNN's copy comes frozen
         p.requires_grad_(True)
+    # step 0 must be the shipped recognizer: the untrained model reproduces the CRNN's CTC probabilities
+    with torch.no_grad():
+        tokens = model.eval().head.apply(model.columns(images[:32]))
+    drift = max((t[:, 256:].exp() - store.visual(i).float()[:, 256:].exp()).abs().max().item() for i, t in enumerate(tokens))
+    assert drift < 0.02, f"the untrained model does not reproduce the CRNN (max probability difference {drift})"  # store: float16
     run = args.work / "stage2-crnn"
     cfg = TrainConfig(out_dir=str(run), steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=0.01,
                       warmup_steps=args.steps // 10, schedule="cosine", seed=0, save_every=50, log_every=10,
