@@ -34,6 +34,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence, pad_packed_s
 from unseen.core.data import load_dataset
 from unseen.core.models.crnn import CRNN_CHARSET
 from unseen.core.training import TrainConfig, seed_everything, train
+from unseen.core.training.checkpoint import load_trainable_state
 from unseen.scenetext.data import model_inputs, pack
 from unseen.scenetext.evaluate import BENCHMARKS, benchmark_pool, cached_visuals, load_records, shuffled_split
 from unseen.scenetext.encoder import FrozenEncoder
@@ -132,17 +133,40 @@ def accuracy(rec, visuals, texts, **kwargs) -> float:
     return round(100 * report([r.text for r in rec.read_visuals(visuals, **kwargs)], texts)["36"]["accuracy"], 2)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, default=Path("runs/str/trained-encoder"))
+def arguments(doc: str, *, work: str, steps: int, report: str) -> argparse.Namespace:
+    """The command line both trained-encoder probes share."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path(work))
     parser.add_argument("--synthetic-groups", type=int, default=1500)
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=steps)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seeds", type=int, default=3, help="pool seeds")
     parser.add_argument("--phase", choices=["store", "train", "all"], default="all")
-    parser.add_argument("--report", type=Path, default=Path("docs/results/scenetext_trained_encoder.json"))
-    args = parser.parse_args()
+    parser.add_argument("--report", type=Path, default=Path(report))
+    return parser.parse_args()
+
+
+def train_or_load(model, dataset, collate, loss, run: Path, args, store, *, trainable: str, save_every: int) -> None:
+    """Stage 2 from the shipped decoder (resumes a killed run); a finished run is loaded instead."""
+    if (run / "model.safetensors").exists():
+        from safetensors import safe_open
+
+        with safe_open(str(run / "model.safetensors"), framework="pt") as handle:  # every parameter trained here
+            missing = {name for name, _ in model.named_parameters()} - set(handle.keys())
+        if missing:
+            raise SystemExit(f"{run}/model.safetensors lacks {sorted(missing)[0]!r}; delete the run to retrain")
+        load_trainable_state(model, run / "model.safetensors")
+        return
+    cfg = TrainConfig(out_dir=str(run), steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=0.01,
+                      warmup_steps=args.steps // 10, schedule="cosine", seed=0, save_every=save_every, log_every=10,
+                      extra={"stage": 2, "store": str(store.root), "trainable": trainable})
+    train(model, loss, dataset, cfg, collate=collate, resume=(run / "metrics.jsonl").exists(), assets=["easyocr-english-g2"],
+          progress_label=f"stage 2, trainable: {trainable}")
+
+
+def main():
+    args = arguments(__doc__, work="runs/str/trained-encoder", steps=400, report="docs/results/scenetext_trained_encoder.json")
     started = time.time()
     encoder = ColumnEncoder()
     store = build_store(args.work / "store", None, synthetic_groups=args.synthetic_groups, encoder=encoder)
@@ -160,19 +184,8 @@ def main():
     assert drift < 0.02, f"the untrained head does not reproduce the CRNN (max probability difference {drift})"  # store: float16
     model.head.train()
     run = args.work / "stage2-head"
-    cfg = TrainConfig(out_dir=str(run), steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=0.01,
-                      warmup_steps=args.steps // 10, schedule="cosine", seed=0, save_every=100, log_every=10,
-                      extra={"stage": 2, "store": str(store.root), "trainable": "BiLSTMs + CTC layer + decoder"})
-    if not (run / "model.safetensors").exists():
-        train(model, loss_fn, ContextSequences(store, seed=0), cfg, collate=collate, resume=(run / "metrics.jsonl").exists(),
-              assets=["easyocr-english-g2"], progress_label="stage 2, BiLSTMs trainable")
-    else:
-        from safetensors.torch import load_file
-
-        state = load_file(run / "model.safetensors")  # the trainable parameters: all of them here
-        if set(state) != {name for name, _ in model.named_parameters()}:
-            raise SystemExit(f"{run}/model.safetensors does not fit this model; delete the run to retrain")
-        model.load_state_dict(state, strict=False)
+    train_or_load(model, ContextSequences(store, seed=0), collate, loss_fn, run, args, store,
+                  trainable="BiLSTMs + CTC layer + decoder", save_every=100)
     if args.phase == "train":
         return
     model.eval()

@@ -13,7 +13,6 @@ trained_encoder.py. IC15-2077 is then read with no context, with the benchmark's
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import platform
@@ -26,12 +25,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from PIL import Image
-from trained_encoder import ColumnEncoder, SequenceHead, accuracy, training_summary
+from trained_encoder import ColumnEncoder, SequenceHead, accuracy, arguments, train_or_load, training_summary
 from trained_encoder import loss_fn as head_loss
 
 import unseen.scenetext.train as training
 from unseen.core.data import load_dataset
-from unseen.core.training import TrainConfig, seed_everything, train
+from unseen.core.training import seed_everything
 from unseen.scenetext.data import pack
 from unseen.scenetext.encoder import HEIGHT, FrozenEncoder, canonical_width
 from unseen.scenetext.evaluate import BENCHMARKS, benchmark_pool, cached_visuals, load_records, shuffled_split
@@ -126,16 +125,7 @@ def loss_fn(model: WholeCRNN, batch):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, default=Path("runs/str/trained-vgg"))
-    parser.add_argument("--synthetic-groups", type=int, default=1500)
-    parser.add_argument("--steps", type=int, default=160)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--seeds", type=int, default=3, help="pool seeds")
-    parser.add_argument("--phase", choices=["store", "train", "all"], default="all")
-    parser.add_argument("--report", type=Path, default=Path("docs/results/scenetext_trained_vgg.json"))
-    args = parser.parse_args()
+    args = arguments(__doc__, work="runs/str/trained-vgg", steps=160, report="docs/results/scenetext_trained_vgg.json")
     started = time.time()
     store, images = build_image_store(args.work, args.synthetic_groups)
     if args.phase == "store":
@@ -151,19 +141,8 @@ def main():
     drift = max((t[:, 256:].exp() - store.visual(i).float()[:, 256:].exp()).abs().max().item() for i, t in enumerate(tokens))
     assert drift < 0.02, f"the untrained model does not reproduce the CRNN (max probability difference {drift})"  # store: float16
     run = args.work / "stage2-crnn"
-    cfg = TrainConfig(out_dir=str(run), steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=0.01,
-                      warmup_steps=args.steps // 10, schedule="cosine", seed=0, save_every=50, log_every=10,
-                      extra={"stage": 2, "store": str(store.root), "trainable": "VGG + BiLSTMs + CTC layer + decoder"})
-    if not (run / "model.safetensors").exists():
-        train(model, loss_fn, ImageSequences(store, images, seed=0), cfg, collate=collate,
-              resume=(run / "metrics.jsonl").exists(), assets=["easyocr-english-g2"], progress_label="stage 2, whole CRNN trainable")
-    else:
-        from safetensors.torch import load_file
-
-        state = load_file(run / "model.safetensors")
-        if set(state) != {name for name, _ in model.named_parameters()}:
-            raise SystemExit(f"{run}/model.safetensors does not fit this model; delete the run to retrain")
-        model.load_state_dict(state, strict=False)
+    train_or_load(model, ImageSequences(store, images, seed=0), collate, loss_fn, run, args, store,
+                  trainable="VGG + BiLSTMs + CTC layer + decoder", save_every=50)
     if args.phase == "train":
         return
     model.eval()
