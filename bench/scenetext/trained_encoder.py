@@ -165,6 +165,27 @@ def train_or_load(model, dataset, collate, loss, run: Path, args, store, *, trai
           progress_label=f"stage 2, trainable: {trainable}")
 
 
+VALIDATION = 500  # the IC15-train crops domain_ceiling.py holds out; every other one is in the big pool
+
+
+def big_pool(encoder, train_split, cache: Path, tokens=None) -> Pool:
+    """Every IC15-train crop but domain_ceiling.py's validation ones as the pool (about 40x the 100-crop
+    pool); ``tokens`` maps the encoder's cached visuals to the recognizer's (a trained head)."""
+    shuffled, visuals = shuffled_split(encoder, train_split, 0, cache)
+    visuals = tokens(visuals) if tokens is not None else visuals
+    rest = shuffled[VALIDATION:]
+    return Pool(encoder.fingerprint).extended([r["text"] for r in rest], visuals[VALIDATION:], [r["path"] for r in rest])
+
+
+def write_report(args, store, run: Path, started: float, **rows) -> None:
+    results = {"config": {k: str(v) for k, v in vars(args).items()},
+               "machine": f"{platform.platform()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+               "store_samples": len(store), "training": training_summary(run), **rows, "seconds": round(time.time() - started)}
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
 def main():
     args = arguments(__doc__, work="runs/str/trained-encoder", steps=400, report="docs/results/scenetext_trained_encoder.json")
     started = time.time()
@@ -220,24 +241,13 @@ def main():
             row[name] = round(statistics.mean(values), 2)
             row[name + " (per pool seed)"] = values
             print(label, name, values, flush=True)
-        # context from every IC15-train crop but domain_ceiling.py's 500 validation ones (about 40x the pool)
-        shuffled, big = shuffled_split(rec.encoder, train_split, 0, (cache / "ic15-train-shuffled.safetensors") if rec is shipped
-                                       else args.work / "ic15-train-shuffled-columns.safetensors")
-        if rec is trained:
-            big = model.head.apply([v.float()[:, :256] for v in big])
-        big_pool = Pool(rec.encoder.fingerprint).extended([r["text"] for r in shuffled[500:]], big[500:],
-                                                          [r["path"] for r in shuffled[500:]])
-        row[f"ICL n=2, pool = all {len(big_pool)} other IC15-train crops"] = accuracy(rec, visuals, texts, pool=big_pool, n=2)
+        head = (lambda visuals: model.head.apply([v.float()[:, :256] for v in visuals])) if rec is trained else None
+        pool = big_pool(rec.encoder, train_split, (cache / "ic15-train-shuffled.safetensors") if rec is shipped
+                        else args.work / "ic15-train-shuffled-columns.safetensors", head)
+        row[f"ICL n=2, pool = all {len(pool)} other IC15-train crops"] = accuracy(rec, visuals, texts, pool=pool, n=2)
         rows[label] = row
         print(label, row, flush=True)
-    results = {"config": {k: str(v) for k, v in vars(args).items()},
-               "machine": f"{platform.platform()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
-               "store_samples": len(store), "training": training_summary(run), "IC15-2077": rows,
-               "seconds": round(time.time() - started)}
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
-
+    write_report(args, store, run, started, **{"IC15-2077": rows})
 
 if __name__ == "__main__":
     main()

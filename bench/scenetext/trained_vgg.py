@@ -14,8 +14,6 @@ trained_encoder.py. IC15-2077 is then read with no context, with the benchmark's
 from __future__ import annotations
 
 import copy
-import json
-import platform
 import shutil
 import statistics
 import time
@@ -25,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from PIL import Image
-from trained_encoder import ColumnEncoder, SequenceHead, accuracy, arguments, train_or_load, training_summary
+from trained_encoder import ColumnEncoder, SequenceHead, accuracy, arguments, big_pool, train_or_load, write_report
 from trained_encoder import loss_fn as head_loss
 
 import unseen.scenetext.train as training
@@ -33,8 +31,7 @@ from unseen.core.data import load_dataset
 from unseen.core.training import seed_everything
 from unseen.scenetext.data import pack
 from unseen.scenetext.encoder import HEIGHT, FrozenEncoder, canonical_width
-from unseen.scenetext.evaluate import BENCHMARKS, benchmark_pool, cached_visuals, load_records, shuffled_split
-from unseen.scenetext.pool import Pool
+from unseen.scenetext.evaluate import BENCHMARKS, benchmark_pool, cached_visuals, load_records
 from unseen.scenetext.recognizer import Recognizer
 from unseen.scenetext.store import FeatureStore
 
@@ -156,17 +153,9 @@ def main():
               for seed in range(args.seeds)]
     row["ICL n=2"], row["ICL n=2 (per pool seed)"] = round(statistics.mean(values), 2), values
     print(row, flush=True)
-    # every IC15-train crop but domain_ceiling.py's 500 validation ones, as in trained_encoder.py
-    shuffled, big = shuffled_split(encoder, train_split, 0, args.work / "ic15-train-shuffled.safetensors")
-    big_pool = Pool(encoder.fingerprint).extended([r["text"] for r in shuffled[500:]], big[500:], [r["path"] for r in shuffled[500:]])
-    row[f"ICL n=2, pool = all {len(big_pool)} other IC15-train crops"] = accuracy(trained, visuals, texts, pool=big_pool, n=2)
-    results = {"config": {k: str(v) for k, v in vars(args).items()},
-               "machine": f"{platform.platform()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
-               "store_samples": len(store), "training": training_summary(run), "IC15-2077, whole CRNN trained in stage 2": row,
-               "seconds": round(time.time() - started)}
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    pool = big_pool(encoder, train_split, args.work / "ic15-train-shuffled.safetensors")
+    row[f"ICL n=2, pool = all {len(pool)} other IC15-train crops"] = accuracy(trained, visuals, texts, pool=pool, n=2)
+    write_report(args, store, run, started, **{"IC15-2077, whole CRNN trained in stage 2": row})
 
 
 if __name__ == "__main__":
