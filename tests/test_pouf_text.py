@@ -132,7 +132,7 @@ def test_adapt_then_eval_end_to_end(tiny, tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert "select_objective" in rows[3] and "transport" in rows[0] and "mi" in rows[0]
     results = evaluate_run(run)
-    assert set(results["zeroshot"]) == {"single", "ensemble"} and results["n_eval"] == 24
+    assert set(results["zeroshot"]) == {"single", "ensemble", "calibrated"} and results["n_eval"] == 24
     assert (run / "results.md").read_text().startswith("# POUF prompt")
     # the zero-shot report of eval equals the zero-shot command's
     assert results["zeroshot"] == {k: v for k, v in zeroshot(setup).items() if k != "seconds"}

@@ -152,6 +152,22 @@ def ensemble(log_probs: torch.Tensor) -> torch.Tensor:
     return log_probs.mean(0)
 
 
+def calibrate(log_probs: torch.Tensor) -> torch.Tensor:
+    """Batch calibration (Zhou et al., ICLR 2024), label-free: divide each view's class
+    probabilities by their mean over the unlabeled examples, then renormalise. [..., N, K].
+
+    Why: a prompt's verbalizer words carry a prior (SmolLM2 says " positive" more often than
+    " negative"); averaging raw log-probabilities of such prompts can land below any single
+    prompt. Removing each prompt's own prior first makes the ensemble an ensemble of votes."""
+    prior = torch.logsumexp(log_probs, dim=-2, keepdim=True) - math.log(log_probs.shape[-2])
+    return (log_probs - prior).log_softmax(-1)
+
+
+def calibrated_ensemble(log_probs: torch.Tensor) -> torch.Tensor:
+    """[V, N, K] -> [N, K]: each view calibrated on the examples, then averaged."""
+    return ensemble(calibrate(log_probs))
+
+
 def _normalised_entropy(distribution: torch.Tensor) -> float:
     p = distribution.clamp_min(1e-12)
     return float(-(p * p.log()).sum() / math.log(len(p)))

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from unseen.core.errors import UnseenError
 from unseen.core.metrics import classification_report
 from unseen.pouf import cache
-from unseen.pouf.adapt import AdaptConfig, adapt, ensemble, load_selected, predict_log_probs
+from unseen.pouf.adapt import AdaptConfig, adapt, calibrated_ensemble, ensemble, load_selected, predict_log_probs
 from unseen.pouf.lm import load_prompted_lm, multi_token_words
 from unseen.pouf.tasks import TextTask, eval_labels, eval_texts, unlabeled_texts
 
@@ -88,11 +88,17 @@ def _items(model, setup: TextSetup, role: str, data_dir, console=None) -> list[l
     return views
 
 
+# the readouts of a prompted LM, in the order tables show them; "calibrated" is the default
+# (every readout is label-free: calibration reads only the evaluated texts, never their labels)
+READOUTS = {"single": "single prompt", "ensemble": "raw ensemble", "calibrated": "calibrated ensemble"}
+DEFAULT_READOUT = "calibrated"
+
+
 def report_from_log_probs(log_probs: torch.Tensor, labels: list[int], num_classes: int) -> dict:
-    """Single prompt (view 0) and ensemble (mean of the views' log-probabilities)."""
-    single = classification_report(log_probs[0].argmax(-1).tolist(), labels, num_classes)
-    combined = classification_report(ensemble(log_probs).argmax(-1).tolist(), labels, num_classes)
-    return {"single": single, "ensemble": combined}
+    """Single prompt (view 0), raw ensemble (mean of the views' log-probabilities) and
+    calibrated ensemble (each view's class prior divided out first, see adapt.calibrate)."""
+    predictions = {"single": log_probs[0], "ensemble": ensemble(log_probs), "calibrated": calibrated_ensemble(log_probs)}
+    return {name: classification_report(p.argmax(-1).tolist(), labels, num_classes) for name, p in predictions.items()}
 
 
 def zeroshot(setup: TextSetup, *, data_dir=None, console=None) -> dict:
@@ -167,8 +173,8 @@ def results_markdown(results: dict) -> str:
     lines = [f"# POUF {results['mode']}: {results['model']} on {results['task']} ({results['n_eval']} evaluation examples)", "",
              "| model | prompts | accuracy | balanced accuracy |", "|---|---|---|---|"]
     for label, key in (("zero-shot", "zeroshot"), (f"POUF {results['mode']}", "pouf")):
-        for prompts in ("single", "ensemble"):
-            r = results[key][prompts]
+        for readout, prompts in READOUTS.items():
+            r = results[key][readout]
             lines.append(f"| {label} | {prompts} | {r['accuracy']:.4f} | {r['balanced_accuracy']:.4f} |")
     note = "zero-shot weights kept: " + results["reason"] if results["fallback"] else f"selected step {results['selected_step']} ({results['reason']})"
     return "\n".join(lines) + f"\n\n{note}\n"
