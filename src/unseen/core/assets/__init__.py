@@ -193,5 +193,7 @@ def load_asset(name: str):
         return models.load_easyocr_crnn(asset_file(name))
     if kind == "efficientnet_lite0":
         return models.load_efficientnet_lite0(asset_file(name))
+    if kind == "ppocr_rec":
+        return models.load_ppocr_v4_rec(asset_file(name))  # (model, characters)
     raise UnseenError(f"assets.yaml: asset {name!r} has unknown kind {kind!r}")
 

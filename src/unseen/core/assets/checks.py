@@ -62,6 +62,13 @@ def _probe(name: str, loaded) -> str:
         logits = loaded(models.preprocess_crnn([render_word(word)]))
         text, confidence = models.ctc_greedy_decode(logits)[0]
         return f"rendered {word!r} read as {text!r} (confidence {confidence:.2f})"
+    if kind == "ppocr_rec":
+        from unseen.core.models.ppocr import ctc_greedy, to_tensor
+
+        model, characters = loaded
+        word = "unseen"
+        text, confidence = ctc_greedy(model(to_tensor(render_word(word))[None]), characters)[0]
+        return f"rendered {word!r} read as {text.strip()!r} (confidence {confidence:.2f})"
     if kind == "efficientnet_lite0":
         photos = _sample_photos()
         if not photos:

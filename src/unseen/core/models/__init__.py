@@ -13,6 +13,7 @@ from unseen.core.models.efficientnet_lite import (
     load_efficientnet_lite0,
     preprocess_efficientnet,
 )
+from unseen.core.models.ppocr import PPOCRv4Rec, load_ppocr_v4_rec
 
 __all__ = [
     "CRNN",
@@ -24,4 +25,6 @@ __all__ = [
     "imagenet_class_names",
     "load_efficientnet_lite0",
     "preprocess_efficientnet",
+    "PPOCRv4Rec",
+    "load_ppocr_v4_rec",
 ]

