@@ -49,13 +49,13 @@ def test_tasks_lists_the_builtin_tasks():
 def test_text_zeroshot_adapt_eval(tiny, tmp_path):
     common = ["--model", str(tiny["lm"]), "--task", str(tiny["data"]), "--prompts", str(tiny["prompts"]), "--tune-layers", "2"]
     output = _ok(runner.invoke(app, ["zeroshot", *common]))
-    assert "zero-shot, single prompt" in output and "zero-shot, ensemble" in output
+    assert all(f"zero-shot, {row}" in output for row in ("single prompt", "raw ensemble", "calibrated ensemble"))
     out = tmp_path / "run"
     output = _ok(runner.invoke(app, ["adapt", *common, "--mode", "ln", "--steps", "6", "--batch-size", "8",
                                      "--select-every", "3", "--out", str(out)]))
     assert "Label-free selection" in output and f"unseen pouf eval {out}" in output
     output = _ok(runner.invoke(app, ["eval", str(out)]))
-    assert "POUF ln, ensemble" in output
+    assert "POUF ln, raw ensemble" in output and "POUF ln, calibrated ensemble" in output
     assert json.loads((out / "results.json").read_text())["mode"] == "ln"
 
 
@@ -64,7 +64,15 @@ def test_image_adapt_eval(tiny, tmp_path):
     _ok(runner.invoke(app, ["adapt", "--model", str(tiny["clip"]), "--images", str(tiny["images"]), "--mode", "prompt",
                             "--steps", "4", "--batch-size", "6", "--select-every", "2", "--views", "2", "--out", str(out)]))
     output = _ok(runner.invoke(app, ["eval", str(out)]))
-    assert "zero-shot, template ensemble" in output and "POUF prompt" in output
+    assert "zero-shot, template ensemble" in output and "zero-shot, calibrated ensemble" in output and "POUF prompt" in output
+
+
+def test_image_adapt_defaults_to_the_measured_best_mode(tiny, tmp_path):
+    out = tmp_path / "run"
+    _ok(runner.invoke(app, ["adapt", "--model", str(tiny["clip"]), "--images", str(tiny["images"]), "--steps", "2",
+                            "--batch-size", "6", "--select-every", "1", "--out", str(out)]))
+    meta = json.loads((out / "pouf.json").read_text())
+    assert meta["mode"] == "ln" and meta["views"] == 1  # the mode and views measured best on PACS (docs/pouf.md)
 
 
 def test_user_errors_are_unseen_errors(tiny, tmp_path):

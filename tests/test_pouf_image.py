@@ -7,7 +7,8 @@ import torch
 
 from unseen.core.errors import DataError, UnseenError
 from unseen.pouf.adapt import AdaptConfig
-from unseen.pouf.dual import HFCLIP, ImageRef, augment, load_dual_encoder
+from unseen.pouf.dual import ImageRef, augment
+from unseen.pouf.dual_models import HFCLIP, load_dual_encoder
 from unseen.pouf.image import ImageSetup, evaluate_run, image_items, run_adapt, zeroshot
 from unseen.pouf.tasks import load_image_task, read_class_names
 from unseen.pouf.testing import image_folder, tiny_clip
@@ -109,7 +110,7 @@ def test_adapt_and_eval_on_an_image_folder(tiny, tmp_path, mode):
         assert len(items) == 2 and items[0][0].shape == (16,)
         assert list((tmp_path / "cache" / "pouf" / "image-features").glob("*.safetensors"))
     results = evaluate_run(tmp_path / "run")
-    assert results["n_eval"] == 18 and set(results["zeroshot"]) == {"single", "ensemble"}
+    assert results["n_eval"] == 18 and set(results["zeroshot"]) == {"single", "ensemble", "calibrated"}
     assert 0.0 <= results["pouf"]["single"]["accuracy"] <= 1.0
 
 

@@ -8,7 +8,8 @@ import torch
 from unseen.core.errors import DataError, UnseenError
 from unseen.core.scoring import score_options
 from unseen.pouf.adapt import AdaptConfig, predict_log_probs
-from unseen.pouf.lm import CausalPromptLM, MaskedPromptLM, load_prompted_lm
+from unseen.pouf.lm import CausalPromptLM, load_prompted_lm
+from unseen.pouf.masked_lm import MaskedPromptLM
 from unseen.pouf.tasks import eval_labels, eval_texts, load_text_task, unlabeled_texts
 from unseen.pouf.testing import SENTIMENT_PROMPTS, sentiment_jsonl, tiny_causal_lm, tiny_masked_lm, tiny_tokenizer
 from unseen.pouf.text import TextSetup, build_model, evaluate_run, run_adapt, zeroshot

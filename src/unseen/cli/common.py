@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
+
+from unseen.core.tables import format_cell, table  # noqa: F401  (re-exported for the CLI modules)
 
 
 class _Consoles:
@@ -31,22 +32,6 @@ state = _State()
 DataDirOption = typer.Option(
     None, "--data-dir", envvar="UNSEEN_DATA", help="Data directory (default: ../shared/data when it exists).", show_default=False
 )
-
-
-def table(title: str, columns: list[str], rows: list[list], justify_numbers: bool = True) -> Table:
-    """A rich table; numeric columns are right-aligned."""
-    result = Table(title=title, title_justify="left")
-    for index, column in enumerate(columns):
-        numeric = justify_numbers and rows and all(isinstance(row[index], (int, float)) for row in rows)
-        result.add_column(column, justify="right" if numeric else "left")
-    for row in rows:
-        result.add_row(*[format_cell(cell) for cell in row])
-    return result
-
-
-def format_cell(cell) -> str:
-    """Floats with three decimals (rates and seconds alike), everything else as text."""
-    return f"{cell:.3f}" if isinstance(cell, float) else str(cell)
 
 
 def optional_path(value: Optional[str]) -> Optional[Path]:

@@ -41,7 +41,7 @@ def _text_setup(model, task, prompts, mode, tune_layers, n_ctx, lora_r, unlabele
 
 
 def _image_setup(model, images, classes, mode, views, templates, lora_r, unlabeled_limit, eval_limit, holdout, data_dir):
-    from unseen.pouf.dual import OFFLINE_IMAGE_MODEL
+    from unseen.pouf.dual_models import OFFLINE_IMAGE_MODEL
     from unseen.pouf.image import ImageSetup
     from unseen.pouf.tasks import load_image_task
 
@@ -69,7 +69,7 @@ def zeroshot(
     tune_layers: int = typer.Option(4, "--tune-layers", help="Causal LM: layers above the cached frozen part (shares the cache with adapt)."),
     data_dir: Optional[str] = DataDirOption,
 ):
-    """Zero-shot accuracy with the single prompt and with the prompt ensemble.
+    """Zero-shot accuracy: single prompt, raw prompt ensemble, calibrated ensemble (label-free).
 
     Example: unseen pouf zeroshot --task sst2 --eval-limit 200
     """
@@ -86,8 +86,11 @@ def zeroshot(
         setup = _image_setup(model, images, classes, "prompt", 1, "single", 8, None, eval_limit, None, data_dir)
         report = image.zeroshot(setup, data_dir=data_dir)
         title = f"Zero-shot {setup.model_name} on {setup.task.name}"
-    rows = [_report_rows("zero-shot, single prompt", report["single"]), _report_rows("zero-shot, ensemble", report["ensemble"])]
+    readouts = text.READOUTS if kind == "text" else image.READOUTS
+    rows = [_report_rows(f"zero-shot, {label}", report[name]) for name, label in readouts.items()]
     console.print(table(title, COLUMNS, rows))
+    console.print("calibrated ensemble: each prompt's class prior over these inputs divided out before averaging "
+                  "(label-free)")
 
 
 @app.command("adapt")
@@ -98,7 +101,7 @@ def adapt_command(
     images: Optional[str] = ImagesOption,
     classes: Optional[Path] = ClassesOption,
     prompts: Optional[Path] = PromptsOption,
-    mode: Optional[str] = typer.Option(None, "--mode", help="prompt | ln | lora | full (default: ln for text, prompt for images)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="prompt | ln | lora | full (default ln: the measured best for text and images, docs/pouf.md)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (default depends on the mode)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Target examples per POUF batch (default depends on the mode)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default depends on the mode)."),
@@ -110,7 +113,7 @@ def adapt_command(
     tune_layers: int = typer.Option(4, "--tune-layers", help="Causal LM: how many top layers adapt (their inputs are cached)."),
     n_ctx: int = typer.Option(4, "--n-ctx", help="Causal LM prompt mode: learnable context positions (at most the template's answer lead)."),
     lora_r: int = typer.Option(8, "--lora-r", help="LoRA rank."),
-    views: int = typer.Option(2, "--views", help="Images: cached views per image (the first as is, the others augmented)."),
+    views: Optional[int] = typer.Option(None, "--views", help="Images: views per image, the first as is, the others augmented (default: 2 in prompt mode, else 1)."),
     templates: str = typer.Option("single", "--templates", help="Images, non-prompt modes: class-prompt templates, single | ensemble."),
     holdout: Optional[float] = typer.Option(None, "--holdout", help="Images: fraction kept apart for evaluation (default: transductive)."),
     unlabeled_limit: Optional[int] = typer.Option(2000, "--unlabeled-limit", help="Use at most this many unlabeled target examples."),
@@ -140,6 +143,7 @@ def adapt_command(
         mode = mode or image.DEFAULT_MODE
         if mode not in image.IMAGE_DEFAULTS:
             raise UnseenError(f"unknown mode {mode!r}; choose one of {', '.join(image.IMAGE_DEFAULTS)}")
+        views = views or image.IMAGE_DEFAULTS[mode]["views"]
         setup = _image_setup(model, images, classes, mode, views, templates, lora_r, unlabeled_limit, None, holdout, data_dir)
         defaults = {"scale": 100.0, "lambda_mi": 0.3, "mi_on_model_logits": False, **image.IMAGE_DEFAULTS[mode]}
         if scale is not None:
@@ -182,17 +186,16 @@ def eval_command(
         from unseen.pouf import text
 
         results = text.evaluate_run(run, data_dir=data_dir, console=console, eval_limit=-1 if eval_limit is None else eval_limit)
-        rows = []
-        for label, key in (("zero-shot", "zeroshot"), (f"POUF {results['mode']}", "pouf")):
-            for prompts in ("single", "ensemble"):
-                rows.append(_report_rows(f"{label}, {prompts} prompt" if prompts == "single" else f"{label}, ensemble", results[key][prompts]))
+        rows = [_report_rows(f"{label}, {prompts}", results[key][readout])
+                for label, key in (("zero-shot", "zeroshot"), (f"POUF {results['mode']}", "pouf"))
+                for readout, prompts in text.READOUTS.items()]
     else:
         from unseen.pouf import image
 
         results = image.evaluate_run(run, data_dir=data_dir, eval_limit=-1 if eval_limit is None else eval_limit)
-        rows = [_report_rows("zero-shot, single template", results["zeroshot"]["single"]),
-                _report_rows("zero-shot, template ensemble", results["zeroshot"]["ensemble"]),
-                _report_rows(f"POUF {results['mode']}", results["pouf"]["single"])]
+        rows = [_report_rows(f"zero-shot, {label}", results["zeroshot"][name]) for name, label in image.READOUTS.items()]
+        rows += [_report_rows(f"POUF {results['mode']}", results["pouf"]["single"]),
+                 _report_rows(f"POUF {results['mode']}, calibrated", results["pouf"]["calibrated"])]
     console.print(table(f"{results['model']} on {results['task']}", COLUMNS, rows))
     if results["fallback"]:
         console.print(f"note: {results['reason']}")

@@ -132,9 +132,8 @@ def results_markdown(results: dict) -> str:
         pouf = results["pouf"]
         lines += ["## POUF", "", "| model | prompts | accuracy | balanced accuracy |", "|---|---|---|---|"]
         for label, key in (("zero-shot", "zeroshot"), ("after POUF", "pouf")):
-            for prompts in ("single", "ensemble"):
-                r = pouf[key][prompts]
-                lines.append(f"| {label} | {prompts} | {r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} |")
+            for readout, r in pouf[key].items():
+                lines.append(f"| {label} | {readout} | {r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} |")
         lines.append("")
     if "scenetext" in results:
         s = results["scenetext"]

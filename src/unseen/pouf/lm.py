@@ -5,7 +5,8 @@ output-embedding rows of the verbalizer tokens, and the target feature is the hi
 state at the answer slot as it enters the output layer
 
   causal LM  the last prompt position, after the final norm (SmolLM2, Llama, Gemma, ...)
-  masked LM  the ``<mask>`` position, through the LM head's transform (BERT, RoBERTa)
+  masked LM  the ``<mask>`` position, through the LM head's transform (BERT, RoBERTa;
+             masked_lm.py)
 
 so ``feature @ prototypes.T`` are the LM's own scores of the verbalizer tokens (plus the
 output bias of a masked LM): the zero-shot classifier.
@@ -39,7 +40,7 @@ from unseen.core.errors import UnseenError
 MODES = ("prompt", "ln", "lora", "full")
 
 
-def _first_token_ids(tokenizer, verbalizers: Sequence[Sequence[Sequence[str]]], *, strip: bool = False):
+def first_token_ids(tokenizer, verbalizers: Sequence[Sequence[Sequence[str]]], *, strip: bool = False):
     """For each template, for each class, the first token of each verbalizer word.
 
     A word that is several tokens is read at its first token (the answer slot predicts
@@ -150,7 +151,7 @@ class CausalPromptLM(PromptedLM):
         top.layers = nn.ModuleList(layers[self.split :])
         object.__setattr__(self, "_bottom", bottom)
         object.__setattr__(self, "_top", top)
-        self.verbalizer_ids = _first_token_ids(tokenizer, verbalizers)
+        self.verbalizer_ids = first_token_ids(tokenizer, verbalizers)
         self.num_views = len(verbalizers)
         self.num_classes = len(verbalizers[0])
         hidden = model.config.hidden_size if hasattr(model.config, "hidden_size") else model.get_input_embeddings().weight.shape[1]
@@ -254,126 +255,6 @@ class CausalPromptLM(PromptedLM):
         return logits
 
 
-class MaskedPromptLM(PromptedLM):
-    """A masked LM (BERT, RoBERTa, DistilBERT through AutoModelForMaskedLM) read at ``<mask>``.
-
-    There is no cache here: every step runs the whole encoder (use a GPU). Modes: prompt
-    (learnable offsets on the input embeddings of the ``n_ctx`` tokens before the mask),
-    ln, lora (query/value projections), full (the encoder; embeddings and head frozen).
-    """
-
-    kind = "masked_lm"
-
-    def __init__(self, model, tokenizer, verbalizers, *, mode: str = "prompt", n_ctx: int = 2, lora_r: int = 8,
-                 max_length: int = 256, **_):
-        super().__init__()
-        if mode not in MODES:
-            raise UnseenError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-        if tokenizer.mask_token is None:
-            raise UnseenError(f"{type(model).__name__}: the tokenizer has no mask token")
-        self.lm, self.tokenizer, self.mode, self.n_ctx, self.max_length = model, tokenizer, mode, n_ctx, max_length
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
-        wordpiece = not any(t.startswith(("Ġ", "▁")) for t in list(tokenizer.get_vocab())[:2000])
-        self.verbalizer_ids = _first_token_ids(tokenizer, verbalizers, strip=wordpiece)
-        self.num_views, self.num_classes = len(verbalizers), len(verbalizers[0])
-        self.transform = self._head_transform()
-        encoder = model.base_model
-        hidden = model.get_input_embeddings().weight.shape[1]
-        if mode == "prompt":
-            self.context = nn.Parameter(torch.zeros(self.num_views, n_ctx, hidden))
-        elif mode == "ln":
-            for name, parameter in encoder.named_parameters():
-                if ("norm" in name.lower() or name.endswith("bias")) and "embeddings" not in name:
-                    parameter.requires_grad_(True)
-        elif mode == "full":
-            for name, parameter in encoder.named_parameters():
-                if "embeddings" not in name:
-                    parameter.requires_grad_(True)
-        elif mode == "lora":
-            from unseen.core.training import apply_lora
-
-            targets = [n for n in ("query", "value", "q_lin", "v_lin") if any(m.endswith(n) for m, _ in model.named_modules())]
-            object.__setattr__(self, "_peft", apply_lora(model, r=lora_r, alpha=2 * lora_r, target_modules=targets))
-
-    def _head_transform(self):
-        lm = self.lm
-        if hasattr(lm, "cls") and hasattr(lm.cls, "predictions"):  # BERT
-            return lm.cls.predictions.transform
-        if hasattr(lm, "lm_head") and hasattr(lm.lm_head, "dense"):  # RoBERTa, XLM-R
-            head = lm.lm_head
-            return lambda x: head.layer_norm(torch.nn.functional.gelu(head.dense(x)))
-        if hasattr(lm, "vocab_transform"):  # DistilBERT
-            return lambda x: lm.vocab_layer_norm(lm.activation(lm.vocab_transform(x)))
-        raise UnseenError(f"{type(lm).__name__}: unsupported masked LM head (BERT, RoBERTa and DistilBERT heads are known)")
-
-    def prepare(self, prompts: list[str], view: int, *, progress=None, **_) -> list[list[int]]:
-        out = []
-        for prompt in prompts:
-            ids = self.tokenizer(prompt, truncation=True, max_length=self.max_length)["input_ids"]
-            if self.tokenizer.mask_token_id not in ids:
-                raise UnseenError(f"prompt {prompt[:60]!r}: the mask token was truncated away or is missing")
-            out.append(ids)
-        if progress is not None:
-            progress(len(prompts))
-        return out
-
-    def collate(self, items: list[list[int]], view: int) -> dict:
-        width = max(len(x) for x in items)
-        pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in items])
-        mask = (torch.arange(width)[None, :] < torch.tensor([len(x) for x in items])[:, None]).long()
-        positions = torch.tensor([x.index(self.tokenizer.mask_token_id) for x in items])
-        return {"input_ids": input_ids, "mask": mask, "mask_positions": positions, "view": view}
-
-    def forward(self, batch: dict) -> torch.Tensor:
-        device = next(self.lm.parameters()).device
-        input_ids, mask, positions = batch["input_ids"].to(device), batch["mask"].to(device), batch["mask_positions"].to(device)
-        embeds = self.lm.get_input_embeddings()(input_ids)
-        rows = torch.arange(len(input_ids), device=device)
-        if self.mode == "prompt":
-            ctx_positions = (positions[:, None] - self.n_ctx + torch.arange(self.n_ctx, device=device)[None, :]).clamp(min=1)
-            offsets = torch.zeros_like(embeds)
-            offsets[rows[:, None], ctx_positions] = self.context[batch["view"]].unsqueeze(0).expand(len(rows), -1, -1)
-            embeds = embeds + offsets
-        hidden = self.lm.base_model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-        return self.transform(hidden[rows, positions])
-
-    def prototypes(self, view: int) -> torch.Tensor:
-        weight = self.lm.get_output_embeddings().weight
-        return torch.stack([weight[ids].mean(0) for ids in self.verbalizer_ids[view]])
-
-    def class_logits(self, features: torch.Tensor, view: int) -> torch.Tensor:
-        logits = features @ self.prototypes(view).T
-        bias = getattr(self.lm.get_output_embeddings(), "bias", None)
-        if bias is not None:
-            logits = logits + torch.stack([bias[ids].mean() for ids in self.verbalizer_ids[view]])
-        return logits
-
-
-def is_masked_lm(name_or_path: str) -> bool:
-    """True when a model folder or hub id holds a masked LM (by its config's architectures)."""
-    from pathlib import Path
-
-    from unseen.core.assets import asset_names
-
-    if name_or_path in asset_names():
-        return False
-    config_file = Path(name_or_path).expanduser() / "config.json"
-    if config_file.exists():
-        import json
-
-        architectures = json.loads(config_file.read_text()).get("architectures") or []
-        return any("MaskedLM" in a for a in architectures)
-    try:
-        from transformers import AutoConfig
-
-        architectures = AutoConfig.from_pretrained(name_or_path).architectures or []
-    except (OSError, ValueError):
-        return False
-    return any("MaskedLM" in a for a in architectures)
-
-
 def load_prompted_lm(name_or_path: str, verbalizers, *, mode: str = "prompt", tune_layers: int = 4, n_ctx: int | None = None,
                      lora_r: int = 8, templates: Sequence[str] | None = None) -> PromptedLM:
     """A causal LM (asset name, folder, hub id) or a masked LM (folder or hub id).
@@ -381,6 +262,8 @@ def load_prompted_lm(name_or_path: str, verbalizers, *, mode: str = "prompt", tu
     With ``templates``, a causal LM's prompt mode learns at most as many context positions
     as every template has words after its last field (see :func:`safe_n_ctx`).
     """
+    from unseen.pouf.masked_lm import MaskedPromptLM, is_masked_lm
+
     if is_masked_lm(name_or_path):
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 

@@ -2,8 +2,8 @@
 
 SmolLM2-135M-Instruct reads two sentiment prompts; its top layers' norm weights adapt
 on 120 unlabeled training sentences (their labels are never read), and 150
-validation sentences are scored before and after with the single prompt and with the
-two-prompt ensemble. About a minute on 2 CPU cores (the frozen layers' outputs are
+validation sentences are scored before and after with the single prompt, the raw
+two-prompt ensemble and the calibrated ensemble (each prompt's class prior divided out). About a minute on 2 CPU cores (the frozen layers' outputs are
 cached under ~/.cache/unseen/pouf, so a second run is faster).
 """
 
@@ -13,9 +13,10 @@ import copy
 import tempfile
 import time
 
+from unseen.core.tables import table
 from unseen.pouf.adapt import AdaptConfig
 from unseen.pouf.tasks import load_text_task
-from unseen.pouf.text import DEFAULT_MODEL, TextSetup, evaluate_run, run_adapt
+from unseen.pouf.text import DEFAULT_MODEL, READOUTS, TextSetup, evaluate_run, run_adapt
 
 QUICK = {"model": DEFAULT_MODEL, "task": "sst2", "prompts": [0, 2], "unlabeled": 120, "eval": 150,
          "mode": "ln", "tune_layers": 4, "steps": 24, "batch_size": 16, "lr": 3e-3, "select_every": 8}
@@ -23,8 +24,6 @@ QUICK = {"model": DEFAULT_MODEL, "task": "sst2", "prompts": [0, 2], "unlabeled":
 
 def run(console, data_dir=None) -> dict:
     """Adapt, evaluate, print a before/after table; returns the numbers for results.json."""
-    from unseen.cli.common import table
-
     started = time.perf_counter()
     task = copy.deepcopy(load_text_task(QUICK["task"]))
     task.prompts = [task.prompts[i] for i in QUICK["prompts"]]
@@ -39,10 +38,10 @@ def run(console, data_dir=None) -> dict:
         results = evaluate_run(folder, data_dir=data_dir)
     rows = []
     for label, key in (("zero-shot", "zeroshot"), ("after POUF", "pouf")):
-        for prompts in ("single", "ensemble"):
-            r = results[key][prompts]
-            rows.append([label, "single prompt" if prompts == "single" else f"{len(task.prompts)}-prompt ensemble",
-                         r["n"], r["accuracy"], r["balanced_accuracy"], " ".join(f"{x:.2f}" for x in r["predicted_distribution"])])
+        for readout, prompts in READOUTS.items():
+            r = results[key][readout]
+            rows.append([label, prompts, r["n"], r["accuracy"], r["balanced_accuracy"],
+                         " ".join(f"{x:.2f}" for x in r["predicted_distribution"])])
     console.print(table(f"POUF on {QUICK['task']} validation ({QUICK['eval']} sentences, a fixed random subset)",
                         ["model", "prompts", "n", "accuracy", "balanced acc.", "predicted class shares"], rows))
     note = "kept the zero-shot weights: " + selection.reason if selection.fallback else f"kept step {selection.step} (label-free choice)"
