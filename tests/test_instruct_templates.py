@@ -21,6 +21,7 @@ from unseen.instruct import (
 DATASETS = [
     "rte", "cb", "snli", "boolq", "copa", "piqa", "arc_easy", "arc_challenge", "openbookqa", "sst2", "mr", "cr",
     "mpqa", "subj", "trec", "ag_news", "mrpc", "wic", "wsc", "multi30k_en_de", "multi30k_en_fr", "webnlg",
+    "creak", "ecqa", "qasc", "sensemaking", "strategyqa",  # FLAN v2 chain-of-thought data
 ]
 RTE_RECORD = {  # rte validation[0]
     "premise": "Dana Reeve, the widow of the actor Christopher Reeve, has died of lung cancer at age 44, "
@@ -228,7 +229,7 @@ def test_heldout_rule_from_clusters_yaml():
     assert not set(training) & set(nli)
     assert {"boolq", "copa", "sst2", "arc_easy", "webnlg", "multi30k_en_de"} <= set(training)
     assert "rte" in training_datasets("paraphrase") and "mrpc" not in training_datasets("paraphrase")
-    assert set(heldout_datasets(["sentiment", "commonsense"])) == {"sst2", "mr", "cr", "mpqa", "copa", "piqa"}
+    assert set(heldout_datasets(["sentiment", "commonsense"])) == {"sst2", "mr", "cr", "mpqa", "copa", "piqa", "ecqa", "sensemaking"}
     with pytest.raises(UnseenError, match="unknown cluster 'nlii'"):
         heldout_datasets("nlii")
 
@@ -270,3 +271,25 @@ def test_cli_templates_and_lint():
     result = runner.invoke(app, ["lint", "--dataset", "cb", "--max-examples", "20"])
     assert result.exit_code == 0, result.output
     assert "ok: 1 datasets" in result.output
+
+
+COT_DATASETS = ["creak", "ecqa", "qasc", "sensemaking", "strategyqa"]
+
+
+@needs_data
+@pytest.mark.parametrize("name", COT_DATASETS)
+def test_chain_of_thought_datasets_lint_clean_on_every_split(tasks, name):
+    """Every record of both splits (not only the first 200): a chain-of-thought target must parse back."""
+    assert lint({name: tasks[name]}, max_examples=10_000) == []
+    task = tasks[name]
+    cot = [t for t in task.templates if t.chain_of_thought]
+    assert len(cot) == 2 and all(t.options and t.classification for t in cot)
+    record = load_records(task, "eval")[0]
+    example = render(cot[0], record)
+    assert example.target.startswith(record["rationale"]) and example.answer == record["choices"][record["label"]]
+    assert example.target_index == record["label"] and "OPTIONS:" in example.input
+
+
+def test_flan_v2_cluster_placement():
+    assert {"ecqa", "sensemaking"} <= set(heldout_datasets("commonsense"))
+    assert {"creak", "strategyqa", "qasc"} <= set(heldout_datasets("closed_book_qa"))

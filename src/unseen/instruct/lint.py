@@ -2,7 +2,8 @@
 
 ``lint(load_templates())`` returns a list of ``Problem``s (empty when all is well):
 templates that fail to render on the first examples of any split, classification
-targets that are not among the answer choices or whose index is out of range, record
+targets that are not among the answer choices or whose index is out of range,
+chain-of-thought targets whose answer the parser cannot read back, record
 fields that no template uses, leftover braces such as FLAN's ``{hypothesis}n`` bug,
 duplicate templates or ids, more than three turned-around templates per dataset.
 """
@@ -18,6 +19,7 @@ from jinja2 import meta, nodes
 
 from unseen.core.data import dataset_names, dataset_spec, split_names
 from unseen.core.errors import UnseenError
+from unseen.instruct.answers import canonical_prediction, parse_answer
 from unseen.instruct.templates import (
     _ENV,
     _clusters_file,
@@ -161,7 +163,10 @@ def _render_problem(template: Template, sample: list[dict], split: str, records)
             continue
         applied += 1
         if template.classification and example.target_index is None:
-            return f"target {example.target!r} is not among the answer choices {example.answer_choices} {where}"
+            return f"{'answer' if template.chain_of_thought else 'target'} {example.answer!r} is not among the answer choices {example.answer_choices} {where}"
+        parsed = parse_answer(example.target, example.answer_choices, True) if template.chain_of_thought else None
+        if template.chain_of_thought and canonical_prediction(parsed, example.target_index, example.answer_choices) != example.target_index:
+            return f"the answer parser does not read {example.answer!r} back from the target {example.target!r} {where}"
         if not example.input.strip() or not example.target.strip():
             return f"{'input' if not example.input.strip() else 'target'} renders empty {where}"
         for name, text in (("input", example.input), ("target", example.target)):

@@ -40,11 +40,12 @@ class Example:
 
 
 def _raw_render(task: TaskTemplates, record: dict):
-    """The "no template" ablation: the record's fields without any instruction."""
+    """The "no template" ablation: the record's fields without any instruction (a chain-of-thought
+    set's rationale is left out: it gives the answer away)."""
     for template in task.templates:
         rendered = render(template, record)
         if rendered is not None and not template.turned_around:
-            fields = [f"{key}: {value}" for key, value in record.items() if key not in ("label", "idx", "answerKey")]
+            fields = [f"{key}: {value}" for key, value in record.items() if key not in ("label", "idx", "answerKey", "rationale")]
             return "\n".join(fields), rendered.target
     return None
 

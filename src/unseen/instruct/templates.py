@@ -44,7 +44,7 @@ __all__ = [
 
 METRICS = ("accuracy", "bleu", "exact_match")
 TASK_KEYS = {"dataset", "cluster", "metric", "splits", "answer_choices", "filter", "references", "unused_fields", "templates"}
-TEMPLATE_KEYS = {"id", "input", "target", "options", "turned_around", "filter", "answer_choices", "metric", "references"}
+TEMPLATE_KEYS = {"id", "input", "target", "answer", "options", "turned_around", "filter", "answer_choices", "metric", "references"}
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -63,12 +63,19 @@ class Template:
     answer_choices: tuple[str, ...] | str | None = None  # a list, or a Jinja expression giving one
     metric: str = "accuracy"
     references: str | None = None  # Jinja expression giving all reference targets (BLEU)
+    # chain of thought (FLAN v2): the target is a rationale ending with the answer, and this
+    # Jinja text renders that answer (one of the choices); None: the target is the answer
+    answer: str | None = None
     dataset: str = ""
     source: str = ""  # the YAML file, for error messages
 
     @property
     def classification(self) -> bool:
         return self.answer_choices is not None and not self.turned_around
+
+    @property
+    def chain_of_thought(self) -> bool:
+        return self.answer is not None
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,7 @@ class RenderedExample:
     answer_choices: list[str] | None = None  # classification templates only
     target_index: int | None = None  # position of target in answer_choices
     references: list[str] = field(default_factory=list)  # every acceptable target (>= 1)
+    answer: str | None = None  # classification: the right choice (the target, or the end of a chain of thought)
 
 
 # ---------------------------------------------------------------- loading
@@ -153,7 +161,7 @@ def _parse_task(source: str, text: str, path: Path | None) -> TaskTemplates:
         if not isinstance(raw, dict):
             raise UnseenError(f"{where}: expected a mapping with keys id, input, target")
         _check_keys(raw, TEMPLATE_KEYS, {"id", "input", "target"}, where)
-        for key in ("input", "target", "filter", "references"):
+        for key in ("input", "target", "answer", "filter", "references"):
             if key in raw and not isinstance(raw[key], str):
                 raise UnseenError(f"{where}: {key}: expected a string (a Jinja template), got {type(raw[key]).__name__}")
         turned = bool(raw.get("turned_around", False))
@@ -169,11 +177,14 @@ def _parse_task(source: str, text: str, path: Path | None) -> TaskTemplates:
             answer_choices=choices,
             metric=_check_metric(raw.get("metric", "bleu" if turned else metric), where),
             references=raw.get("references", None if turned else data.get("references")),
+            answer=raw.get("answer"),
             dataset=str(data["dataset"]),
             source=source,
         )
         if template.options and not template.classification:
             raise UnseenError(f"{where}: options: true needs answer_choices and a template that is not turned around")
+        if template.answer is not None and not template.classification:
+            raise UnseenError(f"{where}: answer: a chain-of-thought answer needs answer_choices and a template that is not turned around")
         _compile_all(template, where)
         templates.append(template)
     unused = data.get("unused_fields") or []
@@ -220,6 +231,8 @@ def _compile_all(template: Template, where: str) -> None:
 def _jinja_fields(template: Template) -> list[tuple[str, str, bool]]:
     """(field name, Jinja source, is an expression) for each Jinja field of a template."""
     fields = [("input", template.input, False), ("target", template.target, False)]
+    if template.answer is not None:
+        fields.append(("answer", template.answer, False))
     for name in ("filter", "answer_choices", "references"):
         value = getattr(template, name)
         if isinstance(value, str):
@@ -254,7 +267,8 @@ def render(template: Template, record: dict, options_suffix: bool = True) -> Ren
             raise _error(template, "answer_choices", f"expected a non-empty list, got {value!r}")
         choices = [str(choice) for choice in value]
     context = {**_ENV.globals, **record, "answer_choices": list(choices) if choices is not None else None}
-    for name, source in (("input", template.input), ("target", template.target)):
+    texts = [("input", template.input), ("target", template.target)] + ([("answer", template.answer)] if template.answer else [])
+    for name, source in texts:
         for index_field in _subscript_fields(source) if choices is not None else ():
             value = context.get(index_field)
             if isinstance(value, int) and not 0 <= value < len(choices):
@@ -271,8 +285,9 @@ def render(template: Template, record: dict, options_suffix: bool = True) -> Ren
         return RenderedExample(text, target, references=references)
     if options_suffix and template.options:
         text += "\n\nOPTIONS:\n" + "\n".join(f"- {choice}" for choice in choices)
-    index = choices.index(target) if target in choices else None
-    return RenderedExample(text, target, list(choices), index, references)
+    answer = _render_field(template, "answer", template.answer, context, choices) if template.answer else target
+    index = choices.index(answer) if answer in choices else None
+    return RenderedExample(text, target, list(choices), index, references, answer)
 
 
 def _render_field(template: Template, name: str, source: str, context: dict, choices=None) -> str:
