@@ -108,3 +108,22 @@ def test_unreadable_weights_file_is_one_line_error(tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(AssetMissingError, match="not found"):
         load_ppocr_v4_rec(tmp_path / "absent.onnx")
+
+
+def test_ppocr_baseline_reads_rendered_words(port_and_reference):
+    from unseen.core.assets.checks import render_word
+    from unseen.scenetext.evaluate import ppocr_baseline
+
+    words = ["exit", "Hotel", "2024", "a-very-long-compound-word-wider-than-320"]
+    predictions, _ = ppocr_baseline([render_word(w) for w in words], port_and_reference[:2])
+    assert [p.strip() for p in predictions[:3]] == words[:3]
+
+
+def test_unknown_baseline_is_one_line_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from unseen.cli.scenetext import app
+    from unseen.core.errors import UnseenError
+
+    result = CliRunner().invoke(app, ["eval", "--dataset", str(tmp_path), "--baseline", "tesseract"])
+    assert isinstance(result.exception, UnseenError) and "known: easyocr, ppocr" in str(result.exception)

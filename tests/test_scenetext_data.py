@@ -175,7 +175,7 @@ def test_cli_pool_read_eval(tmp_path, crops, tiny_weights):
     row = json.loads(result.output.strip().splitlines()[-1])
     assert set(row) == {"image", "text", "confidence", "context"} and len(row["context"]) == 2
     out = tmp_path / "eval.json"
-    result = runner.invoke(app, ["eval", "--dataset", str(crops), "--pool", str(pool), "--n", "1", "--baseline",
+    result = runner.invoke(app, ["eval", "--dataset", str(crops), "--pool", str(pool), "--n", "1", "--baseline", "easyocr",
                                  "--weights", str(tiny_weights), "--out", str(out)])
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())

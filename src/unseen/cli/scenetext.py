@@ -171,19 +171,24 @@ def evaluate(
     context: str = typer.Option("retrieved", "--context", help="retrieved (top-n by similarity) or random (a control)."),
     alnum: bool = typer.Option(False, "--alnum", help="Only words whose label is alphanumeric (IC15-1922)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="First N records only."),
-    baseline: bool = typer.Option(False, "--baseline", help="Also evaluate the EasyOCR CRNN on the same records."),
+    baselines: Optional[List[str]] = typer.Option(None, "--baseline", help="Also read the same records with a baseline: "
+                                                  "easyocr (the EasyOCR CRNN) or ppocr (PP-OCRv4's own greedy CTC); repeatable."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write predictions and metrics as JSON here."),
     weights: Optional[Path] = WeightsOption,
     data_dir: Optional[str] = DataDirOption,
 ):
     """Word accuracy and 1-NED (36-char, cased, full protocols) on a benchmark split.
 
-    Example: unseen str eval --dataset ic15 --split test --pool pools/ic15 --n 2
+    Example: unseen str eval --dataset ic15 --split test --pool pools/ic15 --n 2 --baseline ppocr --baseline easyocr
     """
-    from unseen.scenetext.evaluate import easyocr_baseline, evaluate as run_eval, load_records
+    from unseen.core.errors import UnseenError
+    from unseen.scenetext.evaluate import BASELINES, evaluate as run_eval, load_records
     from unseen.scenetext.metrics import report
     from unseen.scenetext.pool import Pool
 
+    for name in baselines or []:
+        if name not in BASELINES:
+            raise UnseenError(f"--baseline {name!r}: unknown; known: {', '.join(BASELINES)}")
     records = load_records(dataset, split, data_dir, filter="alnum" if alnum else None, limit=limit)
     if not records:
         from unseen.core.errors import DataError
@@ -199,12 +204,13 @@ def evaluate(
     name = f"E2STR-lite" + (f" + pool (n={n}, {context})" if pool is not None else " (no context)")
     rows = [[name, len(records)] + _cells(result["metrics"])]
     payload = {"dataset": dataset, "split": split, "n": len(records), "ours": result}
-    if baseline:
-        with console.stderr.status("EasyOCR CRNN baseline..."):
-            predictions, _ = easyocr_baseline(images)
+    for name in dict.fromkeys(baselines or []):
+        title, read_with = BASELINES[name]
+        with console.stderr.status(f"{title} baseline..."):
+            predictions, _ = read_with(images)
         base = report(predictions, targets)
-        rows.append(["EasyOCR CRNN (english_g2)", len(records)] + _cells(base))
-        payload["easyocr"] = {"metrics": base, "predictions": predictions}
+        rows.append([title, len(records)] + _cells(base))
+        payload[name] = {"metrics": base, "predictions": predictions}
     console.print(table(f"{dataset}{'/' + split if split else ''}", ["model", "n", "acc 36", "1-NED 36", "acc cased", "acc full"], rows))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

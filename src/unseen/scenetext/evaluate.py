@@ -90,6 +90,33 @@ def easyocr_baseline(images, crnn=None) -> tuple[list[str], float]:
     return predictions, time.perf_counter() - started
 
 
+def ppocr_baseline(images, loaded=None, batch_size: int = 32) -> tuple[list[str], float]:
+    """PP-OCRv4's recognizer (our port) as RapidOCR runs it: each crop resized to height 48 and
+    padded to at least 320 on its own, greedy CTC. Crops of the same padded width run together:
+    their inputs are exactly what they would be one at a time."""
+    from unseen.core.assets import load_asset
+    from unseen.core.models.ppocr import ctc_greedy, padded_width, to_tensor
+
+    model, characters = loaded or load_asset("ppocr-v4-rec")
+    by_width: dict[int, list[int]] = {}
+    for i, image in enumerate(images):
+        by_width.setdefault(padded_width(image), []).append(i)
+    predictions: list = [None] * len(images)
+    started = time.perf_counter()
+    with torch.no_grad():
+        for indices in by_width.values():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                readings = ctc_greedy(model(torch.stack([to_tensor(images[i]) for i in chunk])), characters)
+                for i, (text, _) in zip(chunk, readings):
+                    predictions[i] = text
+    return predictions, time.perf_counter() - started
+
+
+BASELINES = {"easyocr": ("EasyOCR CRNN (english_g2)", easyocr_baseline),
+             "ppocr": ("PP-OCRv4 mobile, greedy CTC (our port)", ppocr_baseline)}
+
+
 def benchmark_pool(encoder, train, seed: int, size: int = 100, cache: Path | None = None):
     """The benchmarks' context pool: ``size`` random crops of a train split (labels inside the
     charset), drawn with ``seed``; their visual tokens are cached at ``cache``."""
