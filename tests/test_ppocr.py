@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from unseen.core.errors import AssetMissingError, DataError
+from unseen.core.errors import AssetMissingError, DataError, UnseenError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -127,3 +127,25 @@ def test_unknown_baseline_is_one_line_error(tmp_path):
 
     result = CliRunner().invoke(app, ["eval", "--dataset", str(tmp_path), "--baseline", "tesseract"])
     assert isinstance(result.exception, UnseenError) and "known: easyocr, ppocr" in str(result.exception)
+
+
+def test_ppocr_encoder_tokens_read_like_the_baseline(port_and_reference):
+    from unseen.core.assets.checks import render_word
+    from unseen.scenetext.encoder import PPOCREncoder, load_encoder, pooled_key
+    from unseen.scenetext.evaluate import ppocr_baseline
+    from unseen.scenetext.pool import Pool
+
+    encoder = PPOCREncoder(port_and_reference[:2])
+    images = [render_word(w) for w in ("exit", "Hotel", "2024")]
+    tokens = encoder.encode(images)
+    assert tokens[0].shape == (320 // 8, 120 + 6625)
+    assert [encoder.ctc_reading(t) for t in tokens] == ppocr_baseline(images, port_and_reference[:2])[0]
+    assert encoder.fingerprint.startswith("ppocr-v4-")
+    assert torch.allclose(pooled_key(encoder.fingerprint, tokens[0]), encoder.pooled(tokens[0]))
+    # a pool built on PP-OCRv4 tokens is refused by a recognizer on another encoder, in one line
+    pool = Pool(encoder.fingerprint, ["exit"], ["test"], [""], [tokens[0]])
+    with pytest.raises(UnseenError, match="pool was built with encoder ppocr-v4-") as err:
+        pool.check_encoder("crnn-0123456789abcdef")
+    assert "\n" not in str(err.value)
+    with pytest.raises(UnseenError, match="known: easyocr-english-g2, ppocr-v4-rec"):
+        load_encoder("tesseract")

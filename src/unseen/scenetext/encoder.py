@@ -1,4 +1,5 @@
-"""The frozen visual encoder: EasyOCR's English CRNN (VGG + 2 BiLSTM), used as shipped.
+"""The frozen visual encoders: EasyOCR's English CRNN (VGG + 2 BiLSTM, the shipped recognizer's),
+and PP-OCRv4's recognizer (``PPOCREncoder`` below, selectable with ``load_encoder``).
 
 An image becomes T visual tokens of 353 numbers: the 256 BiLSTM features of each column
 position and the CRNN's own CTC log-probabilities over its 97 classes there. The encoder is
@@ -114,3 +115,83 @@ class FrozenEncoder:
                 spans[-1][1] = t
             prev = i
         return "".join(chars), [tuple(s) for s in spans]
+
+
+class PPOCREncoder:
+    """PP-OCRv4's recognizer (our port) as a frozen encoder: T = W/8 tokens of 120 neck features
+    followed by the CTC head's log-probabilities over its 6,625 classes (blank first, space last).
+
+    Same interface as ``FrozenEncoder``; its fingerprint starts with "ppocr-v4-", so pools and
+    checkpoints made with either encoder are told apart. Images are read as RapidOCR feeds them
+    (height 48, padded to at least 320; crops of one padded width are batched)."""
+
+    d_features = 120
+
+    def __init__(self, loaded=None):
+        from unseen.core.assets import load_asset
+        from unseen.core.models.ppocr import HEIGHT, MIN_WIDTH
+
+        self.model, self.characters = loaded or load_asset("ppocr-v4-rec")
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        digest = hashlib.sha256(f"ppocr-h{HEIGHT}-w{MIN_WIDTH}-cv2linear-bgr-v1".encode())
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().numpy().tobytes()[:4096])
+        self.fingerprint = "ppocr-v4-" + digest.hexdigest()[:16]
+
+    @torch.no_grad()
+    def encode(self, images: list[Image.Image], batch_size: int = 32) -> list[torch.Tensor]:
+        from unseen.core.models.ppocr import padded_width, to_tensor
+
+        by_width = defaultdict(list)
+        for i, image in enumerate(images):
+            by_width[padded_width(image)].append(i)
+        out: list = [None] * len(images)
+        for indices in by_width.values():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                tokens = self.tokens(torch.stack([to_tensor(images[i]) for i in chunk]))
+                for j, i in enumerate(chunk):
+                    out[i] = tokens[j].clone()
+        return out
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.model.features(x)
+        return torch.cat([features, F.log_softmax(self.model.head(features), dim=-1)], dim=-1)
+
+    def pooled(self, tokens: torch.Tensor) -> torch.Tensor:
+        return F.normalize(tokens[:, : self.d_features].mean(0), dim=0)
+
+    def ctc_reading(self, tokens: torch.Tensor) -> str:
+        return self.ctc_char_columns(tokens)[0]
+
+    def ctc_char_columns(self, tokens: torch.Tensor) -> tuple[str, list[tuple[int, int]]]:
+        ids = tokens[:, self.d_features :].argmax(-1).tolist()
+        chars, spans, prev = [], [], 0
+        for t, i in enumerate(ids):
+            if i != 0 and i != prev:
+                chars.append(self.characters[i])
+                spans.append([t, t])
+            elif i != 0 and i == prev:
+                spans[-1][1] = t
+            prev = i
+        return "".join(chars), [tuple(s) for s in spans]
+
+
+# the encoders a recognizer or a pool can be built on, by asset name
+ENCODERS = {"easyocr-english-g2": FrozenEncoder, "ppocr-v4-rec": PPOCREncoder}
+
+
+def load_encoder(name: str = "easyocr-english-g2"):
+    from unseen.core.errors import UnseenError
+
+    if name not in ENCODERS:
+        raise UnseenError(f"unknown scene-text encoder {name!r}; known: {', '.join(ENCODERS)}")
+    return ENCODERS[name]()
+
+
+def pooled_key(fingerprint: str, tokens: torch.Tensor) -> torch.Tensor:
+    """The retrieval key of cached tokens, for the encoder a pool's fingerprint names."""
+    width = PPOCREncoder.d_features if fingerprint.startswith("ppocr-v4-") else 256
+    return F.normalize(tokens[:, :width].mean(0), dim=0)

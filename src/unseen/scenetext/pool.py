@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from unseen.core.data import open_image
 from unseen.core.errors import DataError, UnseenError
 from unseen.scenetext.charset import check_label
-from unseen.scenetext.encoder import FrozenEncoder
+from unseen.scenetext.encoder import FrozenEncoder, pooled_key
 
 FORMAT = "unseen-str-pool/1"
 
@@ -51,7 +51,7 @@ class Pool:
     @property
     def keys(self) -> torch.Tensor:
         if self._keys is None or self._keys.shape[0] != len(self):
-            self._keys = torch.stack([FrozenEncoder.pooled(v.float()) for v in self.visuals]) if self.visuals else torch.zeros(0, 256)
+            self._keys = torch.stack([pooled_key(self.encoder, v.float()) for v in self.visuals]) if self.visuals else torch.zeros(0, 256)
         return self._keys
 
     # building ---------------------------------------------------------------------------------

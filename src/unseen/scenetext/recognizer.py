@@ -34,7 +34,7 @@ from safetensors.torch import save_file
 from unseen.core.errors import UnseenError
 from unseen.scenetext.charset import CHARSET, PAD, decode, in_charset
 from unseen.scenetext.data import model_inputs, pack
-from unseen.scenetext.encoder import FrozenEncoder
+from unseen.scenetext.encoder import FrozenEncoder, load_encoder
 from unseen.scenetext.model import E2STR, E2STRConfig
 
 CTC_WEIGHT = 0.3
@@ -105,7 +105,9 @@ class Recognizer:
     @classmethod
     def load(cls, weights: Path | str | None = None, encoder: FrozenEncoder | None = None) -> "Recognizer":
         model, meta = load_model_file(Path(weights) if weights else default_weights())
-        return cls(model, encoder or FrozenEncoder(), meta)
+        if encoder is None:  # the encoder the checkpoint was trained on
+            encoder = load_encoder("ppocr-v4-rec" if meta.get("encoder", "").startswith("ppocr-v4-") else "easyocr-english-g2")
+        return cls(model, encoder, meta)
 
     def encode(self, images) -> list[torch.Tensor]:
         return self.encoder.encode(list(images))
@@ -125,7 +127,7 @@ class Recognizer:
         if use_pool:
             pool.check_encoder(self.encoder.fingerprint)
             if context == "retrieved":
-                keys = torch.stack([FrozenEncoder.pooled(v.float()) for v in visuals])
+                keys = torch.stack([self.encoder.pooled(v.float()) for v in visuals])
                 idx, sims = pool.retrieve(keys, n)
                 picks = [list(zip(i.tolist(), s.tolist())) for i, s in zip(idx, sims)]
             elif context == "hybrid":
@@ -134,7 +136,7 @@ class Recognizer:
                 if len(pool) == 0:
                     pool.retrieve(torch.zeros(1, 256), n)  # raises the empty-pool error
                 rng = random.Random(seed)
-                keys = torch.stack([FrozenEncoder.pooled(v.float()) for v in visuals])
+                keys = torch.stack([self.encoder.pooled(v.float()) for v in visuals])
                 for q, key in enumerate(keys):
                     chosen = rng.sample(range(len(pool)), min(n, len(pool)))
                     picks[q] = [(j, float(key @ pool.keys[j])) for j in chosen]
@@ -165,7 +167,7 @@ class Recognizer:
         """For each query, the candidate with the best joint decoder + CTC log-likelihood."""
         candidates = []
         for seq, text, labels in zip(sequences, decoded, context_labels):
-            options = [text, FrozenEncoder.ctc_reading(seq[-1][0]).strip(), *labels]
+            options = [text, self.encoder.ctc_reading(seq[-1][0]).strip(), *labels]
             candidates.append(list(dict.fromkeys(c for c in options if c and in_charset(c))) or [text])
         flat = [(q, c) for q, options in enumerate(candidates) for c in options]
         if all(len(options) == 1 for options in candidates):
@@ -197,7 +199,7 @@ class Recognizer:
         from unseen.scenetext.metrics import normalize, one_minus_ned
 
         readings = self.read_visuals(visuals, batch_size=batch_size, max_len=max_len)
-        keys = torch.stack([FrozenEncoder.pooled(v.float()) for v in visuals])
+        keys = torch.stack([self.encoder.pooled(v.float()) for v in visuals])
         if len(pool) == 0:
             pool.retrieve(keys, n)  # raises the empty-pool error
         sims = keys @ pool.keys.T
