@@ -111,12 +111,16 @@ def _split_list(value: str) -> list[str]:
 @app.command("eval")
 def eval_command(
     model: str = typer.Option("smollm2-135m-instruct", "--model", help="Asset name, model folder, hub id, or a run's model/ folder."),
+    adapter: Optional[Path] = typer.Option(None, "--adapter", help="A LoRA adapter folder (peft; or a run folder holding "
+                                           "model/) applied to --model, e.g. a shipped instruction-tuned adapter."),
     tasks: str = typer.Option("rte", "--tasks", help="Comma-separated datasets."),
     templates: str = typer.Option("all", "--templates", help="'all' or comma-separated template ids."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="First N examples of each task."),
     shots: int = typer.Option(0, "--shots", min=0, help="Exemplars from the train split, in the same template."),
     calibrate: bool = typer.Option(False, "--calibrate", help="Also report content-free calibrated scores."),
-    generate: bool = typer.Option(False, "--generate", help="Also decode freely: exact match and the rate of outputs among the options."),
+    generate: bool = typer.Option(False, "--generate", help="Also decode greedily (stopping at the end of the answer's line) "
+                                  "and read the answer back as an option: exact match, valid-option rate, balanced "
+                                  "accuracy, beside the majority and uniform baselines; runs the chain-of-thought templates."),
     turned_around: bool = typer.Option(False, "--turned-around", help="Also evaluate turned-around (generative) templates."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     int8: bool = typer.Option(False, "--int8", help="CPU only: int8 dynamic quantization of the transformer body's linear "
@@ -131,6 +135,8 @@ def eval_command(
     The default scoring is exact fp32; --int8 is the faster, approximate CPU path.
 
     Example: unseen instruct eval --model smollm2-135m-instruct --tasks rte,cb --templates all --limit 50 --out results/rte_cb.json
+
+    Example: unseen instruct eval --model gemma3-270m --adapter runs/flan-commonsense --tasks ecqa --generate --limit 100
     """
     from unseen.instruct.evaluate import EvalConfig, evaluate, markdown_table, write_results
     from unseen.instruct.train import load_model
@@ -142,8 +148,9 @@ def eval_command(
     for name in config.tasks:
         if name not in loaded:
             raise UnseenError(f"no templates for task {name!r}; tasks: {', '.join(sorted(loaded))}")
-    with console.stdout.status(f"loading {model}..."):
-        lm, tokenizer = load_model(model)
+    label = f"{model} + {adapter}" if adapter else model
+    with console.stdout.status(f"loading {label}..."):
+        lm, tokenizer = load_model(model, adapter)
     if int8:
         from unseen.core.scoring import quantize_for_cpu
 
@@ -154,9 +161,10 @@ def eval_command(
         lm = lm.to(best_device())
     results = evaluate(lm, tokenizer, config, data_dir=data_dir, tasks=loaded)
     results["model"] = model
+    results["adapter"] = str(adapter) if adapter else None
     results["quantization"] = "int8-dynamic" if int8 else None
-    write_results(results, out, label=model)
-    console.print(markdown_table(results, model), markup=False)
+    write_results(results, out, label=label)
+    console.print(markdown_table(results, label), markup=False)
     console.print(f"results written to {out} and {out.with_suffix('.md')}")
 
 

@@ -2,10 +2,15 @@
 
 Classification templates are scored by rank classification of the answer options
 (summed log-likelihood and length-normalized, both reported; optionally
-content-free calibrated, Zhao et al. 2021). Generative templates (translation,
-struct-to-text, turned-around) are decoded greedily and scored with BLEU
-(sacrebleu) or exact match. Each task reports per-template scores and their mean,
-standard deviation and maximum over templates.
+content-free calibrated, Zhao et al. 2021). With ``generate``, they are also decoded
+greedily and the answer read back as one of the options (``answers.parse_answer``):
+exact match after normalization, the valid-option rate, and the balanced accuracy of
+the generated answers (an invalid answer is wrong), beside the majority-class and
+uniform-guessing baselines. Chain-of-thought templates are evaluated by generation
+only: the answer is parsed from the text after the rationale. Generative templates
+(translation, struct-to-text, turned-around) are decoded greedily and scored with
+BLEU (sacrebleu) or exact match. Each task reports per-template scores and their
+mean, standard deviation and maximum over templates.
 """
 
 from __future__ import annotations
@@ -17,11 +22,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
 from unseen.core.errors import UnseenError
-from unseen.core.metrics import balanced_accuracy, classification_report
+from unseen.core.metrics import balanced_accuracy, classification_report, constant_answer_accuracy
 from unseen.core.scoring import score_options
+from unseen.instruct.answers import canonical_prediction, parse_answer
+from unseen.instruct.generation import answer_token_cap, greedy_generate
 from unseen.instruct.lm import PROMPT_SUFFIX
 from unseen.instruct.mixture import FEWSHOT_SEPARATOR
 from unseen.instruct.templates import Template, load_records, load_templates, render
@@ -34,10 +39,12 @@ class EvalConfig:
     limit: int | dict[str, int] | None = None  # first N examples of each task's eval split (or per task)
     shots: int = 0  # exemplars from the train split, rendered with the same template
     calibrate: bool = False  # content-free calibration of classification scores
-    generate: bool = False  # also decode classification templates freely (exact match, option rate)
+    generate: bool = False  # also decode classification templates, and run chain-of-thought ones
     include_turned_around: bool = False
     batch_size: int = 8
-    max_new_tokens: int = 48
+    max_new_tokens: int = 48  # generative templates (translation, struct-to-text, turned around)
+    answer_slack: int = 4  # a direct answer may run this many tokens past its longest option
+    cot_max_new_tokens: int = 128  # room for a rationale (FLAN v2's here: at most 118 Gemma tokens)
     seed: int = 0
 
 
@@ -95,35 +102,47 @@ def _classify(model, tokenizer, template, examples, prefix, config, progress) ->
     return result
 
 
-@torch.inference_mode()
-def _generate(model, tokenizer, prompts: list[str], config: EvalConfig) -> list[str]:
-    outputs = []
-    encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+def _generate(model, tokenizer, prompts: list[str], caps: int | list[int], config: EvalConfig) -> list[str]:
+    """Greedy answers, each its first line (decoding stops there)."""
     previous_side = tokenizer.padding_side
-    tokenizer.padding_side = "right" if encoder_decoder else "left"
+    tokenizer.padding_side = "right"  # only model.generate (encoder-decoder) pads through the tokenizer
     try:
-        for start in range(0, len(prompts), config.batch_size):
-            batch = tokenizer(prompts[start : start + config.batch_size], return_tensors="pt", padding=True)
-            batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items()}
-            generated = model.generate(**batch, max_new_tokens=config.max_new_tokens, do_sample=False,
-                                       pad_token_id=tokenizer.pad_token_id)
-            if not encoder_decoder:
-                generated = generated[:, batch["input_ids"].shape[1] :]
-            for sequence in generated:
-                text = tokenizer.decode(sequence, skip_special_tokens=True)
-                outputs.append(text.strip().split("\n")[0].strip())
+        outputs = greedy_generate(model, tokenizer, prompts, caps, batch_size=config.batch_size)
     finally:
         tokenizer.padding_side = previous_side
-    return outputs
+    return [text.strip().split("\n")[0].strip() for text in outputs]
+
+
+def _generated_answers(model, tokenizer, template, examples, prefix, config) -> dict:
+    """Greedy answers to a classification template read back as options: exact match after
+    normalization, valid-option rate, balanced accuracy (invalid = wrong), and the baselines."""
+    chain_of_thought = template.chain_of_thought
+    prompts = [prefix + ex.input + PROMPT_SUFFIX for ex, _ in examples]
+    extra = config.cot_max_new_tokens if chain_of_thought else 0
+    caps = [answer_token_cap(tokenizer, ex.answer_choices, config.answer_slack) + extra for ex, _ in examples]
+    outputs = _generate(model, tokenizer, prompts, caps, config)
+    parsed = [parse_answer(output, ex.answer_choices, chain_of_thought) for output, (ex, _) in zip(outputs, examples)]
+    labels = [ex.target_index for ex, _ in examples]
+    predictions = [canonical_prediction(p, y, ex.answer_choices) for p, y, (ex, _) in zip(parsed, labels, examples)]
+    return {
+        "n": len(examples),
+        "kind": "chain_of_thought" if chain_of_thought else "classification",
+        "exact_match": sum(p == y for p, y in zip(predictions, labels)) / len(labels),
+        "option_rate": sum(p is not None for p in parsed) / len(parsed),
+        "balanced_accuracy_generated": balanced_accuracy(predictions, labels),
+        "constant_baseline": constant_answer_accuracy(labels),
+        "uniform_baseline": statistics.fmean(1 / len(ex.answer_choices) for ex, _ in examples),
+        "samples": [{"output": output, "target": ex.target} for output, (ex, _) in list(zip(outputs, examples))[:3]],
+    }
 
 
 def _generative(model, tokenizer, template, examples, prefix, config) -> dict:
     import sacrebleu
 
     prompts = [prefix + ex.input + PROMPT_SUFFIX for ex, _ in examples]
-    hypotheses = _generate(model, tokenizer, prompts, config)
+    hypotheses = _generate(model, tokenizer, prompts, config.max_new_tokens, config)
     references = [ex.references or [ex.target] for ex, _ in examples]
-    result = {"n": len(examples)}
+    result = {"n": len(examples), "kind": "generative"}
     exact = [h.strip().lower() in {r.strip().lower() for r in refs} for h, refs in zip(hypotheses, references)]
     result["exact_match"] = sum(exact) / len(exact)
     if template.metric == "bleu":
@@ -131,14 +150,13 @@ def _generative(model, tokenizer, template, examples, prefix, config) -> dict:
         # sacrebleu wants equally many reference streams; repeating a reference changes nothing
         streams = [[refs[min(k, len(refs) - 1)] for refs in references] for k in range(width)]
         result["bleu"] = sacrebleu.corpus_bleu(hypotheses, streams).score
-    if examples and examples[0][0].answer_choices:
-        result["option_rate"] = sum(h in ex.answer_choices for h, (ex, _) in zip(hypotheses, examples)) / len(examples)
     result["samples"] = [{"output": h, "target": ex.target} for h, (ex, _) in list(zip(hypotheses, examples))[:3]]
     return result
 
 
-def _summary(per_template: dict[str, dict], metric: str) -> dict:
-    values = [result[metric] for result in per_template.values() if metric in result]
+def _summary(per_template: dict[str, dict], metric: str, kind: str | None = None) -> dict:
+    values = [result[metric] for result in per_template.values()
+              if metric in result and (kind is None or result.get("kind") == kind)]
     if not values:
         return {}
     return {
@@ -163,6 +181,10 @@ def evaluate(model, tokenizer, config: EvalConfig, *, data_dir=None, progress: b
         chosen = [t for t in task.templates if config.templates == "all" or t.id in config.templates]
         if not config.include_turned_around:
             chosen = [t for t in chosen if not t.turned_around]
+        if not config.generate:  # a chain of thought has to be generated: rank scoring has nothing to rank
+            skipped, chosen = [t.id for t in chosen if t.chain_of_thought], [t for t in chosen if not t.chain_of_thought]
+            if skipped and not chosen:
+                raise UnseenError(f"{task.source}: chain-of-thought templates ({', '.join(skipped)}) need --generate")
         if not chosen:
             raise UnseenError(f"{task.source}: no template matches --templates {config.templates}")
         started = time.perf_counter()
@@ -172,24 +194,39 @@ def evaluate(model, tokenizer, config: EvalConfig, *, data_dir=None, progress: b
             if not examples:
                 continue
             prefix = _exemplars(task, template, config.shots, config.seed, data_dir)
-            if template.classification:
-                result = _classify(model, tokenizer, template, examples, prefix, config, progress)
+            if template.chain_of_thought:
+                result = _generated_answers(model, tokenizer, template, examples, prefix, config)
+            elif template.classification:
+                result = {"kind": "classification", **_classify(model, tokenizer, template, examples, prefix, config, progress)}
                 if config.generate:
-                    generated = _generative(model, tokenizer, template, examples, prefix, config)
-                    result.update({"exact_match": generated["exact_match"], "option_rate": generated["option_rate"]})
+                    result.update(_generated_answers(model, tokenizer, template, examples, prefix, config))
             else:
                 result = _generative(model, tokenizer, template, examples, prefix, config)
             per_template[template.id] = result
         timing[name] = time.perf_counter() - started
-        metrics = ["accuracy", "accuracy_norm", "balanced_accuracy", "accuracy_calibrated",
-                   "balanced_accuracy_calibrated", "exact_match", "option_rate", "bleu"]
-        results[name] = {metric: summary for metric in metrics if (summary := _summary(per_template, metric))}
-        constants = [r["constant_baseline"] for r in per_template.values() if "constant_baseline" in r]
-        if constants:
-            results[name]["constant_baseline"] = max(constants)
+        results[name] = _task_summary(per_template)
         results[name]["n"] = max(r["n"] for r in per_template.values()) if per_template else 0
         per_template_all[name] = per_template
     return {"config": asdict(config), "results": results, "templates": per_template_all, "seconds": timing}
+
+
+RANK_METRICS = ["accuracy", "accuracy_norm", "balanced_accuracy", "accuracy_calibrated", "balanced_accuracy_calibrated"]
+GENERATION_METRICS = ["exact_match", "option_rate", "balanced_accuracy_generated"]
+
+
+def _task_summary(per_template: dict[str, dict]) -> dict:
+    """Rank-scoring metrics; generation metrics of direct answers under their own names and of
+    chains of thought with a _cot suffix; BLEU and exact match of generative templates."""
+    summary = {metric: value for metric in RANK_METRICS if (value := _summary(per_template, metric))}
+    for kind, suffix in (("classification", ""), ("chain_of_thought", "_cot")):
+        summary |= {metric + suffix: value for metric in GENERATION_METRICS if (value := _summary(per_template, metric, kind))}
+    summary |= {name: value for name, metric in (("bleu", "bleu"), ("exact_match_generative", "exact_match"))
+                if (value := _summary(per_template, metric, "generative"))}
+    for baseline in ("constant_baseline", "uniform_baseline"):  # majority class; uniform guessing over the options
+        values = [r[baseline] for r in per_template.values() if baseline in r]
+        if values:
+            summary[baseline] = max(values)
+    return summary
 
 
 def markdown_table(results: dict, label: str = "") -> str:
@@ -210,6 +247,22 @@ def markdown_table(results: dict, label: str = "") -> str:
             f"{cell(metrics.get('accuracy_norm', {}))} | {cell(metrics.get('balanced_accuracy', {}))} | "
             f"{cell(metrics.get('balanced_accuracy_calibrated', {}))} | {constant} | {cell(metrics.get('bleu', {}), 1.0)} |"
         )
+    generated = [(task, m) for task, m in results["results"].items() if "exact_match" in m or "exact_match_cot" in m]
+    if generated:
+        rows += ["", ("Greedy generation, the answer read back as an option (invalid = wrong); chain of thought (CoT): "
+                      "the answer after the rationale."), "",
+                 ("| model | task | direct templates | exact match | valid options | balanced acc. (generated) | "
+                  "CoT templates | CoT exact match | CoT valid options | CoT balanced acc. | majority class | uniform guess |"),
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for task, m in generated:
+            baselines = [f"{m[key] * 100:.1f}" if key in m else "–" for key in ("constant_baseline", "uniform_baseline")]
+            rows.append(
+                f"| {label} | {task} | {m.get('exact_match', {}).get('templates', 0)} | {cell(m.get('exact_match', {}))} | "
+                f"{cell(m.get('option_rate', {}))} | {cell(m.get('balanced_accuracy_generated', {}))} | "
+                f"{m.get('exact_match_cot', {}).get('templates', 0)} | {cell(m.get('exact_match_cot', {}))} | "
+                f"{cell(m.get('option_rate_cot', {}))} | {cell(m.get('balanced_accuracy_generated_cot', {}))} | "
+                f"{baselines[0]} | {baselines[1]} |"
+            )
     return "\n".join(rows) + "\n"
 
 

@@ -43,8 +43,23 @@ class InstructConfig:
     seed: int = 0
 
 
-def load_model(name_or_path: str):
-    """(model, tokenizer) for an asset, a model folder, a hub id, or one of our LoRA runs."""
+def adapter_folder(path: str | Path) -> Path:
+    """The folder holding a peft adapter: ``path`` itself, or a run folder's ``model/``."""
+    path = Path(path)
+    for folder in (path, path / "model"):
+        if (folder / "adapter_config.json").exists():
+            return folder
+    raise UnseenError(f"{path}: no LoRA adapter here (adapter_config.json), nor in {path / 'model'}")
+
+
+def load_model(name_or_path: str, adapter: str | Path | None = None):
+    """(model, tokenizer) for an asset, a model folder, a hub id, or one of our LoRA runs;
+    ``adapter``: a LoRA adapter folder (or a run folder) applied to that model and merged."""
+    if adapter is not None:
+        from peft import PeftModel
+
+        model, tokenizer = load_model(name_or_path)
+        return PeftModel.from_pretrained(model, adapter_folder(adapter)).merge_and_unload().eval(), tokenizer
     path = Path(name_or_path)
     if (path / "adapter_config.json").exists():
         from peft import PeftModel
