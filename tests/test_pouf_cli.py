@@ -84,3 +84,21 @@ def test_user_errors_are_unseen_errors(tiny, tmp_path):
     classes.write_text("dog\nbird\ncar\n")
     result = runner.invoke(app, ["zeroshot", "--model", str(tiny["clip"]), "--images", str(tiny["images"]), "--classes", str(classes)])
     assert isinstance(result.exception, UnseenError) and "class 'bird' has no folder" in str(result.exception)
+
+
+def test_a_run_that_cannot_beat_zero_shot_keeps_its_weights_and_says_so(tiny, tmp_path):
+    """At lr 0 no checkpoint scores better than step 0 on the label-free criterion, so the run keeps
+    the zero-shot weights, and adapt, the run folder and eval all say so (the collapse guard's
+    fallback is tested on a run built to collapse in test_pouf_adapt.py)."""
+    common = ["--model", str(tiny["lm"]), "--task", str(tiny["data"]), "--prompts", str(tiny["prompts"]), "--tune-layers", "2"]
+    out = tmp_path / "no-gain"
+    output = _ok(runner.invoke(app, ["adapt", *common, "--mode", "ln", "--steps", "6", "--batch-size", "8", "--lr", "0",
+                                     "--select-every", "3", "--out", str(out)]))
+    assert "kept the zero-shot weights" in output
+    selection = json.loads((out / "selection.json").read_text())
+    assert selection["fallback"] and selection["step"] == 0
+    output = _ok(runner.invoke(app, ["eval", str(out)]))
+    results = json.loads((out / "results.json").read_text())
+    assert results["fallback"] and "note: zero-shot weights" in output
+    assert "zero-shot weights kept" in (out / "results.md").read_text()
+    assert results["pouf"] == results["zeroshot"]  # the kept weights are the zero-shot weights
