@@ -253,3 +253,19 @@ def test_adapter_save_and_load_round_trip(tiny_llama_dir, tmp_path, tokenizer, s
     written = json.loads(out.read_text())
     assert written["adapter"] == str(tmp_path / "run") and "exact_match_cot" in written["results"]["creak"]
     assert "CoT exact match" in out.with_suffix(".md").read_text()
+
+
+def test_heldout_protocol_reports_generation(tiny_llama_dir, tmp_path, shared_data):
+    from unseen.instruct.heldout import HeldoutConfig, run_heldout
+    from unseen.instruct.mixture import MixtureConfig
+    from unseen.instruct.train import InstructConfig
+
+    config = HeldoutConfig(
+        models=[str(tiny_llama_dir)], clusters=["commonsense"], seeds=[0], tasks={"commonsense": ["ecqa"]},
+        train=InstructConfig(mixture=MixtureConfig(cap=2), max_length=96, steps=2, batch_size=2, lora_r=2),
+        eval=EvalConfig(templates=["ecqa_plain", "ecqa_cot_step_by_step"], limit=3, generate=True),
+    )
+    (row,) = run_heldout(config, tmp_path / "heldout")["rows"]
+    assert {"exact_match", "option_rate", "exact_match_cot", "balanced_accuracy"} <= set(row)
+    assert row["uniform_baseline"] == pytest.approx(0.2)
+    assert "CoT exact match" in (tmp_path / "heldout" / "summary.md").read_text()

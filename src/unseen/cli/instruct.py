@@ -213,6 +213,7 @@ def heldout_command(
     templates: str = typer.Option("all", "--templates", help="'all' or comma-separated template ids."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="First N examples of each evaluated task."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate"),
+    generate: bool = typer.Option(False, "--generate", help="Also evaluate by greedy generation (exact match, valid options)."),
     out: Path = typer.Option(Path("runs/heldout"), "--out"),
     data_dir: Optional[str] = DataDirOption,
 ):
@@ -230,7 +231,8 @@ def heldout_command(
     config = HeldoutConfig(
         models=_split_list(models), clusters=_split_list(clusters), seeds=[int(s) for s in _split_list(seeds)],
         train=InstructConfig(steps=steps, lora=lora, mixture=MixtureConfig(cap=cap)),
-        eval=EvalConfig(templates="all" if templates == "all" else _split_list(templates), limit=limit, calibrate=calibrate),
+        eval=EvalConfig(templates="all" if templates == "all" else _split_list(templates), limit=limit, calibrate=calibrate,
+                        generate=generate),
     )
     run_heldout(config, out, data_dir=data_dir, console=console.stdout)
     console.print((out / "summary.md").read_text(), markup=False)

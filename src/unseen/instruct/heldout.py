@@ -43,8 +43,13 @@ def _evaluated(path: Path, model_name_or_dir: str, eval_config: EvalConfig, data
     return results
 
 
-def _per_template(results: dict, task: str, metric: str) -> list[float]:
-    return [r[metric] for r in results["templates"][task].values() if metric in r]
+# (row key, per-template metric, template kind): generation metrics of direct answers and of chains of thought
+GENERATION_ROWS = [(metric + suffix, metric, kind) for kind, suffix in (("classification", ""), ("chain_of_thought", "_cot"))
+                   for metric in ("exact_match", "option_rate", "balanced_accuracy_generated")]
+
+
+def _per_template(results: dict, task: str, metric: str, kind: str | None = None) -> list[float]:
+    return [r[metric] for r in results["templates"][task].values() if metric in r and (kind is None or r.get("kind") == kind)]
 
 
 def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, console: Console | None = None) -> dict:
@@ -77,20 +82,22 @@ def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, co
                 row = {"cluster": cluster, "model": model_name, "task": task,
                        "n": base["results"][task]["n"],
                        "constant_baseline": base["results"][task].get("constant_baseline"),
+                       "uniform_baseline": base["results"][task].get("uniform_baseline"),
                        "classes": len(next(iter(base["templates"][task].values())).get("predicted_distribution", []))}
-                for metric in ("accuracy", HEADLINE, "balanced_accuracy_calibrated"):
-                    base_values = _per_template(base, task, metric)
+                rank = [(metric, metric, None) for metric in ("accuracy", HEADLINE, "balanced_accuracy_calibrated")]
+                for key, metric, kind in rank + GENERATION_ROWS:
+                    base_values = _per_template(base, task, metric, kind)
                     if not base_values:
                         continue
-                    seed_means = [statistics.fmean(_per_template(r, task, metric)) for r in tuned_runs]
-                    row[metric] = {
+                    seed_means = [statistics.fmean(_per_template(r, task, metric, kind)) for r in tuned_runs]
+                    row[key] = {
                         "base_mean": statistics.fmean(base_values),
                         "base_std_templates": statistics.stdev(base_values) if len(base_values) > 1 else 0.0,
                         "tuned_mean": statistics.fmean(seed_means),
                         "tuned_std_seeds": statistics.stdev(seed_means) if len(seed_means) > 1 else 0.0,
                         "tuned_std_templates": statistics.fmean(
                             statistics.stdev(v) if len(v) > 1 else 0.0
-                            for v in (_per_template(r, task, metric) for r in tuned_runs)),
+                            for v in (_per_template(r, task, metric, kind) for r in tuned_runs)),
                         "tuned_seeds": seed_means,
                     }
                 summary["rows"].append(row)
@@ -115,6 +122,21 @@ def flan_table(summary: dict) -> str:
             f"{bal['tuned_mean'] * 100:.1f} ± {bal['tuned_std_seeds'] * 100:.1f} | "
             f"{(bal['tuned_mean'] - bal['base_mean']) * 100:+.1f} | {cal_text} |"
         )
+    generated = [row for row in summary["rows"] if "exact_match" in row or "exact_match_cot" in row]
+    if generated:
+        def change(row, key):
+            entry = row.get(key)
+            return f"{entry['base_mean'] * 100:.1f} → {entry['tuned_mean'] * 100:.1f}" if entry else "–"
+
+        lines += ["", "Greedy generation, base → tuned (mean over templates and seeds); invalid answers count as wrong.", "",
+                  ("| held out | model | task | majority | uniform | exact match | valid options | balanced acc. (generated) | "
+                   "CoT exact match | CoT valid options |"), "|---|---|---|---|---|---|---|---|---|---|"]
+        for row in generated:
+            uniform = f"{row['uniform_baseline'] * 100:.1f}" if row.get("uniform_baseline") is not None else "–"
+            lines.append(f"| {row['cluster']} | {row['model']} | {row['task']} | {row['constant_baseline'] * 100:.1f} | {uniform} | "
+                         f"{change(row, 'exact_match')} | {change(row, 'option_rate')} | "
+                         f"{change(row, 'balanced_accuracy_generated')} | {change(row, 'exact_match_cot')} | "
+                         f"{change(row, 'option_rate_cot')} |")
     return "\n".join(lines) + "\n"
 
 
