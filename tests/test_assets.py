@@ -72,9 +72,9 @@ def test_unknown_model_and_folder_without_config(tmp_path):
         resolve_model_dir("easyocr-english-g2")
 
 
-def test_cli_lists_all_five_assets(unseen_cli):
+def test_cli_lists_all_six_assets(unseen_cli):
     result = subprocess.run([unseen_cli, "assets", "list"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "250"})
     assert result.returncode == 0, result.stderr
     for name in asset_names():
         assert name in result.stdout
-    assert len(asset_names()) == 5
+    assert len(asset_names()) == 6
