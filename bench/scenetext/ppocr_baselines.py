@@ -1,6 +1,6 @@
 """No-context baselines on the standard sets: PP-OCRv4 (our port and onnxruntime) and EasyOCR.
 
-    flock /tmp/unseen-heavy.lock .venv/bin/python bench/scenetext/ppocr_baselines.py   # ~10 min, one thread
+    flock /tmp/unseen-heavy.lock .venv/bin/python bench/scenetext/ppocr_baselines.py   # ~20 min, one thread, 2 busy cores
 
 Writes docs/results/scenetext_ppocr_baselines.json and .md. Every reader sees each crop on its
 own (PP-OCRv4: height 48, padded to at least 320, as RapidOCR feeds it; EasyOCR: height 64),

@@ -1,6 +1,6 @@
 """A label-free "pool that only helps" probe on PP-OCRv4's CTC (no decoder, no training).
 
-    flock /tmp/unseen-heavy.lock .venv/bin/python bench/scenetext/ppocr_pool_probe.py   # ~5 min, one thread
+    flock /tmp/unseen-heavy.lock .venv/bin/python bench/scenetext/ppocr_pool_probe.py   # ~25 min, one thread, 2 busy cores
 
 For each crop, PP-OCRv4 (our port) gives its greedy reading g and its CTC log-probabilities.
 Every label of the 100-crop context pool is a candidate c, scored by its CTC log-likelihood
