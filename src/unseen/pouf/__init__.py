@@ -1,10 +1,13 @@
 """POUF (Tanwisuth et al., ICML 2023): adapt a zero-shot, prompt-based model with unlabeled target data.
 
     loss.py      the POUF objective (transport + mutual information)
-    lm.py        prompted causal / masked LMs (answer-slot features, verbalizer prototypes, cached bottom layers)
-    dual.py      image-text models: one DualEncoder interface, HF CLIP / open_clip adapters, the offline ConSE
+    lm.py        prompted causal LMs (answer-slot features, verbalizer prototypes, cached bottom layers);
+                 masked_lm.py: the same read at a masked LM's <mask>
+    dual.py      image-text models: one DualEncoder interface; dual_models.py: HF CLIP / open_clip adapters,
+                 the offline ConSE, the string-keyed loader
     tasks.py     text tasks (prompts.yaml) and image tasks (folders, class-name files, image_templates.yaml)
-    adapt.py     the adaptation run on the core training loop, label-free selection, collapse guard
+    adapt.py     the adaptation run on the core training loop, label-free selection, collapse guard,
+                 fallback to the zero-shot weights, the calibrated prompt ensemble
     text.py      zero-shot / adapt / eval of a text task;  image.py: the same for an image task
     quickstart.py  the POUF step of `unseen quickstart`
 """
