@@ -40,6 +40,7 @@ class EvalConfig:
     shots: int = 0  # exemplars from the train split, rendered with the same template
     calibrate: bool = False  # content-free calibration of classification scores
     generate: bool = False  # also decode classification templates, and run chain-of-thought ones
+    rank_scoring: bool = True  # False (with generate): classification templates by generation only, as the quickstart runs them
     include_turned_around: bool = False
     batch_size: int = 8
     max_new_tokens: int = 48  # generative templates (translation, struct-to-text, turned around)
@@ -197,7 +198,9 @@ def evaluate(model, tokenizer, config: EvalConfig, *, data_dir=None, progress: b
             if template.chain_of_thought:
                 result = _generated_answers(model, tokenizer, template, examples, prefix, config)
             elif template.classification:
-                result = {"kind": "classification", **_classify(model, tokenizer, template, examples, prefix, config, progress)}
+                result = {"kind": "classification"}
+                if config.rank_scoring or not config.generate:
+                    result.update(_classify(model, tokenizer, template, examples, prefix, config, progress))
                 if config.generate:
                     result.update(_generated_answers(model, tokenizer, template, examples, prefix, config))
             else:

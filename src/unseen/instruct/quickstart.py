@@ -1,0 +1,66 @@
+"""The shipped-adapter step of `unseen quickstart`: Gemma 3 270M base vs the same model with the
+LoRA adapter instruction-tuned with the commonsense cluster held out, on a held-out commonsense
+task, by greedy generation only (rank scoring is the instruct step's job; generation is where
+instruction tuning shows at this size). Settings: ``instruct_adapter`` in configs/quickstart.yaml.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from pathlib import Path
+
+from unseen.core.tables import table
+from unseen.instruct.evaluate import EvalConfig, evaluate
+from unseen.instruct.train import load_model
+
+
+def shipped_adapter(name: str) -> Path:
+    """A folder under ``unseen/instruct/weights`` (shipped in the wheel), or any adapter path."""
+    if Path(name).exists():
+        return Path(name)
+    return Path(str(resources.files("unseen.instruct").joinpath("weights", name)))
+
+
+def _shorten(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def run(console, settings: dict, data_dir=None) -> dict:
+    """Evaluate both models, print one rich table, return the numbers for results.json."""
+    started = time.perf_counter()
+    task = settings["task"]
+    config = EvalConfig(tasks=[task], templates=list(settings["templates"]), limit=settings["limit"],
+                        generate=True, rank_scoring=False)
+    adapter = shipped_adapter(settings["adapter"])
+    numbers, rows = {}, []
+    for label, adapter_path in (("base", None), ("tuned", adapter)):
+        model, tokenizer = load_model(settings["model"], adapter_path)
+        results = evaluate(model, tokenizer, config, data_dir=data_dir, progress=False)
+        summary = results["results"][task]
+        first_template = next(iter(results["templates"][task].values()))
+        sample = first_template["samples"][0]
+        numbers[label] = {"exact_match": summary["exact_match"]["mean"], "option_rate": summary["option_rate"]["mean"],
+                          "n": summary["n"], "templates": summary["exact_match"]["templates"],
+                          "sample_output": sample["output"], "sample_target": sample["target"]}
+        rows.append([f"{settings['model']} {label}", summary["n"], summary["exact_match"]["mean"],
+                     summary["option_rate"]["mean"], repr(_shorten(sample["output"])), repr(_shorten(sample["target"]))])
+    baselines = {key: summary[key] for key in ("constant_baseline", "uniform_baseline")}
+    console.print(table(f"Held-out {task} by generation ({len(settings['templates'])} templates, first {settings['limit']}; "
+                        f"majority {baselines['constant_baseline']:.3f}, uniform {baselines['uniform_baseline']:.3f})",
+                        ["model", "n", "exact match", "valid options", "first answer", "target"], rows))
+    return {"config": settings, "adapter": str(adapter), **numbers, **baselines,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def results_markdown(step: dict) -> list[str]:
+    """The step's section of results.md."""
+    settings = step["config"]
+    lines = [f"## Instruct adapter: held-out {settings['task']} by generation, base vs commonsense-held-out LoRA", "",
+             "| model | n | exact match | valid options | first answer | majority | uniform |", "|---|---|---|---|---|---|---|"]
+    for label in ("base", "tuned"):
+        r = step[label]
+        answer = r["sample_output"].replace("|", "\\|")
+        lines.append(f"| {settings['model']} {label} | {r['n']} | {r['exact_match']:.3f} | {r['option_rate']:.3f} | {answer} | "
+                     f"{step['constant_baseline']:.3f} | {step['uniform_baseline']:.3f} |")
+    return lines + [""]
