@@ -20,6 +20,24 @@ WeightsOption = typer.Option(None, "--weights", help="Recognizer weights (defaul
                              show_default=False)
 
 
+EncoderOption = typer.Option(None, "--encoder", help="ppocr-v4-rec: read with PP-OCRv4 (our port), a pool's labels used "
+                             "through the lexicon gate; default: the shipped E2STR-lite recognizer.", show_default=False)
+PPOCR = "ppocr-v4-rec"
+
+
+def _gate_encoder(name: Optional[str]):
+    """The PP-OCRv4 encoder when --encoder asks for the lexicon-gate reader, None for E2STR-lite."""
+    from unseen.core.errors import UnseenError
+    from unseen.scenetext.encoder import ENCODERS, load_encoder
+
+    if name is None or name == "easyocr-english-g2":  # the E2STR-lite recognizer's own encoder
+        return None
+    if name != PPOCR:
+        raise UnseenError(f"--encoder {name!r}: unknown; known: {', '.join(ENCODERS)}")
+    with console.stderr.status("loading PP-OCRv4..."):
+        return load_encoder(PPOCR)
+
+
 def _recognizer(weights: Optional[Path]):
     from unseen.scenetext.recognizer import Recognizer
 
@@ -57,11 +75,14 @@ def pool_build(
     limit: Optional[int] = typer.Option(None, "--limit", help="Keep a random sample of this many."),
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),
     weights: Optional[Path] = WeightsOption,
+    encoder_name: Optional[str] = EncoderOption,
     data_dir: Optional[str] = DataDirOption,
 ):
     """Make a context pool from labelled word images (their visual features are cached in it).
 
-    Example: unseen str pool build --from ic15 --split train --limit 100 --out pools/ic15
+    With --encoder ppocr-v4-rec, the lexicon gate's setting is chosen on the pool itself (leave-one-out).
+
+    Example: unseen str pool build --from ic15 --split train --limit 100 --out pools/ic15 [--encoder ppocr-v4-rec]
     """
     from unseen.core.errors import UnseenError
     from unseen.scenetext.pool import Pool
@@ -69,12 +90,23 @@ def pool_build(
     if (out / "pool.json").exists():
         raise UnseenError(f"{out}: a pool already exists here; use `unseen str pool add` or another --out")
     samples = _samples(images, labels, source, split, limit, seed, data_dir)
-    recognizer = _recognizer(weights)
-    pool = Pool.new(recognizer.encoder, root=out)
+    encoder = _gate_encoder(encoder_name) or _recognizer(weights).encoder
+    pool = Pool.new(encoder, root=out)
     with console.stderr.status(f"encoding {len(samples)} samples..."):
-        pool.add(samples, recognizer.encoder)
+        pool.add(samples, encoder)
+    _refit_gate(pool, encoder)
     pool.save(out)
     console.print(f"pool {out}: {len(pool)} samples", soft_wrap=True)
+
+
+def _refit_gate(pool, encoder) -> None:
+    """PP-OCRv4 pools: choose the lexicon gate for the pool's labels now, and say what was chosen."""
+    from unseen.scenetext.lexicon_gate import refit_pool_gate
+
+    if hasattr(encoder, "ctc_log_probs") and len(pool):  # an empty pool is refused when it is read
+        with console.stderr.status("choosing the lexicon gate on the pool (leave-one-out)..."):
+            setting = refit_pool_gate(pool, encoder)
+        console.print(f"lexicon gate: {setting.describe()}", soft_wrap=True)
 
 
 @pool_app.command("add")
@@ -105,8 +137,12 @@ def pool_add(
         samples = [PoolSample(image, text, str(image), where=str(image))]
     else:
         samples = _samples(images, labels, source, split, limit, seed, data_dir)
-    recognizer = _recognizer(weights)
-    added = pool.add(samples, recognizer.encoder)
+    from unseen.scenetext.encoder import encoder_name
+
+    # the pool says which encoder built it; PP-OCRv4 pools get their gate chosen again
+    encoder = _gate_encoder(encoder_name(pool.encoder)) or _recognizer(weights).encoder
+    added = pool.add(samples, encoder)
+    _refit_gate(pool, encoder)
     pool.save(pool_dir)
     console.print(f"pool {pool_dir}: added {added}, now {len(pool)} samples", soft_wrap=True)
 
@@ -123,7 +159,12 @@ def pool_ls(pool_dir: Path = typer.Argument(..., help="The pool folder."),
     pool = Pool.load(pool_dir)
     shown = range(len(pool)) if limit == 0 else range(min(limit, len(pool)))
     rows = [[i, pool.texts[i], pool.files[i], pool.sources[i]] for i in shown]
-    console.print(table(f"{pool_dir}: {len(pool)} samples, encoder {pool.encoder}", ["#", "label", "file", "source"], rows))
+    gate = ""
+    if pool.gate:
+        from unseen.scenetext.lexicon_gate import GateSetting
+
+        gate = f"; lexicon {GateSetting(**pool.gate).describe()}"
+    console.print(table(f"{pool_dir}: {len(pool)} samples, encoder {pool.encoder}{gate}", ["#", "label", "file", "source"], rows))
 
 
 @app.command("read")
@@ -134,16 +175,21 @@ def read(
     explain: bool = typer.Option(False, "--explain", help="Show which pool samples were used and their similarity."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image instead of a table."),
     weights: Optional[Path] = WeightsOption,
+    encoder_name: Optional[str] = EncoderOption,
 ):
     """Read the text of word images, with the context of a pool when given.
 
-    Example: unseen str read crop1.png crop2.png --pool pools/ic15 --explain
+    Example: unseen str read crop1.png crop2.png --pool pools/ic15 --explain [--encoder ppocr-v4-rec]
     """
     from unseen.core.data import open_image
     from unseen.scenetext.pool import Pool
 
     pictures = [open_image(path) for path in images]
     pool = Pool.load(pool_dir) if pool_dir else None
+    encoder = _gate_encoder(encoder_name)
+    if encoder is not None:
+        _read_with_gate(images, pictures, pool, encoder, explain, as_json)
+        return
     recognizer = _recognizer(weights)
     readings = recognizer.read(pictures, pool=pool, n=n if pool is not None else 0)
     if as_json:
@@ -162,6 +208,32 @@ def read(
     console.print(table("Readings" + (f" (pool {pool_dir}, n={n})" if pool is not None else ""), columns, rows))
 
 
+def _gated_readings(pictures, pool, encoder):
+    """PP-OCRv4's readings, through the pool's lexicon gate when there is a pool; and the gate."""
+    from unseen.scenetext.lexicon_gate import LexiconGate, read_plain
+
+    if pool is None:
+        return read_plain(encoder, pictures), None
+    pool.check_encoder(encoder.fingerprint)
+    gate = LexiconGate.from_pool(pool)
+    return gate.read(encoder, pictures), gate
+
+
+def _read_with_gate(paths, pictures, pool, encoder, explain: bool, as_json: bool) -> None:
+    readings, gate = _gated_readings(pictures, pool, encoder)
+    if as_json:
+        for path, r in zip(paths, readings):
+            console.print(json.dumps({"image": str(path), "text": r.text, "confidence": round(r.confidence, 4),
+                                      "greedy": r.greedy, "from_pool": r.from_pool}), highlight=False, soft_wrap=True)
+        return
+    columns = ["image", "text", "confidence"] + (["greedy reading", "from pool"] if explain else [])
+    rows = []
+    for path, r in zip(paths, readings):
+        rows.append([str(path), r.text, round(r.confidence, 3)] + ([r.greedy, "yes" if r.from_pool else ""] if explain else []))
+    title = "Readings (PP-OCRv4" + (f", pool with {gate.setting.describe()})" if gate else ")")
+    console.print(table(title, columns, rows))
+
+
 @app.command("eval")
 def evaluate(
     dataset: str = typer.Option(..., "--dataset", help="A dataset name (iiit5k, ic13, ic15) or a labels.tsv folder / LMDB path."),
@@ -175,6 +247,7 @@ def evaluate(
                                                   "easyocr (the EasyOCR CRNN) or ppocr (PP-OCRv4's own greedy CTC); repeatable."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write predictions and metrics as JSON here."),
     weights: Optional[Path] = WeightsOption,
+    encoder_name: Optional[str] = EncoderOption,
     data_dir: Optional[str] = DataDirOption,
 ):
     """Word accuracy and 1-NED (36-char, cased, full protocols) on a benchmark split.
@@ -195,13 +268,22 @@ def evaluate(
 
         raise DataError(f"{dataset}{'/' + split if split else ''}: no records to evaluate")
     pool = Pool.load(pool_dir) if pool_dir else None
-    recognizer = _recognizer(weights)
     images, targets = [r["image"] for r in records], [r["text"] for r in records]
-    with console.stderr.status(f"encoding {len(images)} images..."):
-        visuals = recognizer.encode(images)
-    with console.stderr.status("reading..."):
-        result = run_eval(recognizer, visuals, targets, pool=pool, n=n if pool is not None else 0, context=context)
-    name = f"E2STR-lite" + (f" + pool (n={n}, {context})" if pool is not None else " (no context)")
+    encoder = _gate_encoder(encoder_name)
+    if encoder is not None:  # --n and --context belong to E2STR-lite's retrieval; the gate has neither
+        with console.stderr.status(f"reading {len(images)} images with PP-OCRv4..."):
+            readings, gate = _gated_readings(images, pool, encoder)
+        predictions = [r.text for r in readings]
+        result = {"encoder": PPOCR, "gate": gate.as_dict() if gate else None, "metrics": report(predictions, targets),
+                  "predictions": predictions, "from_pool": sum(r.from_pool for r in readings)}
+        name = "PP-OCRv4" + (f" + pool ({gate.setting.describe().split(' (')[0]})" if gate else " (no context)")
+    else:
+        recognizer = _recognizer(weights)
+        with console.stderr.status(f"encoding {len(images)} images..."):
+            visuals = recognizer.encode(images)
+        with console.stderr.status("reading..."):
+            result = run_eval(recognizer, visuals, targets, pool=pool, n=n if pool is not None else 0, context=context)
+        name = "E2STR-lite" + (f" + pool (n={n}, {context})" if pool is not None else " (no context)")
     rows = [[name, len(records)] + _cells(result["metrics"])]
     payload = {"dataset": dataset, "split": split, "n": len(records), "ours": result}
     for name in dict.fromkeys(baselines or []):

@@ -50,6 +50,7 @@ def to_tensor(image: Image.Image, width: int) -> torch.Tensor:
 
 
 class FrozenEncoder:
+    pool_width = D_VISUAL  # a pool keeps whole tokens: the E2STR decoder reads them as context
     def __init__(self, crnn=None):
         self.crnn = (crnn or load_crnn()).eval()
         for p in self.crnn.parameters():
@@ -126,6 +127,9 @@ class PPOCREncoder:
     (height 48, padded to at least 320; crops of one padded width are batched)."""
 
     d_features = 120
+    # a pool keeps only the 120 features (its retrieval keys); with the 6,625 log-probabilities a
+    # 100-crop pool would take about 50 MB, and the lexicon gate re-reads the pool's images anyway
+    pool_width = d_features
 
     def __init__(self, loaded=None):
         from unseen.core.assets import load_asset
@@ -140,21 +144,36 @@ class PPOCREncoder:
             digest.update(tensor.detach().float().numpy().tobytes()[:4096])
         self.fingerprint = "ppocr-v4-" + digest.hexdigest()[:16]
 
-    @torch.no_grad()
-    def encode(self, images: list[Image.Image], batch_size: int = 32) -> list[torch.Tensor]:
+    def _batches(self, images: list[Image.Image], batch_size: int):
+        """(indices, [B, 3, 48, W] input) for crops of one padded width: each crop's input is
+        exactly what it would be on its own."""
         from unseen.core.models.ppocr import padded_width, to_tensor
 
         by_width = defaultdict(list)
         for i, image in enumerate(images):
             by_width[padded_width(image)].append(i)
-        out: list = [None] * len(images)
         for indices in by_width.values():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                tokens = self.tokens(torch.stack([to_tensor(images[i]) for i in chunk]))
-                for j, i in enumerate(chunk):
-                    out[i] = tokens[j].clone()
+                yield chunk, torch.stack([to_tensor(images[i]) for i in chunk])
+
+    @torch.no_grad()
+    def encode(self, images: list[Image.Image], batch_size: int = 32) -> list[torch.Tensor]:
+        out: list = [None] * len(images)
+        for chunk, x in self._batches(images, batch_size):
+            tokens = self.tokens(x)
+            for j, i in enumerate(chunk):
+                out[i] = tokens[j].clone()
         return out
+
+    @torch.no_grad()
+    def ctc_log_probs(self, images: list[Image.Image], batch_size: int = 32):
+        """(index, [T, 6625] CTC log-probabilities) per crop, a batch at a time: a benchmark set's
+        full tokens would not fit in memory (6,745 numbers per column)."""
+        for chunk, x in self._batches(images, batch_size):
+            log_probs = F.log_softmax(self.model(x), dim=-1)
+            for j, i in enumerate(chunk):
+                yield i, log_probs[j]
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         features = self.model.features(x)
@@ -181,6 +200,11 @@ class PPOCREncoder:
 
 # the encoders a recognizer or a pool can be built on, by asset name
 ENCODERS = {"easyocr-english-g2": FrozenEncoder, "ppocr-v4-rec": PPOCREncoder}
+
+
+def encoder_name(fingerprint: str) -> str:
+    """The asset name of the encoder a pool's or checkpoint's fingerprint names."""
+    return "ppocr-v4-rec" if fingerprint.startswith("ppocr-v4-") else "easyocr-english-g2"
 
 
 def load_encoder(name: str = "easyocr-english-g2"):

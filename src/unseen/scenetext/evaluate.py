@@ -117,13 +117,18 @@ BASELINES = {"easyocr": ("EasyOCR CRNN (english_g2)", easyocr_baseline),
              "ppocr": ("PP-OCRv4 mobile, greedy CTC (our port)", ppocr_baseline)}
 
 
+def benchmark_pool_records(train, seed: int, size: int = 100) -> list[dict]:
+    """The crops of the benchmarks' pool for ``seed``: ``size`` random train records with labels inside the charset."""
+    order = random.Random(seed).sample(range(len(train)), len(train))
+    return [r for r in (train[i] for i in order[: 2 * size]) if in_charset(r["text"])][:size]
+
+
 def benchmark_pool(encoder, train, seed: int, size: int = 100, cache: Path | None = None):
     """The benchmarks' context pool: ``size`` random crops of a train split (labels inside the
     charset), drawn with ``seed``; their visual tokens are cached at ``cache``."""
     from unseen.scenetext.pool import Pool
 
-    order = random.Random(seed).sample(range(len(train)), len(train))
-    chosen = [r for r in (train[i] for i in order[: 2 * size]) if in_charset(r["text"])][:size]
+    chosen = benchmark_pool_records(train, seed, size)
     visuals = cached_visuals(encoder, [r["image"] for r in chosen], cache)
     return Pool(encoder.fingerprint).extended([r["text"] for r in chosen], visuals, [r["path"] for r in chosen])
 

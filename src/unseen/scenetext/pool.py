@@ -2,8 +2,10 @@
 
 A pool is a folder a user keeps per domain:
 
-    pool.json            format, encoder fingerprint, one entry per sample (file, text, source)
-    features.safetensors tokens [sum T_i, 353] fp16, lengths [n], keys [n, 256] (retrieval)
+    pool.json            format, encoder fingerprint, one entry per sample (file, text, source),
+                         and for PP-OCRv4 pools the lexicon gate's setting (lexicon_gate.py)
+    features.safetensors tokens [sum T_i, 353] fp16 (PP-OCRv4: its 120 features), lengths [n],
+                         keys [n, 256 or 120] (retrieval)
     images/              a copy of every sample image
 
 Retrieval ranks the samples by the cosine similarity of mean-pooled visual tokens (the CRNN's
@@ -38,8 +40,10 @@ class PoolSample:
 
 
 class Pool:
-    def __init__(self, encoder: str, texts=(), sources=(), files=(), visuals=(), root: Path | None = None):
+    def __init__(self, encoder: str, texts=(), sources=(), files=(), visuals=(), root: Path | None = None,
+                 gate: dict | None = None):
         self.encoder = encoder
+        self.gate = gate  # the lexicon gate's setting (PP-OCRv4 pools), chosen on the pool itself
         self.texts, self.sources, self.files = list(texts), list(sources), list(files)
         self.visuals = list(visuals)
         self.root = Path(root) if root else None
@@ -86,8 +90,9 @@ class Pool:
             self.texts.append(sample.text)
             self.sources.append(sample.source)
             self.files.append(name)
-            self.visuals.append(visual.to(torch.float16))
+            self.visuals.append(visual[:, : encoder.pool_width].to(torch.float16))
         self._keys = None
+        self.gate = None  # chosen for the old labels; the caller refits it (lexicon_gate)
         return len(samples)
 
     # persistence ------------------------------------------------------------------------------
@@ -107,7 +112,7 @@ class Pool:
         tmp = root / ".features.safetensors.tmp"
         save_file(tensors, tmp)
         tmp.replace(root / "features.safetensors")
-        meta = {"format": FORMAT, "encoder": self.encoder, "count": len(self),
+        meta = {"format": FORMAT, "encoder": self.encoder, "count": len(self), **({"gate": self.gate} if self.gate else {}),
                 "samples": [{"file": f, "text": t, "source": s} for f, t, s in zip(self.files, self.texts, self.sources)]}
         (root / "pool.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         return root
@@ -136,14 +141,18 @@ class Pool:
                 raise DataError(f"{root / 'features.safetensors'}: {len(lengths)} samples, pool.json lists {len(samples)}")
             visuals = list(torch.split(tensors["tokens"], lengths))
         return cls(meta["encoder"], [s["text"] for s in samples], [s["source"] for s in samples],
-                   [s["file"] for s in samples], visuals, root=root)
+                   [s["file"] for s in samples], visuals, root=root, gate=meta.get("gate"))
 
     # use --------------------------------------------------------------------------------------
     def check_encoder(self, fingerprint: str) -> None:
         if self.encoder != fingerprint:
             where = self.root or "the pool"
-            raise UnseenError(f"{where}: pool was built with encoder {self.encoder}, this recognizer uses {fingerprint}; "
-                              "rebuild the pool with `unseen str pool build`")
+            from unseen.scenetext.encoder import encoder_name
+
+            built_with = encoder_name(self.encoder)
+            hint = f"read it with --encoder {built_with}, or " if built_with != encoder_name(fingerprint) else ""
+            raise UnseenError(f"{where}: pool was built with encoder {self.encoder}, this reader uses {fingerprint}; "
+                              f"{hint}rebuild the pool with `unseen str pool build`")
 
     def retrieve(self, queries: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-n pool indices and cosine similarities for query keys [B, 256], best first."""

@@ -1,0 +1,199 @@
+"""A context pool that only helps: its labels as a lexicon, used only where PP-OCRv4 is unsure.
+
+PP-OCRv4 (our port, ``PPOCREncoder``) reads a crop with greedy CTC, giving a reading g. Every
+label c of the pool is scored by its CTC log-likelihood log p(c | image), summed over all
+alignments (PyTorch's ctc_loss). The best label c* replaces g only where both hold:
+
+    confidence(g) < tau                      g is unsure: its least sure character is below tau
+    log p(c* | x) > log p(g | x) + delta     c* explains the image better (delta < 0: a lexicon bonus)
+
+(tau, delta) are chosen without any evaluated label, on the pool itself: each pool crop is read
+with the *other* labels as candidates (leave-one-out), and the setting with the largest net gain
+(readings fixed minus readings broken) wins. Ties go to the most conservative setting, so when
+the pool shows no gain the gate stays off (tau = 0: nothing is replaced) and reading is plain
+greedy CTC. Measured on IC15-2077 with 100-crop pools: 68.80 -> 69.12 on average over 3 pools,
+never below plain reading (docs/scenetext.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from unseen.core.errors import UnseenError
+from unseen.scenetext.metrics import correct
+
+# The settings tried. tau 0.0 never replaces (the gate is off); 1.01 replaces wherever c* scores
+# better. delta < 0 gives pool labels a bonus, as a lexicon prior does.
+TAUS = [0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01]
+DELTAS = [-8.0, -6.0, -4.0, -3.0, -2.0, -1.0, 0.0, 0.5, 1.0, 2.0, 4.0]
+
+
+@dataclass(frozen=True)
+class GateSetting:
+    tau: float
+    delta: float
+    fixed: int = 0  # on the crops it was chosen on
+    broken: int = 0
+    chosen_by: str = ""
+
+    @property
+    def off(self) -> bool:
+        return self.tau <= 0.0
+
+    def describe(self) -> str:
+        where = f" ({self.chosen_by}: {self.fixed} fixed, {self.broken} broken)" if self.chosen_by else ""
+        return ("gate off, plain reading" if self.off else f"gate tau={self.tau}, delta={self.delta}") + where
+
+
+GATE_OFF = GateSetting(0.0, 0.0)
+
+
+@dataclass
+class ScoredCrop:
+    """One crop as the gate sees it: greedy reading, its confidence and log-likelihood, and the
+    log-likelihood of every (encodable) candidate label."""
+
+    greedy: str
+    confidence: float  # smallest per-character probability on the greedy path (0 for an empty reading)
+    greedy_ll: float
+    label_ll: dict[str, float]
+
+
+@dataclass
+class GatedReading:
+    text: str
+    greedy: str
+    confidence: float
+    from_pool: bool  # the greedy reading was replaced by a pool label
+
+
+def score_log_probs(log_probs: torch.Tensor, characters: list[str], labels: list[str]) -> ScoredCrop:
+    """[T, C] CTC log-probabilities of one crop (blank at 0) -> its ScoredCrop over ``labels``."""
+    index = {c: i for i, c in enumerate(characters) if i > 0}
+    best, ids = log_probs.max(-1)
+    chars, path_probs, previous = [], [], 0
+    for p, i in zip(best.exp().tolist(), ids.tolist()):
+        if i != 0 and i != previous:
+            chars.append(characters[i])
+            path_probs.append(p)
+        previous = i
+    greedy = "".join(chars)
+    # labels the model cannot spell (or empty ones) cannot be scored and never win
+    options = [greedy] + [l for l in dict.fromkeys(labels) if l and l != greedy and all(ch in index for ch in l)]
+    targets = [torch.tensor([index[c] for c in option], dtype=torch.long) for option in options]
+    steps = log_probs.shape[0]
+    nll = F.ctc_loss(log_probs[:, None].expand(steps, len(options), -1), torch.cat(targets),
+                     torch.full((len(options),), steps, dtype=torch.long), torch.tensor([len(t) for t in targets]),
+                     blank=0, reduction="none", zero_infinity=False)
+    scores = (-nll).tolist()
+    return ScoredCrop(greedy, min(path_probs, default=0.0), scores[0], dict(zip(options[1:], scores[1:])))
+
+
+def score_images(encoder, images, labels: list[str]) -> list[ScoredCrop]:
+    """Read ``images`` with a PPOCREncoder and score every label against each."""
+    if not hasattr(encoder, "ctc_log_probs"):
+        raise UnseenError("the lexicon gate needs PP-OCRv4's CTC: use --encoder ppocr-v4-rec")
+    rows: list = [None] * len(images)
+    for i, log_probs in encoder.ctc_log_probs(images):
+        rows[i] = score_log_probs(log_probs, encoder.characters, labels)
+    return rows
+
+
+def gated_text(crop: ScoredCrop, candidates: set[str], setting: GateSetting) -> str:
+    if crop.confidence >= setting.tau:
+        return crop.greedy
+    scored = [(ll, label) for label, ll in crop.label_ll.items() if label in candidates]
+    if not scored:
+        return crop.greedy
+    ll, label = max(scored)
+    return label if ll > crop.greedy_ll + setting.delta else crop.greedy
+
+
+def fixed_and_broken(crops, candidate_sets, targets, setting: GateSetting) -> tuple[int, int]:
+    fixed = broken = 0
+    for crop, candidates, target in zip(crops, candidate_sets, targets):
+        before, after = correct(crop.greedy, target), correct(gated_text(crop, candidates, setting), target)
+        fixed += after and not before
+        broken += before and not after
+    return fixed, broken
+
+
+def choose_setting(crops, targets, candidate_sets, chosen_by: str) -> tuple[GateSetting, list[dict]]:
+    """The (tau, delta) with the largest net gain on these labelled crops, and the whole grid."""
+    grid = []
+    for tau in TAUS:
+        for delta in DELTAS:
+            fixed, broken = fixed_and_broken(crops, candidate_sets, targets, GateSetting(tau, delta))
+            grid.append({"tau": tau, "delta": delta, "fixed": fixed, "broken": broken})
+    # ties: fewer changes, then the lower tau and the larger delta (more conservative); a grid
+    # with no net gain therefore picks tau 0, the gate off
+    best = max(grid, key=lambda g: (g["fixed"] - g["broken"], -(g["fixed"] + g["broken"]), -g["tau"], g["delta"]))
+    return GateSetting(best["tau"], best["delta"], best["fixed"], best["broken"], chosen_by), grid
+
+
+def leave_one_out_setting(pool_crops: list[ScoredCrop], labels: list[str]) -> tuple[GateSetting, list[dict]]:
+    """Choose the gate on the pool alone: crop i is read with every other crop's label as candidates
+    (a word the pool holds twice stays a candidate, as it would for a new crop of it)."""
+    candidate_sets = [set(labels[:i] + labels[i + 1 :]) for i in range(len(labels))]
+    return choose_setting(pool_crops, labels, candidate_sets, "leave-one-out on the pool")
+
+
+class LexiconGate:
+    """Pool labels + the gate setting chosen for them; ``read`` applies them to new crops."""
+
+    def __init__(self, labels: list[str], setting: GateSetting = GATE_OFF):
+        if not labels:
+            raise UnseenError("the context pool is empty; add samples with `unseen str pool add`")
+        self.labels, self.setting = list(labels), setting
+
+    @classmethod
+    def fit(cls, encoder, images, labels: list[str]) -> LexiconGate:
+        """Choose the setting by leave-one-out on the pool's own crops (no other labels used)."""
+        if not labels:
+            raise UnseenError("the context pool is empty; add samples with `unseen str pool add`")
+        setting, _ = leave_one_out_setting(score_images(encoder, images, labels), labels)
+        return cls(labels, setting)
+
+    @classmethod
+    def from_pool(cls, pool) -> LexiconGate:
+        if len(pool) == 0:
+            raise UnseenError(f"{pool.root or 'the pool'}: the context pool is empty; add samples with `unseen str pool add`")
+        if not pool.gate:
+            raise UnseenError(f"{pool.root or 'the pool'}: the pool has no gate setting; rebuild it with "
+                              "`unseen str pool build --encoder ppocr-v4-rec`")
+        return cls(pool.texts, GateSetting(**pool.gate))
+
+    def as_dict(self) -> dict:
+        return asdict(self.setting)
+
+    def read(self, encoder, images) -> list[GatedReading]:
+        candidates = set(self.labels)
+        # the gate off needs no label scores: plain greedy CTC
+        crops = score_images(encoder, images, [] if self.setting.off else self.labels)
+        out = []
+        for crop in crops:
+            text = gated_text(crop, candidates, self.setting)
+            out.append(GatedReading(text, crop.greedy, crop.confidence, text != crop.greedy))
+        return out
+
+
+def read_plain(encoder, images) -> list[GatedReading]:
+    """PP-OCRv4's greedy CTC reading with no pool."""
+    return [GatedReading(c.greedy, c.greedy, c.confidence, False) for c in score_images(encoder, images, [])]
+
+
+def refit_pool_gate(pool, encoder) -> GateSetting:
+    """Choose the gate for a saved pool's current labels (leave-one-out on its own crops, re-read
+    from its images/ folder) and record it in the pool; the caller saves the pool."""
+    from unseen.core.data import open_image
+
+    pool.check_encoder(encoder.fingerprint)
+    if pool.root is None:
+        raise UnseenError("the pool has no folder to read its images from; build it with `unseen str pool build`")
+    images = [open_image(pool.root / name, where=str(pool.root / name)) for name in pool.files]
+    gate = LexiconGate.fit(encoder, images, pool.texts)
+    pool.gate = gate.as_dict()
+    return gate.setting

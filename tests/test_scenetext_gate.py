@@ -1,0 +1,183 @@
+"""The lexicon gate (pool labels scored by PP-OCRv4's CTC, used only where its reading is unsure):
+mechanics on tiny hand-made log-probabilities, pools that record it, and the CLI with bad inputs."""
+
+import importlib.util
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from unseen.core.errors import DataError, UnseenError
+from unseen.scenetext.lexicon_gate import (GATE_OFF, GateSetting, LexiconGate, choose_setting, gated_text,
+                                           leave_one_out_setting, score_log_probs)
+from unseen.scenetext.pool import Pool
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+CHARACTERS = ["<blank>", "a", "b", "c", "d", " "]  # PaddleOCR's layout: blank first, space last
+
+
+def log_probs(columns: list[dict[str, float]]) -> torch.Tensor:
+    """One column per dict of character -> probability; the rest of each column's mass goes to blank."""
+    rows = []
+    for column in columns:
+        p = torch.full((len(CHARACTERS),), 1e-4)
+        for ch, value in column.items():
+            p[CHARACTERS.index(ch)] = value
+        p[0] = max(1.0 - sum(column.values()), 1e-4)
+        rows.append((p / p.sum()).log())
+    return torch.stack(rows)
+
+
+# reads "ab" greedily, but unsure of "b" (0.5, with "c" close at 0.45)
+UNSURE_AB = [{"a": 0.95}, {}, {"b": 0.5, "c": 0.45}, {}]
+SURE_CD = [{"c": 0.97}, {}, {"d": 0.97}, {}]
+
+
+def test_scores_greedy_reading_confidence_and_labels():
+    crop = score_log_probs(log_probs(UNSURE_AB), CHARACTERS, ["ac", "ab", "xyz", ""])
+    assert crop.greedy == "ab" and crop.confidence == pytest.approx(0.5, abs=0.01)
+    assert set(crop.label_ll) == {"ac"}  # the greedy reading is scored apart; unspellable and empty labels never win
+    assert crop.label_ll["ac"] < crop.greedy_ll
+
+
+def test_gate_replaces_only_unsure_readings_that_a_label_explains():
+    crop = score_log_probs(log_probs(UNSURE_AB), CHARACTERS, ["ac"])
+    assert gated_text(crop, {"ac"}, GATE_OFF) == "ab"  # tau 0: never
+    assert gated_text(crop, {"ac"}, GateSetting(0.9, 0.0)) == "ab"  # "ac" explains the image less well
+    assert gated_text(crop, {"ac"}, GateSetting(0.9, -1.0)) == "ac"  # a lexicon bonus lets it in
+    assert gated_text(crop, {"ac"}, GateSetting(0.4, -1.0)) == "ab"  # not unsure enough for this tau
+    assert gated_text(crop, set(), GateSetting(0.9, -1.0)) == "ab"  # no candidate in this pool
+    sure = score_log_probs(log_probs(SURE_CD), CHARACTERS, ["cc"])
+    assert gated_text(sure, {"cc"}, GateSetting(0.9, -8.0)) == "cd"
+
+
+def test_setting_is_chosen_by_net_gain_and_stays_off_without_one():
+    crops = [score_log_probs(log_probs(UNSURE_AB), CHARACTERS, ["ac", "cd"]),
+             score_log_probs(log_probs(SURE_CD), CHARACTERS, ["ac", "cd"])]
+    setting, grid = choose_setting(crops, ["ac", "cd"], [{"ac", "cd"}] * 2, "test")
+    assert (setting.fixed, setting.broken) == (1, 0) and not setting.off and setting.chosen_by == "test"
+    assert len(grid) > 50
+    # the label is the reading already: nothing to gain, so the most conservative setting, off
+    setting, _ = choose_setting(crops, ["ab", "cd"], [{"ac", "cd"}] * 2, "test")
+    assert setting.off and (setting.fixed, setting.broken) == (0, 0)
+    # leave-one-out: each crop's own label is not its candidate, so two distinct words teach nothing
+    setting, _ = leave_one_out_setting(crops, ["ac", "cd"])
+    assert setting.off
+
+
+class FakeEncoder:
+    """What the gate needs of PPOCREncoder: characters, a fingerprint, CTC log-probabilities per crop."""
+
+    characters = CHARACTERS
+    fingerprint = "ppocr-v4-test"
+
+    def ctc_log_probs(self, images):
+        for i, columns in enumerate(images):
+            yield i, log_probs(columns)
+
+
+def test_lexicon_gate_fits_on_its_pool_and_reads():
+    encoder = FakeEncoder()
+    # the pool holds "ac" twice: the unsure crop is fixed by the other copy's label (leave-one-out)
+    gate = LexiconGate.fit(encoder, [UNSURE_AB, [{"a": 0.97}, {}, {"c": 0.97}, {}], SURE_CD], ["ac", "ac", "cd"])
+    assert not gate.setting.off and gate.setting.fixed == 1
+    readings = gate.read(encoder, [UNSURE_AB, SURE_CD])
+    assert [(r.text, r.greedy, r.from_pool) for r in readings] == [("ac", "ab", True), ("cd", "cd", False)]
+    with pytest.raises(UnseenError, match="context pool is empty"):
+        LexiconGate.fit(encoder, [], [])
+
+
+def test_pool_records_its_gate_and_refuses_bad_pools(tmp_path):
+    pool = Pool("ppocr-v4-test", ["ac", "cd"], ["x", "y"], ["", ""], [torch.zeros(4, 120), torch.zeros(4, 120)],
+                gate={"tau": 0.9, "delta": -6.0, "fixed": 3, "broken": 0, "chosen_by": "leave-one-out on the pool"})
+    pool.save(tmp_path / "p")
+    again = Pool.load(tmp_path / "p")
+    assert again.gate == pool.gate and LexiconGate.from_pool(again).setting == GateSetting(**pool.gate)
+    with pytest.raises(UnseenError, match="context pool is empty"):
+        LexiconGate.from_pool(Pool("ppocr-v4-test"))
+    with pytest.raises(UnseenError, match="has no gate setting"):
+        LexiconGate.from_pool(Pool("ppocr-v4-test", ["ac"], ["x"], [""], [torch.zeros(4, 120)]))
+    with pytest.raises(UnseenError, match="read it with --encoder ppocr-v4-rec") as err:
+        again.check_encoder("crnn-0123456789abcdef")
+    assert "\n" not in str(err.value)
+    with pytest.raises(UnseenError, match="pool was built with encoder crnn-") as err:
+        Pool("crnn-0123456789abcdef").check_encoder("ppocr-v4-test")
+    assert "\n" not in str(err.value)
+
+
+# ---- the CLI on real crops with the real PP-OCRv4 port ------------------------------------------
+
+def _needs_wheel():
+    for module in ("rapidocr_onnxruntime", "onnx"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed (unseen assets install ppocr-v4-rec; pip install onnx)")
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory, shared_data):
+    """A labels.tsv folder of 8 real IC15 test crops."""
+    from unseen.scenetext.evaluate import load_records
+
+    root = tmp_path_factory.mktemp("crops")
+    (root / "images").mkdir()
+    lines = []
+    for i, record in enumerate(load_records("ic15", "test", shared_data, limit=8)):
+        record["image"].save(root / "images" / f"w{i}.png")
+        lines.append(f"images/w{i}.png\t{record['text']}")
+    (root / "labels.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_cli_builds_a_gated_pool_and_reads_and_evaluates_with_it(tmp_path, crops):
+    _needs_wheel()
+    from unseen.cli.scenetext import app
+
+    runner = CliRunner()
+    pool = tmp_path / "pool"
+    result = runner.invoke(app, ["pool", "build", "--images", str(crops), "--labels", str(crops / "labels.tsv"),
+                                 "--out", str(pool), "--encoder", "ppocr-v4-rec"])
+    assert result.exit_code == 0, result.output
+    assert "lexicon gate:" in result.output
+    meta = json.loads((pool / "pool.json").read_text())
+    assert meta["encoder"].startswith("ppocr-v4-") and set(meta["gate"]) >= {"tau", "delta", "chosen_by"}
+    result = runner.invoke(app, ["pool", "add", str(pool), "--image", str(crops / "images" / "w0.png"), "--text", "JOINT"])
+    assert result.exit_code == 0 and "now 9 samples" in " ".join(result.output.split()), result.output
+    assert "gate" in json.loads((pool / "pool.json").read_text())  # chosen again for the new labels
+    result = runner.invoke(app, ["read", str(crops / "images" / "w1.png"), "--encoder", "ppocr-v4-rec", "--pool", str(pool), "--json"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output.strip().splitlines()[-1])
+    assert set(row) == {"image", "text", "confidence", "greedy", "from_pool"}
+    out = tmp_path / "eval.json"
+    result = runner.invoke(app, ["eval", "--dataset", str(crops), "--encoder", "ppocr-v4-rec", "--pool", str(pool),
+                                 "--baseline", "ppocr", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    assert payload["ours"]["encoder"] == "ppocr-v4-rec" and payload["ours"]["gate"]["chosen_by"]
+    if payload["ours"]["from_pool"] == 0:  # no pool label used: the same readings as the baseline
+        assert payload["ours"]["predictions"] == payload["ppocr"]["predictions"]
+    # the default recognizer refuses this pool in one line, and says how to read with it
+    result = runner.invoke(app, ["read", str(crops / "images" / "w1.png"), "--pool", str(pool)])
+    assert isinstance(result.exception, UnseenError) and "--encoder ppocr-v4-rec" in str(result.exception)
+
+
+def test_cli_gate_bad_input(tmp_path, crops):
+    _needs_wheel()
+    from unseen.cli.scenetext import app
+    from unseen.scenetext.encoder import load_encoder
+
+    runner = CliRunner()
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    result = runner.invoke(app, ["read", str(tmp_path / "bad.png"), "--encoder", "ppocr-v4-rec"])
+    assert isinstance(result.exception, DataError) and "cannot decode image" in str(result.exception)
+    image = str(crops / "images" / "w0.png")
+    Pool(load_encoder("ppocr-v4-rec").fingerprint).save(tmp_path / "empty")
+    result = runner.invoke(app, ["read", image, "--encoder", "ppocr-v4-rec", "--pool", str(tmp_path / "empty")])
+    assert isinstance(result.exception, UnseenError) and "context pool is empty" in str(result.exception)
+    Pool("crnn-0123456789abcdef", ["a"], ["x"], ["f"], [torch.zeros(3, 353)]).save(tmp_path / "crnn")
+    result = runner.invoke(app, ["read", image, "--encoder", "ppocr-v4-rec", "--pool", str(tmp_path / "crnn")])
+    assert isinstance(result.exception, UnseenError) and "pool was built with encoder crnn-" in str(result.exception)
+    assert "\n" not in str(result.exception)
+    result = runner.invoke(app, ["read", image, "--encoder", "tesseract"])
+    assert isinstance(result.exception, UnseenError) and "known: easyocr-english-g2, ppocr-v4-rec" in str(result.exception)
