@@ -3,7 +3,8 @@
 A frozen EasyOCR CRNN encodes word images; a small character decoder with Flamingo-style
 gated cross-attention reads ``[image_1, text_1, ..., image_n, text_n, image_query]`` and
 writes the query's text. A context pool of a few labelled samples of a new domain adapts it
-at inference, without training. See docs/scenetext.md.
+at inference, without training. With PP-OCRv4 as the reader instead, a pool's labels are used
+through a lexicon gate (lexicon_gate.py). See docs/scenetext.md.
 
     from unseen.scenetext import Pool, Recognizer
     rec = Recognizer.load()

@@ -1,7 +1,7 @@
 """The scene-text step of `unseen quickstart`: IC15 crops read by PP-OCRv4 without and with a small pool.
 
     from unseen.scenetext.quickstart import run
-    summary = run(console, data_dir)   # ~15 s of compute on one thread
+    summary = run(console, data_dir)   # well under a minute on one thread
 
 PP-OCRv4 (our port of the recognizer, asset ``ppocr-v4-rec``) reads the first 200 IC15 *test*
 crops with greedy CTC. Then a pool of 100 labelled IC15 *train* crops (the benchmark's pool,
