@@ -269,3 +269,48 @@ def test_heldout_protocol_reports_generation(tiny_llama_dir, tmp_path, shared_da
     assert {"exact_match", "option_rate", "exact_match_cot", "balanced_accuracy"} <= set(row)
     assert row["uniform_baseline"] == pytest.approx(0.2)
     assert "CoT exact match" in (tmp_path / "heldout" / "summary.md").read_text()
+
+
+# ---------------------------------------------------------------- the quickstart's adapter step
+
+
+def test_quickstart_adapter_step_on_a_tiny_model(tiny_llama_dir, tmp_path, shared_data):
+    """Base vs base + an fp16-stored adapter, by generation only: one rich table, the numbers, results.md lines."""
+    from io import StringIO
+
+    from rich.console import Console
+    from safetensors.torch import load_file, save_file
+
+    from unseen.instruct import quickstart
+
+    tuned = apply_lora(load_model(str(tiny_llama_dir))[0], r=2, alpha=4)
+    tuned.save_pretrained(tmp_path / "adapter")
+    weights = tmp_path / "adapter" / "adapter_model.safetensors"  # stored in fp16, as the shipped adapter is
+    save_file({k: v.half() for k, v in load_file(weights).items()}, weights)
+    settings = {"model": str(tiny_llama_dir), "adapter": str(tmp_path / "adapter"), "task": "ecqa",
+                "templates": ["ecqa_plain"], "limit": 3}
+    output = StringIO()
+    step = quickstart.run(Console(file=output, width=200), settings, shared_data)
+    printed = output.getvalue()
+    assert "Held-out ecqa by generation" in printed and "valid options" in printed and "|---" not in printed
+    for label in ("base", "tuned"):
+        assert step[label]["n"] == 3 and 0 <= step[label]["exact_match"] <= step[label]["option_rate"] <= 1
+        assert isinstance(step[label]["sample_output"], str)
+    assert step["uniform_baseline"] == pytest.approx(0.2)
+    assert any("| base |" in line or "base |" in line for line in quickstart.results_markdown(step))
+
+
+def test_quickstart_config_names_the_shipped_adapter_and_real_templates():
+    import yaml
+    from importlib import resources
+
+    from unseen.instruct import load_templates
+    from unseen.instruct.quickstart import shipped_adapter
+
+    settings = yaml.safe_load(resources.files("unseen.configs").joinpath("quickstart.yaml").read_text())["instruct_adapter"]
+    adapter = adapter_folder(shipped_adapter(settings["adapter"]))
+    assert (adapter / "adapter_model.safetensors").stat().st_size <= 10 * 1024 * 1024
+    task = load_templates()[settings["task"]]
+    assert task.cluster == "commonsense"  # held out of the adapter's training
+    assert set(settings["templates"]) <= {t.id for t in task.templates if t.classification and not t.chain_of_thought}
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == settings["model"]

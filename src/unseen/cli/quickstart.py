@@ -24,7 +24,7 @@ def quickstart(
     skip_assets: bool = typer.Option(False, "--skip-assets", help="Skip loading every asset."),
     data_dir: Optional[str] = DataDirOption,
 ):
-    """Check the assets, tour the data, then one short step per method: zero-shot, FLAN held-out, POUF, scene text.
+    """Check the assets, tour the data, then one short step per method: zero-shot, FLAN held-out, the shipped FLAN adapter, POUF, scene text.
 
     Takes a few minutes on 2 CPU cores (the first run also converts the language
     models to safetensors once).
@@ -81,7 +81,7 @@ def quickstart(
     )
     instruct_step = config["instruct"]
     console.print(f"[bold]4. Instruct[/]: {instruct_step['model']} zero-shot on held-out {instruct_step['task']} with {len(instruct_step['templates'])} templates")
-    from unseen.instruct.evaluate import EvalConfig, evaluate, markdown_table
+    from unseen.instruct.evaluate import EvalConfig, evaluate
 
     if instruct_step["model"] != config["zeroshot"]["model"]:
         model, tokenizer = load_causal_lm(instruct_step["model"])
@@ -89,24 +89,43 @@ def quickstart(
     instruct_results = evaluate(
         model, tokenizer, EvalConfig(tasks=[instruct_step["task"]], templates=instruct_step["templates"], limit=instruct_step["limit"]), data_dir=data_dir
     )
-    console.print(markdown_table(instruct_results, instruct_step["model"]), markup=False)
+    console.print(table("Instruct: held-out task, rank scoring, mean ± std (max) over templates",
+                        ["model", "task", "n", "templates", "accuracy", "balanced acc.", "always-majority"],
+                        _instruct_rows(instruct_results["results"], instruct_step["model"])))
     results["instruct"] = instruct_results["results"]
+    _write(out, results)
 
+    adapter_step = config["instruct_adapter"]
+    console.print(f"[bold]5. Instruct adapter[/]: {adapter_step['model']} base vs its shipped LoRA adapter "
+                  f"(instruction-tuned with commonsense held out) on held-out {adapter_step['task']}, by generation")
+    from unseen.instruct import quickstart as adapter_quickstart
+
+    results["instruct_adapter"] = adapter_quickstart.run(console.stdout, adapter_step, data_dir)
     _write(out, results)
 
     # each method adds its own short step; the step prints its table and returns its numbers
     from unseen.pouf import quickstart as pouf_step
 
-    console.print("[bold]5. POUF[/]: unsupervised adaptation of a prompted model")
+    console.print("[bold]6. POUF[/]: unsupervised adaptation of a prompted model")
     results["pouf"] = pouf_step.run(console.stdout, data_dir)
     _write(out, results)
 
     from unseen.scenetext import quickstart as str_step
 
-    console.print("[bold]6. Scene text[/]: read IC15 crops without and with a small in-context pool")
+    console.print("[bold]7. Scene text[/]: read IC15 crops without and with a small in-context pool")
     results["scenetext"] = str_step.run(console.stdout, data_dir)
     _write(out, results)
     console.print(f"results written to {out}/results.json and results.md")
+
+
+def _percent(summary: dict) -> str:
+    return f"{summary['mean'] * 100:.1f} ± {summary['std'] * 100:.1f} ({summary['max'] * 100:.1f})" if summary else "–"
+
+
+def _instruct_rows(per_task: dict, model: str) -> list[list]:
+    return [[model, task, m["n"], m.get("accuracy", {}).get("templates", 0), _percent(m.get("accuracy", {})),
+             _percent(m.get("balanced_accuracy", {})), f"{m['constant_baseline'] * 100:.1f}" if "constant_baseline" in m else "–"]
+            for task, m in per_task.items()]
 
 
 def _write(out: Path, results: dict) -> None:
@@ -128,6 +147,10 @@ def results_markdown(results: dict) -> str:
 
         lines += ["## Instruct: held-out task, mean ± std (max) over templates", "",
                   markdown_table({"results": results["instruct"]}, results["config"]["instruct"]["model"])]
+    if "instruct_adapter" in results:
+        from unseen.instruct.quickstart import results_markdown as adapter_markdown
+
+        lines += adapter_markdown(results["instruct_adapter"])
     if "pouf" in results:
         pouf = results["pouf"]
         lines += ["## POUF", "", "| model | prompts | accuracy | balanced accuracy |", "|---|---|---|---|"]
