@@ -115,11 +115,21 @@ class PromptedLM(nn.Module):
         """Batch -> target features [B, D]."""
         raise NotImplementedError
 
+    # both LM kinds read their answer slot at the output layer: ``self.lm`` and, per view and
+    # class, the verbalizer token ids ``self.verbalizer_ids[view][class]``
+
     def prototypes(self, view: int) -> torch.Tensor:
-        raise NotImplementedError
+        """The output-embedding rows of each class's verbalizer tokens (averaged over its words)."""
+        weight = self.lm.get_output_embeddings().weight
+        return torch.stack([weight[ids].mean(0) for ids in self.verbalizer_ids[view]])
 
     def class_logits(self, features: torch.Tensor, view: int) -> torch.Tensor:
-        return features @ self.prototypes(view).T
+        """The LM's own verbalizer scores, plus the output bias where the head has one (masked LMs)."""
+        logits = features @ self.prototypes(view).T
+        bias = getattr(self.lm.get_output_embeddings(), "bias", None)
+        if bias is not None:
+            logits = logits + torch.stack([bias[ids].mean() for ids in self.verbalizer_ids[view]])
+        return logits
 
 
 class CausalPromptLM(PromptedLM):
@@ -242,17 +252,6 @@ class CausalPromptLM(PromptedLM):
             states = states + offsets
         hidden = self._top(inputs_embeds=states, attention_mask=mask, use_cache=False).last_hidden_state
         return hidden[rows, lengths - 1]
-
-    def prototypes(self, view: int) -> torch.Tensor:
-        weight = self.lm.get_output_embeddings().weight
-        return torch.stack([weight[ids].mean(0) for ids in self.verbalizer_ids[view]])
-
-    def class_logits(self, features: torch.Tensor, view: int) -> torch.Tensor:
-        logits = features @ self.prototypes(view).T
-        bias = getattr(self.lm.get_output_embeddings(), "bias", None)
-        if bias is not None:
-            logits = logits + torch.stack([bias[ids].mean() for ids in self.verbalizer_ids[view]])
-        return logits
 
 
 def load_prompted_lm(name_or_path: str, verbalizers, *, mode: str = "prompt", tune_layers: int = 4, n_ctx: int | None = None,

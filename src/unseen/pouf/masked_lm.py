@@ -98,17 +98,6 @@ class MaskedPromptLM(PromptedLM):
         hidden = self.lm.base_model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
         return self.transform(hidden[rows, positions])
 
-    def prototypes(self, view: int) -> torch.Tensor:
-        weight = self.lm.get_output_embeddings().weight
-        return torch.stack([weight[ids].mean(0) for ids in self.verbalizer_ids[view]])
-
-    def class_logits(self, features: torch.Tensor, view: int) -> torch.Tensor:
-        logits = features @ self.prototypes(view).T
-        bias = getattr(self.lm.get_output_embeddings(), "bias", None)
-        if bias is not None:
-            logits = logits + torch.stack([bias[ids].mean() for ids in self.verbalizer_ids[view]])
-        return logits
-
 
 def is_masked_lm(name_or_path: str) -> bool:
     """True when a model folder or hub id holds a masked LM (by its config's architectures)."""
