@@ -162,7 +162,8 @@ def adapt_command(
             for h in selection.history if h.get("step") is not None]
     console.print(table("Label-free selection (held-out unlabeled slice)", ["step", "POUF objective", "view agreement",
                                                                               "class balance", "guard", ""], rows))
-    console.print(("kept the zero-shot weights: " if selection.fallback else f"kept step {selection.step}: ") + selection.reason)
+    # a fallback's reason starts with "zero-shot weights: ..."
+    console.print(f"kept the {selection.reason}" if selection.fallback else f"kept step {selection.step}: {selection.reason}")
     console.print(f"run written to {out}; evaluate with: unseen pouf eval {out}")
 
 

@@ -44,7 +44,7 @@ def run(console, data_dir=None) -> dict:
                          " ".join(f"{x:.2f}" for x in r["predicted_distribution"])])
     console.print(table(f"POUF on {QUICK['task']} validation ({QUICK['eval']} sentences, a fixed random subset)",
                         ["model", "prompts", "n", "accuracy", "balanced acc.", "predicted class shares"], rows))
-    note = "kept the zero-shot weights: " + selection.reason if selection.fallback else f"kept step {selection.step} (label-free choice)"
+    note = f"kept the {selection.reason}" if selection.fallback else f"kept step {selection.step} (label-free choice)"
     console.print(note)
     return {"config": QUICK, "zeroshot": results["zeroshot"], "pouf": results["pouf"], "selected_step": selection.step,
             "fallback": selection.fallback, "seconds": round(time.perf_counter() - started, 1)}
