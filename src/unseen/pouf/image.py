@@ -229,6 +229,8 @@ def evaluate_run(run_dir, *, data_dir=None, eval_limit: int | None = -1) -> dict
              "| model | accuracy | balanced accuracy |", "|---|---|---|",
              *[f"| zero-shot, {label} | {zs[name]['accuracy']:.4f} | {zs[name]['balanced_accuracy']:.4f} |"
                for name, label in READOUTS.items()],
-             f"| POUF {setup.mode} | {adapted['accuracy']:.4f} | {adapted['balanced_accuracy']:.4f} |", ""]
+             f"| POUF {setup.mode} | {adapted['accuracy']:.4f} | {adapted['balanced_accuracy']:.4f} |",
+             f"| POUF {setup.mode}, calibrated | {results['pouf']['calibrated']['accuracy']:.4f} | "
+             f"{results['pouf']['calibrated']['balanced_accuracy']:.4f} |", ""]
     (run / "results.md").write_text("\n".join(lines))
     return results

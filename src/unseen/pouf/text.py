@@ -88,10 +88,9 @@ def _items(model, setup: TextSetup, role: str, data_dir, console=None) -> list[l
     return views
 
 
-# the readouts of a prompted LM, in the order tables show them; "calibrated" is the default
-# (every readout is label-free: calibration reads only the evaluated texts, never their labels)
+# the readouts of a prompted LM, in the order tables show them; POUF's results are read at
+# "calibrated" (every readout is label-free: calibration reads the evaluated texts, never labels)
 READOUTS = {"single": "single prompt", "ensemble": "raw ensemble", "calibrated": "calibrated ensemble"}
-DEFAULT_READOUT = "calibrated"
 
 
 def report_from_log_probs(log_probs: torch.Tensor, labels: list[int], num_classes: int) -> dict:
