@@ -119,31 +119,28 @@ def byte_lm():
     return model, tokens, stop
 
 
-def _forward_calls(model):
+def _generate_counting_forwards(model, tokenizer) -> tuple[str, int]:
+    """The greedy answer to one prompt and the number of forward passes it took."""
     calls = []
     handle = model.register_forward_hook(lambda *args: calls.append(1))
-    return calls, handle
+    try:
+        (text,) = greedy_generate(model, tokenizer, ["Q: what?"], 30)
+    finally:
+        handle.remove()
+    return text, len(calls)
 
 
 def test_decoding_stops_at_the_first_newline_after_text(byte_lm):
     model, tokens, stop = byte_lm
-    calls, handle = _forward_calls(model)
-    try:
-        (text,) = greedy_generate(model, SymbolTokenizer(newline_id=tokens[stop]), ["Q: what?"], 30)
-    finally:
-        handle.remove()
+    text, calls = _generate_counting_forwards(model, SymbolTokenizer(newline_id=tokens[stop]))
     assert text == "x" * stop + "\n"
-    assert len(calls) == stop + 1  # the prompt pass gives the first token, one step for each of the rest
+    assert calls == stop + 1  # the prompt pass gives the first token, one step for each of the rest
 
 
 def test_decoding_stops_at_eos_and_drops_it(byte_lm):
     model, tokens, stop = byte_lm
-    calls, handle = _forward_calls(model)
-    try:
-        (text,) = greedy_generate(model, SymbolTokenizer(eos_token_id=tokens[stop]), ["Q: what?"], 30)
-    finally:
-        handle.remove()
-    assert text == "x" * stop and len(calls) == stop + 1
+    text, calls = _generate_counting_forwards(model, SymbolTokenizer(eos_token_id=tokens[stop]))
+    assert text == "x" * stop and calls == stop + 1
 
 
 def test_answer_token_cap_is_near_the_longest_option(tokenizer):

@@ -7,7 +7,7 @@ import torch
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
 
 from unseen.core.metrics import balanced_accuracy, constant_answer_accuracy
-from unseen.core.scoring import _SharedPrefix, quantize_for_cpu, score_options
+from unseen.core.scoring import SharedPrefix, quantize_for_cpu, score_options
 
 
 class ByteTokenizer:
@@ -78,7 +78,7 @@ FEWSHOT = "Premise: the dog ran.\nHypothesis: an animal moved.\nAnswer: yes\n\n"
 def test_a_prefix_shared_by_every_prompt_runs_once_and_changes_no_score(tiny_lm, batch_size):
     model, tokenizer = tiny_lm
     prompts = [FEWSHOT + p for p in PROMPTS]
-    shared = _SharedPrefix.of(model, [tokenizer(p)["input_ids"] for p in prompts], torch.device("cpu"))
+    shared = SharedPrefix.of(model, [tokenizer(p)["input_ids"] for p in prompts], torch.device("cpu"))
     assert shared is not None and shared.length == 1 + len(FEWSHOT)  # BOS + the exemplar
     single = score_options(model, tokenizer, prompts, [["a", "b"]] * len(prompts), batch_size=batch_size)
     multi = score_options(model, tokenizer, prompts, OPTIONS, batch_size=batch_size)
@@ -97,7 +97,7 @@ def test_shared_prefix_on_a_sliding_window_model():
                               layer_types=["sliding_attention", "full_attention"] * 2)
     model, tokenizer = Gemma3ForCausalLM(config).eval(), ByteTokenizer()
     prompts = [FEWSHOT + p for p in PROMPTS]
-    assert _SharedPrefix.of(model, [tokenizer(p)["input_ids"] for p in prompts], torch.device("cpu")) is not None
+    assert SharedPrefix.of(model, [tokenizer(p)["input_ids"] for p in prompts], torch.device("cpu")) is not None
     for prompt, opts, result in zip(prompts, OPTIONS, score_options(model, tokenizer, prompts, OPTIONS, batch_size=3)):
         for option, value in zip(opts, result.loglik):
             assert value == pytest.approx(_reference(model, tokenizer, prompt, option), abs=1e-4)
@@ -108,11 +108,11 @@ def test_no_prefix_sharing_where_a_sliding_window_could_see_the_padding(tiny_lm)
     prompts = [tokenizer(FEWSHOT + p)["input_ids"] for p in PROMPTS]
     windowed = copy.deepcopy(model)
     windowed.config.sliding_window = 100  # longer than the prefix (65), shorter than the longest prompt (105)
-    shared = _SharedPrefix.of(windowed, prompts, torch.device("cpu"))
+    shared = SharedPrefix.of(windowed, prompts, torch.device("cpu"))
     assert shared.serves([ids for ids in prompts if len(ids) < 100]) and not shared.serves(prompts)
     windowed.config.sliding_window = 60  # shorter than the prefix itself
-    assert _SharedPrefix.of(windowed, prompts, torch.device("cpu")) is None
-    assert _SharedPrefix.of(model, prompts[:1], torch.device("cpu")) is None  # one prompt: nothing to share
+    assert SharedPrefix.of(windowed, prompts, torch.device("cpu")) is None
+    assert SharedPrefix.of(model, prompts[:1], torch.device("cpu")) is None  # one prompt: nothing to share
 
 
 def test_int8_scores_stay_close_to_fp32(tiny_lm):

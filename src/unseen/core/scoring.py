@@ -84,7 +84,7 @@ def score_options(
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
     single_token = not encoder_decoder and all(len(ids) == 1 for opts in option_ids for ids in opts)
     order = sorted(range(len(prompts)), key=lambda i: len(prompt_ids[i]))
-    shared = _SharedPrefix.of(model, prompt_ids, device) if share_prefix and not encoder_decoder else None
+    shared = SharedPrefix.of(model, prompt_ids, device) if share_prefix and not encoder_decoder else None
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("scoring", total=len(prompts))
         if single_token:
@@ -118,7 +118,7 @@ def _left_padded(batch_ids: list[list[int]], pad: int, device) -> tuple[torch.Te
     return input_ids, mask, positions
 
 
-class _SharedPrefix:
+class SharedPrefix:
     """The tokens every prompt of a call begins with, run once; each batch continues a copy of their cache."""
 
     MIN_TOKENS = 16  # below this the copy costs about what it saves
@@ -127,7 +127,7 @@ class _SharedPrefix:
         self.length, self.cache, self.window = length, cache, window
 
     @classmethod
-    def of(cls, model, prompt_ids: list[list[int]], device) -> "_SharedPrefix | None":
+    def of(cls, model, prompt_ids: list[list[int]], device) -> "SharedPrefix | None":
         if len(prompt_ids) < 2:
             return None
         first, length = prompt_ids[0], min(len(ids) for ids in prompt_ids) - 1  # every prompt keeps a token of its own
@@ -151,7 +151,7 @@ class _SharedPrefix:
         return cache
 
 
-def _run_prompts(model, batch_ids: list[list[int]], pad: int, device, shared: _SharedPrefix | None, use_cache: bool):
+def run_prompts(model, batch_ids: list[list[int]], pad: int, device, shared: SharedPrefix | None, use_cache: bool):
     """One forward over a batch of prompts, logits at the last position only; returns (output, attention mask)."""
     if shared is None or not shared.serves(batch_ids):
         input_ids, mask, positions = _left_padded(batch_ids, pad, device)
@@ -165,20 +165,20 @@ def _run_prompts(model, batch_ids: list[list[int]], pad: int, device, shared: _S
     return output, mask
 
 
-def _pad_id(tokenizer) -> int:
+def pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 def _last_position_log_probs(model, batch_ids: list[list[int]], tokenizer, device, shared=None) -> torch.Tensor:
-    output, _ = _run_prompts(model, batch_ids, _pad_id(tokenizer), device, shared, use_cache=False)
+    output, _ = run_prompts(model, batch_ids, pad_id(tokenizer), device, shared, use_cache=False)
     return torch.log_softmax(output.logits[:, -1].float(), dim=-1)
 
 
 def _score_batch_with_shared_prompts(model, prompts, options, tokenizer, device, shared=None) -> list[OptionScores]:
     """Prompts run once (left-padded batch, cache kept); then every option of every prompt
     continues its prompt's cache in one batch of prompts x options rows."""
-    pad = _pad_id(tokenizer)
-    output, mask = _run_prompts(model, prompts, pad, device, shared, use_cache=True)
+    pad = pad_id(tokenizer)
+    output, mask = run_prompts(model, prompts, pad, device, shared, use_cache=True)
     first = torch.log_softmax(output.logits[:, -1].float(), dim=-1)
     per_prompt = max(len(opts) for opts in options)
     # pad every prompt's option list to the same count so the cache repeats evenly
@@ -207,7 +207,7 @@ def _score_batch_with_shared_prompts(model, prompts, options, tokenizer, device,
 
 def _score_seq2seq(model, prompts, options, tokenizer, device) -> list[OptionScores]:
     """Encoder-decoder models (T5): the encoder runs once per prompt, the decoder once per option."""
-    pad = _pad_id(tokenizer)
+    pad = pad_id(tokenizer)
     width = max(len(ids) for ids in prompts)
     input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in prompts], device=device)
     mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in prompts], device=device)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from rich.progress import Progress
 
-from unseen.core.scoring import _pad_id, _run_prompts, _SharedPrefix
+from unseen.core.scoring import pad_id, run_prompts, SharedPrefix
 
 __all__ = ["answer_token_cap", "greedy_generate"]
 
@@ -54,8 +54,8 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: in
     device = next(model.parameters()).device
     prompt_ids = [tokenizer(prompt)["input_ids"] for prompt in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(prompt_ids[i]))
-    shared = _SharedPrefix.of(model, prompt_ids, device) if share_prefix else None
-    eos, pad = _eos_ids(model, tokenizer), _pad_id(tokenizer)
+    shared = SharedPrefix.of(model, prompt_ids, device) if share_prefix else None
+    eos, pad = _eos_ids(model, tokenizer), pad_id(tokenizer)
     outputs: list[str] = [""] * len(prompts)
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("generating", total=len(prompts))
@@ -70,7 +70,7 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: in
 
 
 def _generate_batch(model, tokenizer, batch_ids, caps, device, shared, eos, pad, stop_at_newline) -> list[str]:
-    output, mask = _run_prompts(model, batch_ids, pad, device, shared, use_cache=True)
+    output, mask = run_prompts(model, batch_ids, pad, device, shared, use_cache=True)
     cache = output.past_key_values
     next_position = mask.sum(-1)  # positions count real tokens only (left padding)
     tokens = output.logits[:, -1].argmax(-1)

@@ -70,8 +70,11 @@ class GatedReading:
     from_pool: bool  # the greedy reading was replaced by a pool label
 
 
-def score_log_probs(log_probs: torch.Tensor, characters: list[str], labels: list[str]) -> ScoredCrop:
-    """[T, C] CTC log-probabilities of one crop (blank at 0) -> its ScoredCrop over ``labels``."""
+def score_log_probs(log_probs: torch.Tensor, characters: list[str], labels: list[str], *,
+                    unsure_below: float = float("inf")) -> ScoredCrop:
+    """[T, C] CTC log-probabilities of one crop (blank at 0) -> its ScoredCrop over ``labels``.
+    Labels are scored only when the greedy reading's confidence is below ``unsure_below``: a
+    gate with tau never replaces a surer reading, so its label scores would go unused."""
     index = {c: i for i, c in enumerate(characters) if i > 0}
     best, ids = log_probs.max(-1)
     chars, path_probs, previous = [], [], 0
@@ -80,7 +83,9 @@ def score_log_probs(log_probs: torch.Tensor, characters: list[str], labels: list
             chars.append(characters[i])
             path_probs.append(p)
         previous = i
-    greedy = "".join(chars)
+    greedy, confidence = "".join(chars), min(path_probs, default=0.0)
+    if confidence >= unsure_below:
+        labels = []
     # labels the model cannot spell (or empty ones) cannot be scored and never win
     options = [greedy] + [l for l in dict.fromkeys(labels) if l and l != greedy and all(ch in index for ch in l)]
     targets = [torch.tensor([index[c] for c in option], dtype=torch.long) for option in options]
@@ -89,16 +94,17 @@ def score_log_probs(log_probs: torch.Tensor, characters: list[str], labels: list
                      torch.full((len(options),), steps, dtype=torch.long), torch.tensor([len(t) for t in targets]),
                      blank=0, reduction="none", zero_infinity=False)
     scores = (-nll).tolist()
-    return ScoredCrop(greedy, min(path_probs, default=0.0), scores[0], dict(zip(options[1:], scores[1:])))
+    return ScoredCrop(greedy, confidence, scores[0], dict(zip(options[1:], scores[1:])))
 
 
-def score_images(encoder, images, labels: list[str]) -> list[ScoredCrop]:
-    """Read ``images`` with a PPOCREncoder and score every label against each."""
+def score_images(encoder, images, labels: list[str], *, unsure_below: float = float("inf")) -> list[ScoredCrop]:
+    """Read ``images`` with a PPOCREncoder and score every label against each (only where the
+    reading is unsure, see score_log_probs)."""
     if not hasattr(encoder, "ctc_log_probs"):
         raise UnseenError("the lexicon gate needs PP-OCRv4's CTC: use --encoder ppocr-v4-rec")
     rows: list = [None] * len(images)
     for i, log_probs in encoder.ctc_log_probs(images):
-        rows[i] = score_log_probs(log_probs, encoder.characters, labels)
+        rows[i] = score_log_probs(log_probs, encoder.characters, labels, unsure_below=unsure_below)
     return rows
 
 
@@ -171,8 +177,8 @@ class LexiconGate:
 
     def read(self, encoder, images) -> list[GatedReading]:
         candidates = set(self.labels)
-        # the gate off needs no label scores: plain greedy CTC
-        crops = score_images(encoder, images, [] if self.setting.off else self.labels)
+        # only unsure readings can change, so only they are scored (the gate off scores none)
+        crops = score_images(encoder, images, self.labels, unsure_below=self.setting.tau)
         out = []
         for crop in crops:
             text = gated_text(crop, candidates, self.setting)
