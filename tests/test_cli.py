@@ -32,3 +32,16 @@ def test_every_command_has_help_with_an_example(unseen_cli):
         return sum(check(*path, sub) for sub in subcommands)
 
     assert check() >= 15
+
+
+def test_markdown_reports_print_as_rich_tables():
+    from rich.table import Table
+    from rich.text import Text
+
+    from unseen.core.tables import markdown_tables
+
+    report = "| task | n |\n|---|---|\n| rte | 40 |\n| cb | 56 |\n\nGreedy generation, base → tuned.\n\n| a | b |\n|---|---|\n| 1 | 2 |\nafter\n"
+    first, second, tail = markdown_tables(report)
+    assert isinstance(first, Table) and [c.header for c in first.columns] == ["task", "n"] and first.row_count == 2
+    assert isinstance(second, Table) and second.title == "Greedy generation, base → tuned." and second.row_count == 1
+    assert isinstance(tail, Text) and tail.plain == "after"

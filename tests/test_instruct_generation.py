@@ -268,6 +268,39 @@ def test_heldout_protocol_reports_generation(tiny_llama_dir, tmp_path, shared_da
     assert "CoT exact match" in (tmp_path / "heldout" / "summary.md").read_text()
 
 
+def test_heldout_evaluates_a_given_adapter_beside_baselines(tiny_llama_dir, tmp_path, shared_data):
+    """--adapter CLUSTER=PATH is evaluated instead of training; a baseline model sits in every metric; --max-templates."""
+    from typer.testing import CliRunner
+
+    from unseen.cli.instruct import app
+    from unseen.instruct.heldout import HeldoutConfig, run_heldout
+    from unseen.instruct.mixture import MixtureConfig
+    from unseen.instruct.train import InstructConfig, instruction_tune
+
+    adapter = tmp_path / "adapter"
+    instruction_tune(InstructConfig(model=str(tiny_llama_dir), mixture=MixtureConfig(heldout=["commonsense"], cap=2),
+                                    max_length=96, steps=1, batch_size=2, lora_r=2), adapter)
+    config = HeldoutConfig(
+        models=[str(tiny_llama_dir)], clusters=["commonsense"], tasks={"commonsense": ["copa"]},
+        eval=EvalConfig(max_templates=2, limit=3, generate=True), adapters={"commonsense": str(adapter)},
+        baselines=[str(tiny_llama_dir)],  # the base model again: its baseline figures must equal the base's
+    )
+    out = tmp_path / "heldout"
+    (row,) = run_heldout(config, out)["rows"]
+    assert row["tuned_from"] == str(adapter) and not list(out.rglob("seed0"))  # nothing trained
+    assert (out / "commonsense" / tiny_llama_dir.name / "adapter_eval.json").exists()
+    base = json.loads((out / "commonsense" / tiny_llama_dir.name / "base.json").read_text())
+    assert len(base["templates"]["copa"]) == 2
+    for metric in ("balanced_accuracy", "exact_match", "option_rate"):
+        assert row[metric]["baselines"][tiny_llama_dir.name] == pytest.approx(row[metric]["base_mean"])
+    assert f"{tiny_llama_dir.name} bal. acc." in (out / "summary.md").read_text()
+
+    result = CliRunner().invoke(app, ["heldout", "--models", str(tiny_llama_dir), "--adapter", "commonsense",
+                                      "--out", str(tmp_path / "other")])
+    assert isinstance(result.exception, UnseenError) and "expected CLUSTER=PATH" in str(result.exception)
+    assert not (tmp_path / "other").exists()
+
+
 # ---------------------------------------------------------------- the quickstart's adapter step
 
 

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from unseen.cli.common import DataDirOption, console, table
 from unseen.core.errors import UnseenError
+from unseen.core.tables import markdown_tables
 from unseen.instruct import lint, load_records, load_templates, render
 
 app = typer.Typer(
@@ -164,7 +165,8 @@ def eval_command(
     results["adapter"] = str(adapter) if adapter else None
     results["quantization"] = "int8-dynamic" if int8 else None
     write_results(results, out, label=label)
-    console.print(markdown_table(results, label), markup=False)
+    for block in markdown_tables(markdown_table(results, label)):
+        console.print(block)
     console.print(f"results written to {out} and {out.with_suffix('.md')}")
 
 
@@ -202,6 +204,16 @@ def train_command(
     console.print(f"trained {result.steps} steps, final loss {result.final_loss:.4f}; model in {out / 'model'}")
 
 
+def _cluster_paths(values: list[str]) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        cluster, sep, path = value.partition("=")
+        if not sep or not cluster or not path:
+            raise UnseenError(f"--adapter {value!r}: expected CLUSTER=PATH, e.g. commonsense=runs/flan-commonsense")
+        pairs[cluster] = path
+    return pairs
+
+
 @app.command("heldout")
 def heldout_command(
     models: str = typer.Option("gemma3-270m", "--models", help="Comma-separated models (asset names, folders, hub ids)."),
@@ -211,8 +223,14 @@ def heldout_command(
     lora: bool = typer.Option(True, "--lora/--full"),
     cap: int = typer.Option(1000, "--cap", min=1),
     templates: str = typer.Option("all", "--templates", help="'all' or comma-separated template ids."),
+    max_templates: Optional[int] = typer.Option(None, "--max-templates", min=1,
+                                                help="The first N templates of each task (file order, direct answers first)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="First N examples of each evaluated task."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate"),
+    baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated models evaluated as they are, beside "
+                                            "base and tuned (e.g. an off-the-shelf instruct model)."),
+    adapters: Optional[List[str]] = typer.Option(None, "--adapter", help="CLUSTER=PATH: a LoRA adapter already trained with "
+                                                 "CLUSTER held out, evaluated instead of training one (repeatable)."),
     generate: bool = typer.Option(False, "--generate", help="Also evaluate by greedy generation (exact match, valid options)."),
     out: Path = typer.Option(Path("runs/heldout"), "--out"),
     data_dir: Optional[str] = DataDirOption,
@@ -231,9 +249,11 @@ def heldout_command(
     config = HeldoutConfig(
         models=_split_list(models), clusters=_split_list(clusters), seeds=[int(s) for s in _split_list(seeds)],
         train=InstructConfig(steps=steps, lora=lora, mixture=MixtureConfig(cap=cap)),
-        eval=EvalConfig(templates="all" if templates == "all" else _split_list(templates), limit=limit, calibrate=calibrate,
-                        generate=generate),
+        eval=EvalConfig(templates="all" if templates == "all" else _split_list(templates), max_templates=max_templates,
+                        limit=limit, calibrate=calibrate, generate=generate),
+        baselines=_split_list(baselines) if baselines else [], adapters=_cluster_paths(adapters or []),
     )
     run_heldout(config, out, data_dir=data_dir, console=console.stdout)
-    console.print((out / "summary.md").read_text(), markup=False)
+    for block in markdown_tables((out / "summary.md").read_text()):
+        console.print(block)
     console.print(f"table: {out / 'summary.md'}, plot: {out / 'heldout.png'}")

@@ -36,6 +36,7 @@ from unseen.instruct.templates import Template, load_records, load_templates, re
 class EvalConfig:
     tasks: list[str] = field(default_factory=lambda: ["rte"])
     templates: str | list[str] = "all"  # "all", or template ids
+    max_templates: int | None = None  # the first N chosen templates of each task (direct answers before chains of thought)
     limit: int | dict[str, int] | None = None  # first N examples of each task's eval split (or per task)
     shots: int = 0  # exemplars from the train split, rendered with the same template
     calibrate: bool = False  # content-free calibration of classification scores
@@ -188,6 +189,8 @@ def evaluate(model, tokenizer, config: EvalConfig, *, data_dir=None, progress: b
                 raise UnseenError(f"{task.source}: chain-of-thought templates ({', '.join(skipped)}) need --generate")
         if not chosen:
             raise UnseenError(f"{task.source}: no template matches --templates {config.templates}")
+        if config.max_templates:
+            chosen = sorted(chosen, key=lambda t: t.chain_of_thought)[:config.max_templates]  # stable: file order kept
         started = time.perf_counter()
         per_template = {}
         for template in chosen:

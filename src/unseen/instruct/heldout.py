@@ -17,10 +17,9 @@ from rich.console import Console
 
 from unseen.core.training import best_device
 from unseen.instruct.evaluate import EvalConfig, evaluate, write_results
+from unseen.instruct.heldout_report import HEADLINE, cluster_table, flan_table, plot_heldout
 from unseen.instruct.templates import load_clusters
 from unseen.instruct.train import InstructConfig, instruction_tune, load_model
-
-HEADLINE = "balanced_accuracy"
 
 
 @dataclass
@@ -31,13 +30,17 @@ class HeldoutConfig:
     train: InstructConfig = field(default_factory=InstructConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)  # its tasks are replaced by the cluster's datasets
     tasks: dict[str, list[str]] = field(default_factory=dict)  # cluster -> evaluated datasets (default: all)
+    # cluster -> a LoRA adapter already trained with that cluster held out (e.g. a shipped one): evaluated, not retrained
+    adapters: dict[str, str] = field(default_factory=dict)
+    # off-the-shelf models evaluated as they are beside base and tuned (e.g. an instruct model a user could pick instead)
+    baselines: list[str] = field(default_factory=list)
 
 
-def _evaluated(path: Path, model_name_or_dir: str, eval_config: EvalConfig, data_dir, label: str) -> dict:
+def _evaluated(path: Path, model_name_or_dir: str, eval_config: EvalConfig, data_dir, label: str, adapter=None) -> dict:
     """The results kept at ``path``; the model is loaded (onto best_device()) only when they are missing."""
     if path.exists():
         return json.loads(path.read_text())
-    model, tokenizer = load_model(model_name_or_dir)
+    model, tokenizer = load_model(model_name_or_dir, adapter)
     results = evaluate(model.to(best_device()), tokenizer, eval_config, data_dir=data_dir)
     write_results(results, path, label=label)
     return results
@@ -64,26 +67,23 @@ def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, co
             label = Path(model_name).name
             console.print(f"[bold]{cluster}[/] held out, {model_name}: base model")
             base = _evaluated(out_dir / cluster / label / "base.json", model_name, eval_config, data_dir, f"{label} base")
-            tuned_runs = []
-            for seed in config.seeds:
-                run_dir = out_dir / cluster / label / f"seed{seed}"
-                results_path = run_dir / "eval.json"
-                if not results_path.exists():
-                    train_config = dataclasses.replace(
-                        config.train, model=model_name, seed=seed,
-                        mixture=dataclasses.replace(config.train.mixture, heldout=[cluster]),
-                    )
-                    if not (run_dir / "model").exists():
-                        console.print(f"[bold]{cluster}[/] held out, {model_name}: instruction tuning, seed {seed}")
-                        instruction_tune(train_config, run_dir, resume=(run_dir / "checkpoints").exists(), data_dir=data_dir)
-                    console.print(f"[bold]{cluster}[/] held out, {model_name}: tuned model, seed {seed}")
-                tuned_runs.append(_evaluated(results_path, str(run_dir / "model"), eval_config, data_dir, f"{label} seed {seed}"))
+            baselines = {Path(name).name: _evaluated(out_dir / cluster / "baselines" / f"{Path(name).name}.json", name,
+                                                     eval_config, data_dir, Path(name).name)
+                         for name in config.baselines}
+            if cluster in config.adapters:
+                console.print(f"[bold]{cluster}[/] held out, {model_name}: the given adapter {config.adapters[cluster]}")
+                tuned_runs = [_evaluated(out_dir / cluster / label / "adapter_eval.json", model_name, eval_config, data_dir,
+                                         f"{label} + adapter", adapter=config.adapters[cluster])]
+            else:
+                tuned_runs = [_tuned(config, cluster, model_name, seed, eval_config, out_dir / cluster / label, data_dir, console)
+                              for seed in config.seeds]
             for task in tasks:
                 row = {"cluster": cluster, "model": model_name, "task": task,
                        "n": base["results"][task]["n"],
                        "constant_baseline": base["results"][task].get("constant_baseline"),
                        "uniform_baseline": base["results"][task].get("uniform_baseline"),
-                       "classes": len(next(iter(base["templates"][task].values())).get("predicted_distribution", []))}
+                       "classes": len(next(iter(base["templates"][task].values())).get("predicted_distribution", [])),
+                       "tuned_from": config.adapters.get(cluster, f"{len(tuned_runs)} seed(s) of {config.train.steps} steps")}
                 rank = [(metric, metric, None) for metric in ("accuracy", HEADLINE, "balanced_accuracy_calibrated")]
                 for key, metric, kind in rank + GENERATION_ROWS:
                     base_values = _per_template(base, task, metric, kind)
@@ -99,74 +99,29 @@ def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, co
                             statistics.stdev(v) if len(v) > 1 else 0.0
                             for v in (_per_template(r, task, metric, kind) for r in tuned_runs)),
                         "tuned_seeds": seed_means,
+                        "baselines": {name: statistics.fmean(values) for name, results in baselines.items()
+                                      if (values := _per_template(results, task, metric, kind))},
                     }
                 summary["rows"].append(row)
+    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out_dir / "summary.md").write_text(flan_table(summary))
+    (out_dir / "summary.md").write_text(cluster_table(summary) + "\n" + flan_table(summary))
     plot_heldout(summary, out_dir / "heldout.png")
     return summary
 
 
-def flan_table(summary: dict) -> str:
-    lines = ["| held out | model | task | n | always-same | accuracy base → tuned | balanced acc. base (± templates) | "
-             "balanced acc. tuned (± seeds) | Δ balanced | calibrated bal. base → tuned |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in summary["rows"]:
-        acc, bal = row.get("accuracy", {}), row.get(HEADLINE, {})
-        cal = row.get("balanced_accuracy_calibrated")
-        cal_text = f"{cal['base_mean'] * 100:.1f} → {cal['tuned_mean'] * 100:.1f}" if cal else "–"
-        lines.append(
-            f"| {row['cluster']} | {row['model']} | {row['task']} | {row['n']} | {row['constant_baseline'] * 100:.1f} | "
-            f"{acc['base_mean'] * 100:.1f} → {acc['tuned_mean'] * 100:.1f} | "
-            f"{bal['base_mean'] * 100:.1f} ± {bal['base_std_templates'] * 100:.1f} | "
-            f"{bal['tuned_mean'] * 100:.1f} ± {bal['tuned_std_seeds'] * 100:.1f} | "
-            f"{(bal['tuned_mean'] - bal['base_mean']) * 100:+.1f} | {cal_text} |"
+def _tuned(config: HeldoutConfig, cluster: str, model_name: str, seed: int, eval_config: EvalConfig, model_dir: Path,
+           data_dir, console: Console) -> dict:
+    """Instruction-tune with ``cluster`` held out (unless that run is already there) and evaluate it."""
+    run_dir = model_dir / f"seed{seed}"
+    results_path = run_dir / "eval.json"
+    if not results_path.exists() and not (run_dir / "model").exists():
+        train_config = dataclasses.replace(
+            config.train, model=model_name, seed=seed,
+            mixture=dataclasses.replace(config.train.mixture, heldout=[cluster]),
         )
-    generated = [row for row in summary["rows"] if "exact_match" in row or "exact_match_cot" in row]
-    if generated:
-        def change(row, key):
-            entry = row.get(key)
-            return f"{entry['base_mean'] * 100:.1f} → {entry['tuned_mean'] * 100:.1f}" if entry else "–"
-
-        lines += ["", "Greedy generation, base → tuned (mean over templates and seeds); invalid answers count as wrong.", "",
-                  ("| held out | model | task | majority | uniform | exact match | valid options | balanced acc. (generated) | "
-                   "CoT exact match | CoT valid options |"), "|---|---|---|---|---|---|---|---|---|---|"]
-        for row in generated:
-            uniform = f"{row['uniform_baseline'] * 100:.1f}" if row.get("uniform_baseline") is not None else "–"
-            lines.append(f"| {row['cluster']} | {row['model']} | {row['task']} | {row['constant_baseline'] * 100:.1f} | {uniform} | "
-                         f"{change(row, 'exact_match')} | {change(row, 'option_rate')} | "
-                         f"{change(row, 'balanced_accuracy_generated')} | {change(row, 'exact_match_cot')} | "
-                         f"{change(row, 'option_rate_cot')} |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_heldout(summary: dict, path: Path) -> None:
-    """Grouped bars: balanced accuracy of base and tuned models per held-out task."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [row for row in summary["rows"] if HEADLINE in row]
-    if not rows:
-        return
-    labels = [f"{row['task']}\n{Path(row['model']).name}" for row in rows]
-    base = [row[HEADLINE]["base_mean"] * 100 for row in rows]
-    tuned = [row[HEADLINE]["tuned_mean"] * 100 for row in rows]
-    errors = [row[HEADLINE]["tuned_std_seeds"] * 100 for row in rows]
-    chance = [100 / row["classes"] if row.get("classes") else None for row in rows]
-    x = range(len(rows))
-    figure, axis = plt.subplots(figsize=(max(4, 1.6 * len(rows)), 3.5))
-    shots = summary.get("config", {}).get("eval", {}).get("shots", 0)
-    axis.bar([i - 0.2 for i in x], base, width=0.4, label=f"base ({f'{shots}-shot' if shots else 'zero-shot'})")
-    axis.bar([i + 0.2 for i in x], tuned, width=0.4, yerr=errors, capsize=3, label="instruction-tuned")
-    axis.set_xticks(list(x), labels, fontsize=8)
-    axis.set_ylabel("balanced accuracy (%)")
-    axis.set_title("Held-out clusters: mean over templates")
-    for i, level in zip(x, chance):  # balanced accuracy of any constant answer: 1 / classes
-        if level:
-            axis.hlines(level, i - 0.45, i + 0.45, color="grey", linewidth=0.8, linestyle="--")
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+        console.print(f"[bold]{cluster}[/] held out, {model_name}: instruction tuning, seed {seed}")
+        instruction_tune(train_config, run_dir, resume=(run_dir / "checkpoints").exists(), data_dir=data_dir)
+    if not results_path.exists():
+        console.print(f"[bold]{cluster}[/] held out, {model_name}: tuned model, seed {seed}")
+    return _evaluated(results_path, str(run_dir / "model"), eval_config, data_dir, f"{Path(model_name).name} seed {seed}")

@@ -1,0 +1,138 @@
+"""The FLAN protocol over every held-out cluster on Gemma 3 270M base, sized for 2 CPU cores.
+
+Per held-out cluster (nli, sentiment, misc, closed_book_qa, commonsense, reading_comprehension,
+coreference): a LoRA model instruction-tuned on all other clusters (``unseen instruct heldout``'s
+``run_heldout``), evaluated zero-shot on two of the cluster's datasets beside the base model and
+SmolLM2-135M-Instruct (an off-the-shelf instruct model a user could pick instead), by rank scoring
+and by greedy generation, with the majority-class and uniform-guessing baselines. Commonsense
+uses the shipped adapter (``src/unseen/instruct/weights/flan-commonsense-heldout``, trained by
+``train_commonsense_adapter.py`` with commonsense held out) instead of training it again.
+
+    # two workers, one per core (each finished piece is kept under --out and reused):
+    OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py --clusters nli,sentiment,misc,commonsense
+    OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py --clusters reading_comprehension,closed_book_qa,coreference
+    # then the report over all clusters (computes nothing that is already there):
+    OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py
+
+Writes ``docs/results/instruct_heldout_all.{json,md,png}``.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from unseen.instruct.evaluate import EvalConfig
+from unseen.instruct.heldout import HeldoutConfig, run_heldout
+from unseen.instruct.heldout_report import cluster_summary, cluster_table, flan_table
+from unseen.instruct.mixture import MixtureConfig
+from unseen.instruct.train import InstructConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "src/unseen/instruct/weights/flan-commonsense-heldout"
+# two evaluated datasets per held-out cluster (the cluster's others stay out of training all the same)
+TASKS = {
+    "nli": ["rte", "cb"],
+    "sentiment": ["sst2", "cr"],
+    "misc": ["trec", "wic"],
+    "commonsense": ["copa", "ecqa"],
+    "reading_comprehension": ["boolq", "openbookqa"],
+    "closed_book_qa": ["arc_easy", "strategyqa"],
+    "coreference": ["wsc"],
+}
+
+
+def targets(clusters: list[dict], rows: list[dict]) -> dict:
+    """The issue's targets, checked on the measured figures."""
+    def gain(entry, key):
+        return (entry[key]["tuned"] - entry[key]["base"]) if key in entry else None
+
+    em_gains = {e["cluster"]: gain(e, "exact_match") for e in clusters}
+    above_uniform = {e["cluster"]: e["exact_match"]["tuned"] > e["uniform"] for e in clusters if "exact_match" in e and e["uniform"]}
+    rank_changes = [gain(e, "balanced_accuracy") for e in clusters]
+    option_rates = {row["task"]: row["option_rate"]["tuned_mean"] for row in rows if "option_rate" in row}
+    return {
+        "valid_option_rate_at_least_95_every_dataset": all(v >= 0.95 for v in option_rates.values()),
+        "tuned_option_rates": option_rates,
+        "exact_match_gain_by_cluster": em_gains,
+        "clusters_exact_match_plus_10": sum(g is not None and g >= 0.10 for g in em_gains.values()),
+        "clusters_exact_match_above_uniform": sum(above_uniform.values()),
+        "rank_balanced_accuracy_mean_change": sum(rank_changes) / len(rank_changes),
+    }
+
+
+def report(summary: dict, meta: dict, checks: dict) -> str:
+    lines = ["# The FLAN protocol over every held-out cluster: Gemma 3 270M base vs instruction-tuned (LoRA)", "",
+             f"Command: `{meta['command']}` (two workers, then the report); seed {meta['seed']}; machine: {meta['machine']}; "
+             f"{meta['date']}.", "",
+             f"Training: LoRA r={meta['train']['lora_r']} on every linear layer, {meta['train']['steps']} steps × batch "
+             f"{meta['train']['batch_size']} × {meta['train']['max_length']} tokens, lr {meta['train']['lr']}, at most "
+             f"{meta['train']['mixture']['cap']} examples per dataset, all other clusters (FLAN's rule: `clusters.yaml`); "
+             f"commonsense: the shipped adapter ({meta['shipped_adapter']['steps']} steps × batch "
+             f"{meta['shipped_adapter']['batch_size']}, same settings otherwise). One training seed: two would double a "
+             "budget of about 1.5 hours on 2 cores.", "",
+             f"Evaluation: zero-shot, the first {meta['eval']['max_templates']} templates of each dataset (file order, "
+             f"direct answers), the first {meta['eval']['limit']} validation examples; rank scoring and greedy generation "
+             "(stopping at the answer's line; invalid answers count as wrong). Baselines: majority class, uniform guessing "
+             "over the options, SmolLM2-135M-Instruct as it ships.", "",
+             "## Per held-out cluster (mean over its evaluated datasets)", "", cluster_table(summary), "",
+             "## Targets", "",
+             f"- valid-option rate of the tuned model ≥ 95 % on every held-out dataset: "
+             f"**{'met' if checks['valid_option_rate_at_least_95_every_dataset'] else 'not met'}** "
+             f"({', '.join(f'{t} {v * 100:.0f}' for t, v in checks['tuned_option_rates'].items())});",
+             f"- generation exact match ≥ 10 points above base on ≥ 4 clusters: **{checks['clusters_exact_match_plus_10']} of "
+             f"{len(checks['exact_match_gain_by_cluster'])}** "
+             f"({', '.join(f'{c} {g * 100:+.1f}' for c, g in checks['exact_match_gain_by_cluster'].items() if g is not None)});",
+             f"- tuned exact match above uniform guessing on ≥ 4 clusters: **{checks['clusters_exact_match_above_uniform']}**;",
+             f"- rank-scoring balanced accuracy on average no more than 1 point below base: "
+             f"**{checks['rank_balanced_accuracy_mean_change'] * 100:+.1f} points**.", "",
+             "## Per held-out dataset", "", flan_table(summary), "",
+             "![held-out clusters](instruct_heldout_all.png)", ""]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clusters", default=",".join(TASKS))
+    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--limit", type=int, default=40)
+    parser.add_argument("--templates", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("runs/heldout-all"))
+    parser.add_argument("--results", type=Path, default=ROOT / "docs/results/instruct_heldout_all.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    clusters = args.clusters.split(",")
+    config = HeldoutConfig(
+        models=["gemma3-270m"], clusters=clusters, seeds=[args.seed], tasks={c: TASKS[c] for c in clusters},
+        train=InstructConfig(model="gemma3-270m", mixture=MixtureConfig(cap=1000), max_length=128, lora=True,
+                             steps=args.steps, batch_size=4, save_every=25),
+        eval=EvalConfig(max_templates=args.templates, limit=args.limit, generate=True, calibrate=True),
+        adapters={"commonsense": str(SHIPPED)}, baselines=["smollm2-135m-instruct"],
+    )
+    summary = run_heldout(config, args.out)  # a worker's summary.md covers its clusters; the full run rewrites it
+    if len(clusters) != len(TASKS):
+        return
+    shipped = json.loads((SHIPPED / "training.json").read_text())["instruct_config"]
+    meta = {"command": "OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py", "seed": args.seed,
+            "train": asdict(config.train), "eval": asdict(config.eval), "tasks": config.tasks, "shipped_adapter": shipped,
+            "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    clusters_summary = cluster_summary(summary)
+    checks = targets(clusters_summary, summary["rows"])
+    args.results.write_text(json.dumps({"meta": meta, "clusters": clusters_summary, "targets": checks,
+                                        "rows": summary["rows"]}, indent=2) + "\n")
+    shutil.copy(args.out / "heldout.png", args.results.with_suffix(".png"))
+    args.results.with_suffix(".md").write_text(report(summary, meta, checks))
+    print(args.results.with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()
