@@ -48,6 +48,17 @@ TASKS = {
 }
 
 
+def heldout_config(clusters: list[str], args) -> HeldoutConfig:
+    """The protocol's settings (``args``: steps, limit, templates, seed), shared with heldout_ablations.py."""
+    return HeldoutConfig(
+        models=["gemma3-270m"], clusters=clusters, seeds=[args.seed], tasks={c: TASKS[c] for c in clusters},
+        train=InstructConfig(model="gemma3-270m", mixture=MixtureConfig(cap=1000), max_length=128, lora=True,
+                             steps=args.steps, batch_size=4, save_every=25),
+        eval=EvalConfig(max_templates=args.templates, limit=args.limit, generate=True, calibrate=True),
+        adapters={"commonsense": str(SHIPPED)}, baselines=["smollm2-135m-instruct"],
+    )
+
+
 def targets(clusters: list[dict], rows: list[dict]) -> dict:
     """The issue's targets, checked on the measured figures."""
     def gain(entry, key):
@@ -110,13 +121,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     clusters = args.clusters.split(",")
-    config = HeldoutConfig(
-        models=["gemma3-270m"], clusters=clusters, seeds=[args.seed], tasks={c: TASKS[c] for c in clusters},
-        train=InstructConfig(model="gemma3-270m", mixture=MixtureConfig(cap=1000), max_length=128, lora=True,
-                             steps=args.steps, batch_size=4, save_every=25),
-        eval=EvalConfig(max_templates=args.templates, limit=args.limit, generate=True, calibrate=True),
-        adapters={"commonsense": str(SHIPPED)}, baselines=["smollm2-135m-instruct"],
-    )
+    config = heldout_config(clusters, args)
     summary = run_heldout(config, args.out)  # a worker's summary.md covers its clusters; the full run rewrites it
     if len(clusters) != len(TASKS):
         return

@@ -1,0 +1,132 @@
+"""FLAN's two ablations on one held-out cluster (NLI), with the generation metrics beside rank scoring.
+
+- **no templates**: the same mixture, but each example as its raw fields ('name: value' lines) with
+  the label word as target (FLAN Figure 8's "no template" setup): does the gain come from the
+  instructions or from multi-task fine-tuning as such?
+- **number of clusters**: trained on one cluster only (sentiment) instead of all but NLI (FLAN
+  Figure 6 at its smallest point).
+
+Same model, training and evaluation settings as ``heldout_all.py`` (whose main run is the "all
+clusters, templates" row); the base model's and the baseline's evaluations are copied from that run,
+not redone.
+
+    OMP_NUM_THREADS=1 python bench/instruct/heldout_ablations.py   # after heldout_all.py has run nli
+
+Writes ``docs/results/instruct_heldout_ablations.{json,md,png}``.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from heldout_all import ROOT, heldout_config
+
+from unseen.instruct.heldout import run_heldout
+from unseen.instruct.heldout_report import METRICS
+
+# setting -> (run folder, change to the training mixture)
+ABLATIONS = {
+    "no templates": ("no-templates", {"raw_inputs": True}),
+    "one cluster (sentiment)": ("one-cluster", {"datasets": ["sst2", "mr", "cr", "mpqa"]}),
+}
+
+
+def _copy_reused(main_dir: Path, out_dir: Path, cluster: str) -> None:
+    """The base and baseline evaluations do not depend on training: reuse the main run's."""
+    for source in (main_dir / cluster).rglob("*.json"):
+        relative = source.relative_to(main_dir)
+        if source.name == "base.json" or "baselines" in relative.parts:
+            target = out_dir / relative
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(source, target)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(row["task"] for row in rows))
+    settings = ["base"] + list(dict.fromkeys(row["setting"] for row in rows))
+    figure, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.4))
+    width = 0.8 / len(settings)
+    for axis, (key, label) in zip(axes, METRICS):
+        for s, setting in enumerate(settings):
+            values = []
+            for task in tasks:
+                row = next(r for r in rows if r["task"] == task)
+                if setting == "base":
+                    values.append(row[key]["base"] * 100)
+                else:
+                    values.append(next(r for r in rows if r["task"] == task and r["setting"] == setting)[key]["tuned"] * 100)
+            axis.bar([t + (s - (len(settings) - 1) / 2) * width for t in range(len(tasks))], values, width=width,
+                     label=setting)
+        axis.set_xticks(range(len(tasks)), tasks)
+        axis.set_title(label, fontsize=9)
+        axis.set_ylim(0, 100)
+    axes[0].set_ylabel("%")
+    axes[0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cluster", default="nli")
+    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--limit", type=int, default=40)
+    parser.add_argument("--templates", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--main", type=Path, default=Path("runs/heldout-all"), help="heldout_all.py's --out")
+    parser.add_argument("--out", type=Path, default=Path("runs/heldout-ablations"))
+    parser.add_argument("--results", type=Path, default=ROOT / "docs/results/instruct_heldout_ablations.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    main_config = heldout_config([args.cluster], args)
+    main_summary = run_heldout(main_config, args.main)  # reused from heldout_all.py when it already ran
+    rows = [{"setting": "all other clusters, templates", "task": row["task"],
+             **{key: {"base": row[key]["base_mean"], "tuned": row[key]["tuned_mean"]} for key, _ in METRICS if key in row}}
+            for row in main_summary["rows"]]
+    for name, (folder, change) in ABLATIONS.items():
+        out_dir = args.out / folder
+        _copy_reused(args.main, out_dir, args.cluster)
+        config = heldout_config([args.cluster], args)
+        config.train = dataclasses.replace(config.train, mixture=dataclasses.replace(config.train.mixture, **change))
+        for row in run_heldout(config, out_dir)["rows"]:
+            rows.append({"setting": name, "task": row["task"],
+                         **{key: {"base": row[key]["base_mean"], "tuned": row[key]["tuned_mean"]} for key, _ in METRICS
+                            if key in row}})
+    lines = [f"# FLAN ablations on held-out {args.cluster}: templates and number of training clusters", "",
+             f"Command: `OMP_NUM_THREADS=1 python bench/instruct/heldout_ablations.py`; seed {args.seed}; Gemma 3 270M base, "
+             f"LoRA, {args.steps} steps × batch 4 × 128 tokens each; evaluation as in instruct_heldout_all.md (first "
+             f"{args.templates} templates, first {args.limit} examples, zero-shot); machine: {platform.node()} "
+             f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
+             "| task | trained on | " + " | ".join(label for _, label in METRICS) + " |",
+             "|---|---|" + "---|" * len(METRICS)]
+    for task in dict.fromkeys(row["task"] for row in rows):
+        first = next(row for row in rows if row["task"] == task)
+        lines.append(f"| {task} | (base model) | "
+                     + " | ".join(f"{first[key]['base'] * 100:.1f}" if key in first else "–" for key, _ in METRICS) + " |")
+        for row in (r for r in rows if r["task"] == task):
+            lines.append(f"| {task} | {row['setting']} | "
+                         + " | ".join(f"{row[key]['tuned'] * 100:.1f}" if key in row else "–" for key, _ in METRICS) + " |")
+    lines += ["", "![ablations](instruct_heldout_ablations.png)", ""]
+    args.results.write_text(json.dumps({"rows": rows, "ablations": {k: v[1] for k, v in ABLATIONS.items()}, "cluster": args.cluster}, indent=2) + "\n")
+    plot(rows, args.results.with_suffix(".png"))
+    args.results.with_suffix(".md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
