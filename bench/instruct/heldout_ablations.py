@@ -82,7 +82,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cluster", default="nli")
-    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--templates", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
