@@ -87,6 +87,8 @@ def main():
     parser.add_argument("--templates", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", default=None, help="Comma-separated run folders (no-templates, one-cluster): compute "
+                        "only these, without the report (for one worker per core)")
     parser.add_argument("--main", type=Path, default=Path("runs/heldout-all"), help="heldout_all.py's --out")
     parser.add_argument("--out", type=Path, default=Path("runs/heldout-ablations"))
     parser.add_argument("--results", type=Path, default=ROOT / "docs/results/instruct_heldout_ablations.json")
@@ -98,6 +100,8 @@ def main():
              **{key: {"base": row[key]["base_mean"], "tuned": row[key]["tuned_mean"]} for key, _ in METRICS if key in row}}
             for row in main_summary["rows"]]
     for name, (folder, change) in ABLATIONS.items():
+        if args.only and folder not in args.only.split(","):
+            continue
         out_dir = args.out / folder
         _copy_reused(args.main, out_dir, args.cluster)
         config = heldout_config([args.cluster], args)
@@ -106,6 +110,8 @@ def main():
             rows.append({"setting": name, "task": row["task"],
                          **{key: {"base": row[key]["base_mean"], "tuned": row[key]["tuned_mean"]} for key, _ in METRICS
                             if key in row}})
+    if args.only:
+        return
     lines = [f"# FLAN ablations on held-out {args.cluster}: templates and number of training clusters", "",
              f"Command: `OMP_NUM_THREADS=1 python bench/instruct/heldout_ablations.py`; seed {args.seed}; Gemma 3 270M base, "
              f"LoRA, {args.steps} steps × batch 4 × 128 tokens each; evaluation as in instruct_heldout_all.md (first "
