@@ -143,3 +143,27 @@ def test_heldout_protocol_table_plot_and_reuse(tiny_llama_dir, tmp_path, shared_
     stamp = eval_file.stat().st_mtime_ns
     run_heldout(config, tmp_path / "heldout")  # everything reused, nothing recomputed
     assert eval_file.stat().st_mtime_ns == stamp
+
+
+def test_a_summary_row_grows_by_a_seed_and_a_baseline_as_if_run_together():
+    """add_to_row (heldout_all.py --extend): a later seed and baseline give the row one run with both would give."""
+    from unseen.instruct.heldout import add_to_row
+
+    def results(values):  # one task, two direct-answer templates: (balanced accuracy, exact match) each
+        return {"templates": {"rte": {f"t{i}": {"balanced_accuracy": b, "exact_match": e, "kind": "classification"}
+                                      for i, (b, e) in enumerate(values)}}}
+
+    def empty_row():
+        return {"task": "rte", **{key: {"base_mean": 0.5, "tuned_seeds": [], "tuned_std_templates": 0.0, "baselines": {}}
+                                  for key in ("balanced_accuracy", "exact_match")}}
+
+    first, second = results([(0.5, 0.2), (0.7, 0.4)]), results([(0.6, 0.6), (0.6, 0.8)])
+    baseline = results([(0.1, 0.0), (0.3, 0.2)])
+    grown = add_to_row(add_to_row(empty_row(), "rte", [first], [0]), "rte", [second], [1], {"smol": baseline})
+    assert grown == add_to_row(empty_row(), "rte", [first, second], [0, 1], {"smol": baseline})
+    assert grown["seeds"] == [0, 1]
+    assert grown["exact_match"]["tuned_seeds"] == pytest.approx([0.3, 0.7])
+    assert grown["exact_match"]["tuned_mean"] == pytest.approx(0.5)
+    assert grown["exact_match"]["tuned_std_seeds"] == pytest.approx(0.2828, abs=1e-4)
+    assert grown["balanced_accuracy"]["tuned_std_templates"] == pytest.approx((0.1414 + 0.0) / 2, abs=1e-4)
+    assert grown["balanced_accuracy"]["baselines"] == {"smol": pytest.approx(0.2)}

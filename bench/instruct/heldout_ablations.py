@@ -6,11 +6,14 @@
 - **number of clusters**: trained on one cluster only (sentiment) instead of all but NLI (FLAN
   Figure 6 at its smallest point).
 
-Same model, training and evaluation settings as ``heldout_all.py`` (whose main run is the "all
-clusters, templates" row); the base model's and the baseline's evaluations are copied from that run,
-not redone.
+Same model, training and evaluation settings as ``heldout_all.py``, whose results file gives the
+"all other clusters, templates" row and the base model's figures (checked to share these settings):
+only the two ablated models are trained and evaluated here.
 
-    OMP_NUM_THREADS=1 python bench/instruct/heldout_ablations.py   # after heldout_all.py has run nli
+    # two workers, one per core, then the report (computes nothing that is already there):
+    OMP_NUM_THREADS=1 python bench/instruct/heldout_ablations.py --only no-templates
+    OMP_NUM_THREADS=1 python bench/instruct/heldout_ablations.py --only one-cluster
+    OMP_NUM_THREADS=1 python bench/instruct/heldout_ablations.py
 
 Writes ``docs/results/instruct_heldout_ablations.{json,md,png}``.
 """
@@ -20,14 +23,13 @@ import dataclasses
 import json
 import os
 import platform
-import shutil
 import time
 from pathlib import Path
 
 import torch
 from heldout_all import ROOT, heldout_config
 
-from unseen.instruct.heldout import run_heldout
+from unseen.instruct.heldout import template_means, tune_and_evaluate
 from unseen.instruct.heldout_report import METRICS
 
 # setting -> (run folder, change to the training mixture)
@@ -37,15 +39,23 @@ ABLATIONS = {
 }
 
 
-def _copy_reused(main_dir: Path, out_dir: Path, cluster: str) -> None:
-    """The base and baseline evaluations do not depend on training: reuse the main run's."""
-    for source in (main_dir / cluster).rglob("*.json"):
-        relative = source.relative_to(main_dir)
-        if source.name == "base.json" or "baselines" in relative.parts:
-            target = out_dir / relative
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(source, target)
+def main_rows(results_path: Path, config, cluster: str) -> list[dict]:
+    """The main run's rows for ``cluster`` from heldout_all.py's results, which must share ``config``'s settings."""
+    results = json.loads(results_path.read_text())
+    meta = results["meta"]
+    for section, ours in (("train", config.train), ("eval", config.eval)):
+        theirs = {k: v for k, v in meta[section].items() if k not in ("tasks", "mixture")}
+        mine = {k: v for k, v in dataclasses.asdict(ours).items() if k in theirs}
+        if theirs != mine:
+            changed = sorted(k for k in theirs if theirs[k] != mine.get(k))
+            raise SystemExit(f"{results_path}: its {section} settings differ from this run's in {', '.join(changed)}")
+    rows = [row for row in results["rows"] if row["cluster"] == cluster]
+    # the run of this seed (the results may hold more seeds than the ablations, which run one)
+    picked = [row.get("seeds", [meta["seed"]]).index(config.seeds[0]) for row in rows]
+    return [{"setting": "all other clusters, templates", "task": row["task"], "n": row["n"],
+             **{key: {"base": row[key]["base_mean"], "tuned": row[key]["tuned_seeds"][k]} for key, _ in METRICS
+                if key in row}}
+            for row, k in zip(rows, picked)]
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -89,27 +99,28 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", default=None, help="Comma-separated run folders (no-templates, one-cluster): compute "
                         "only these, without the report (for one worker per core)")
-    parser.add_argument("--main", type=Path, default=Path("runs/heldout-all"), help="heldout_all.py's --out")
+    parser.add_argument("--main-results", type=Path, default=ROOT / "docs/results/instruct_heldout_all.json",
+                        help="heldout_all.py's results (base model and the all-clusters model)")
     parser.add_argument("--out", type=Path, default=Path("runs/heldout-ablations"))
     parser.add_argument("--results", type=Path, default=ROOT / "docs/results/instruct_heldout_ablations.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    main_config = heldout_config([args.cluster], args)
-    main_summary = run_heldout(main_config, args.main)  # reused from heldout_all.py when it already ran
-    rows = [{"setting": "all other clusters, templates", "task": row["task"],
-             **{key: {"base": row[key]["base_mean"], "tuned": row[key]["tuned_mean"]} for key, _ in METRICS if key in row}}
-            for row in main_summary["rows"]]
+    config = heldout_config([args.cluster], args)
+    rows = main_rows(args.main_results, config, args.cluster)
+    if not rows:
+        raise SystemExit(f"{args.main_results}: no rows for held-out {args.cluster}")
+    eval_config = dataclasses.replace(config.eval, tasks=[row["task"] for row in rows])
     for name, (folder, change) in ABLATIONS.items():
         if args.only and folder not in args.only.split(","):
             continue
-        out_dir = args.out / folder
-        _copy_reused(args.main, out_dir, args.cluster)
-        config = heldout_config([args.cluster], args)
-        config.train = dataclasses.replace(config.train, mixture=dataclasses.replace(config.train.mixture, **change))
-        for row in run_heldout(config, out_dir)["rows"]:
-            rows.append({"setting": name, "task": row["task"],
-                         **{key: {"base": row[key]["base_mean"], "tuned": row[key]["tuned_mean"]} for key, _ in METRICS
-                            if key in row}})
+        ablated = dataclasses.replace(config, train=dataclasses.replace(
+            config.train, mixture=dataclasses.replace(config.train.mixture, **change)))
+        results = tune_and_evaluate(ablated, args.cluster, "gemma3-270m", args.seed, eval_config, args.out / folder)
+        for main_row in rows[:len(eval_config.tasks)]:
+            means = template_means(results, main_row["task"])
+            rows.append({"setting": name, "task": main_row["task"], "n": main_row["n"],
+                         **{key: {"base": main_row[key]["base"], "tuned": means[key]} for key, _ in METRICS
+                            if key in main_row and key in means}})
     if args.only:
         return
     lines = [f"# FLAN ablations on held-out {args.cluster}: templates and number of training clusters", "",

@@ -13,6 +13,10 @@ uses the shipped adapter (``src/unseen/instruct/weights/flan-commonsense-heldout
     OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py --clusters reading_comprehension,closed_book_qa,coreference
     # then the report over all clusters (computes nothing that is already there):
     OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py
+    # later, add what the results lack (baselines where missing, a second seed), one worker per cluster
+    # list, then the report over all clusters:
+    OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py --extend --extra-seeds 1 --clusters nli,misc,...
+    OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py --extend --extra-seeds 1
 
 Writes ``docs/results/instruct_heldout_all.{json,md,png}``.
 """
@@ -21,16 +25,16 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from unseen.instruct.evaluate import EvalConfig
-from unseen.instruct.heldout import HeldoutConfig, run_heldout
-from unseen.instruct.heldout_report import cluster_summary, cluster_table, flan_table, plot_heldout
+from unseen.instruct.heldout import (HeldoutConfig, add_to_row, cached_evaluation, run_heldout, tune_and_evaluate,
+                                     write_summary)
+from unseen.instruct.heldout_report import cluster_summary, flan_table, cluster_table, plot_heldout
 from unseen.instruct.mixture import MixtureConfig
 from unseen.instruct.train import InstructConfig
 
@@ -72,10 +76,48 @@ def run_clusters(clusters: list[str], args) -> dict:
             summary = part
         else:
             summary["rows"] += part["rows"]
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (args.out / "summary.md").write_text(cluster_table(summary) + "\n" + flan_table(summary))
-    plot_heldout(summary, args.out / "heldout.png")
+    write_summary(summary, args.out)
     return summary
+
+
+def extend(args) -> dict | None:
+    """Adds to the results file what it lacks, computing only that (kept under --out and reused): the --baselines
+    models where a cluster was evaluated without them, and the tuned models of --extra-seeds (a cluster given an
+    adapter has that one model). Each cluster keeps its evaluated datasets and n. Returns the results to write when
+    --clusters covers every reported cluster (a worker covering some computes and writes nothing)."""
+    results = json.loads(args.results.read_text())
+    reported = results["meta"]["clusters_reported"]
+    clusters = args.clusters.split(",")
+    for cluster in clusters:
+        rows = [row for row in results["rows"] if row["cluster"] == cluster]
+        if not rows:
+            raise SystemExit(f"{args.results}: no rows for held-out {cluster} to extend")
+        config = heldout_config([cluster], args, baselines=())
+        eval_config = replace(config.eval, tasks=[row["task"] for row in rows], limit=rows[0]["n"])
+        baselines = {name: cached_evaluation(args.out / cluster / "baselines" / f"{name}.json", name, eval_config, None,
+                                             name)
+                     for name in (args.baselines.split(",") if args.baselines else [])
+                     if any(name not in row["exact_match"]["baselines"] for row in rows)}
+        done = rows[0].get("seeds", [] if cluster in config.adapters else [results["meta"]["seed"]])
+        seeds = [] if cluster in config.adapters else [seed for seed in args.extra_seeds if seed not in done]
+        tuned = [tune_and_evaluate(config, cluster, "gemma3-270m", seed, eval_config, args.out / cluster / "gemma3-270m")
+                 for seed in seeds]
+        for row in rows:
+            row["seeds"] = list(done)
+            add_to_row(row, row["task"], tuned, seeds, baselines)
+            if row["seeds"]:
+                row["tuned_from"] = f"{len(row['seeds'])} seed(s) of {args.steps} steps"
+    if set(clusters) != set(reported):
+        return None
+    results["meta"]["extended"] = {"command": "OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py --extend "
+                                              f"--extra-seeds {','.join(map(str, args.extra_seeds))}",
+                                   "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    results["meta"]["baseline_clusters"] = _baseline_clusters(results["rows"])
+    return results
+
+
+def _baseline_clusters(rows: list[dict]) -> str:
+    return ", ".join(dict.fromkeys(row["cluster"] for row in rows if row.get("exact_match", {}).get("baselines"))) or "none"
 
 
 def targets(clusters: list[dict], rows: list[dict]) -> dict:
@@ -97,22 +139,36 @@ def targets(clusters: list[dict], rows: list[dict]) -> dict:
     }
 
 
+def _seeds_note(rows: list[dict], meta: dict) -> str:
+    by_seeds: dict[str, list[str]] = {}
+    for row in rows:
+        # rows of the first report name no seeds: theirs is meta's, unless a given adapter was evaluated
+        seeds = row.get("seeds", [meta["seed"]] if "seed(s)" in row["tuned_from"] else [])
+        clusters = by_seeds.setdefault(", ".join(map(str, seeds)), [])
+        if seeds and row["cluster"] not in clusters:
+            clusters.append(row["cluster"])
+    return ("Training seeds: " + "; ".join(f"{seeds} ({', '.join(clusters)})" for seeds, clusters in by_seeds.items() if seeds)
+            + "; the shipped adapter is one model. 'tuned' is the mean over seeds, ± the spread over seeds.")
+
+
 def report(summary: dict, meta: dict, checks: dict) -> str:
     lines = ["# The FLAN protocol over every held-out cluster: Gemma 3 270M base vs instruction-tuned (LoRA)", "",
              f"Command: `{meta['command']}` (two workers, then the report); seed {meta['seed']}; machine: {meta['machine']}; "
-             f"{meta['date']}.", "",
+             f"{meta['date']}."
+             + (f" Extended by `{meta['extended']['command']}` (two workers, then the report; {meta['extended']['date']})."
+                if "extended" in meta else ""), "",
              f"Training: LoRA r={meta['train']['lora_r']} on every linear layer, {meta['train']['steps']} steps × batch "
              f"{meta['train']['batch_size']} × {meta['train']['max_length']} tokens, lr {meta['train']['lr']}, at most "
              f"{meta['train']['mixture']['cap']} examples per dataset, all other clusters (FLAN's rule: `clusters.yaml`); "
              f"commonsense: the shipped adapter ({meta['shipped_adapter']['steps']} steps × batch "
-             f"{meta['shipped_adapter']['batch_size']}, same settings otherwise). One training seed: two would double a "
-             "budget of about 2 hours on 2 cores (two workers of one thread each).", "",
+             f"{meta['shipped_adapter']['batch_size']}, same settings otherwise). {_seeds_note(summary['rows'], meta)}", "",
              f"Evaluation: zero-shot, the first {meta['eval']['max_templates']} templates of each dataset (file order, "
              f"direct answers), the first n validation examples of each dataset (n per dataset below: "
              f"{meta['limits']}); rank scoring and greedy generation "
              "(stopping at the answer's line; invalid answers count as wrong). Baselines: majority class, uniform guessing "
-             f"over the options, SmolLM2-135M-Instruct as it ships (evaluated on {meta['baseline_clusters']}; left out "
-             "elsewhere for lack of CPU time).", "",
+             f"over the options, SmolLM2-135M-Instruct as it ships ("
+             + ("on every cluster)." if all(c in meta["baseline_clusters"] for c in meta["clusters_reported"]) else
+                f"evaluated on {meta['baseline_clusters']}; left out elsewhere for lack of CPU time)."), "",
              *([f"Not finished in the session's CPU time, so not reported: "
                 f"{', '.join(c for c in TASKS if c not in meta['clusters_reported'])}.", ""]
                if len(meta["clusters_reported"]) < len(TASKS) else []),
@@ -132,6 +188,26 @@ def report(summary: dict, meta: dict, checks: dict) -> str:
     return "\n".join(lines)
 
 
+def run_and_describe(clusters: list[str], args) -> tuple[dict | None, dict | None]:
+    """The protocol over ``clusters`` and its settings for the report; (None, None) for a worker covering some."""
+    config = heldout_config(clusters, args)
+    summary = run_clusters(clusters, args)  # a worker's summary.md covers its clusters; the full run rewrites it
+    if len(clusters) != len(TASKS) and not args.available:
+        return None, None
+    shipped = json.loads((SHIPPED / "training.json").read_text())["instruct_config"]
+    by_n: dict[int, set] = {}
+    for row in summary["rows"]:
+        by_n.setdefault(row["n"], set()).add(row["cluster"])
+    meta = {"command": "OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py", "seed": args.seed,
+            "train": asdict(config.train), "eval": asdict(config.eval), "tasks": config.tasks, "shipped_adapter": shipped,
+            "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "limits": "; ".join(f"{n} for {', '.join(sorted(names))}" for n, names in sorted(by_n.items(), reverse=True)),
+            "clusters_reported": clusters,
+            "baseline_clusters": _baseline_clusters(summary["rows"])}
+    return summary, meta
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clusters", default=",".join(TASKS))
@@ -145,6 +221,10 @@ def main():
                         help="Comma-separated models evaluated as they ship ('' for none)")
     parser.add_argument("--available", action="store_true",
                         help="Report over the clusters whose evaluation is finished under --out (computes nothing)")
+    parser.add_argument("--extend", action="store_true",
+                        help="Add to --results what it lacks: --baselines where missing and --extra-seeds (see extend())")
+    parser.add_argument("--extra-seeds", type=lambda text: [int(s) for s in text.split(",")], default=[],
+                        help="With --extend: further training seeds, comma-separated")
     parser.add_argument("--results", type=Path, default=ROOT / "docs/results/instruct_heldout_all.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -152,27 +232,21 @@ def main():
     if args.available:
         clusters = [c for c in clusters if list((args.out / c).glob("gemma3-270m/*eval.json"))
                     or list((args.out / c).glob("gemma3-270m/seed*/eval.json"))]
-    config = heldout_config(clusters, args)
-    summary = run_clusters(clusters, args)  # a worker's summary.md covers its clusters; the full run rewrites it
-    if len(clusters) != len(TASKS) and not args.available:
-        return
-    shipped = json.loads((SHIPPED / "training.json").read_text())["instruct_config"]
-    by_n: dict[int, set] = {}
-    for row in summary["rows"]:
-        by_n.setdefault(row["n"], set()).add(row["cluster"])
-    meta = {"command": "OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py", "seed": args.seed,
-            "train": asdict(config.train), "eval": asdict(config.eval), "tasks": config.tasks, "shipped_adapter": shipped,
-            "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "limits": "; ".join(f"{n} for {', '.join(sorted(names))}" for n, names in sorted(by_n.items(), reverse=True)),
-            "clusters_reported": clusters,
-            "baseline_clusters": ", ".join(dict.fromkeys(row["cluster"] for row in summary["rows"]
-                                                         if row.get("exact_match", {}).get("baselines"))) or "none"}
+    if args.extend:
+        results = extend(args)
+        if results is None:
+            return
+        meta = results["meta"]
+        summary = {"rows": results["rows"], "config": {"eval": meta["eval"]}}
+    else:
+        summary, meta = run_and_describe(clusters, args)
+        if summary is None:
+            return
     clusters_summary = cluster_summary(summary)
     checks = targets(clusters_summary, summary["rows"])
     args.results.write_text(json.dumps({"meta": meta, "clusters": clusters_summary, "targets": checks,
                                         "rows": summary["rows"]}, indent=2) + "\n")
-    shutil.copy(args.out / "heldout.png", args.results.with_suffix(".png"))
+    plot_heldout(summary, args.results.with_suffix(".png"))
     args.results.with_suffix(".md").write_text(report(summary, meta, checks))
     print(args.results.with_suffix(".md").read_text())
 

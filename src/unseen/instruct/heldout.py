@@ -36,7 +36,7 @@ class HeldoutConfig:
     baselines: list[str] = field(default_factory=list)
 
 
-def _evaluated(path: Path, model_name_or_dir: str, eval_config: EvalConfig, data_dir, label: str, adapter=None) -> dict:
+def cached_evaluation(path: Path, model_name_or_dir: str, eval_config: EvalConfig, data_dir, label: str, adapter=None) -> dict:
     """The results kept at ``path``; the model is loaded (onto best_device()) only when they are missing."""
     if path.exists():
         return json.loads(path.read_text())
@@ -51,8 +51,46 @@ GENERATION_ROWS = [(metric + suffix, metric, kind) for kind, suffix in (("classi
                    for metric in ("exact_match", "option_rate", "balanced_accuracy_generated")]
 
 
-def _per_template(results: dict, task: str, metric: str, kind: str | None = None) -> list[float]:
-    return [r[metric] for r in results["templates"][task].values() if metric in r and (kind is None or r.get("kind") == kind)]
+# (row key, per-template metric, template kind) of rank scoring
+RANK_ROWS = [(metric, metric, None) for metric in ("accuracy", HEADLINE, "balanced_accuracy_calibrated")]
+
+
+def template_values(results: dict, task: str) -> dict[str, list[float]]:
+    """Row key -> the metric's value on each evaluated template of ``task`` (the metrics it has)."""
+    values = {}
+    for key, metric, kind in RANK_ROWS + GENERATION_ROWS:
+        found = [r[metric] for r in results["templates"][task].values()
+                 if metric in r and (kind is None or r.get("kind") == kind)]
+        if found:
+            values[key] = found
+    return values
+
+
+def template_means(results: dict, task: str) -> dict[str, float]:
+    """Row key -> the metric's mean over the evaluated templates of ``task``."""
+    return {key: statistics.fmean(values) for key, values in template_values(results, task).items()}
+
+
+def add_to_row(row: dict, task: str, tuned_runs: list[dict] = (), seeds: list[int] = (),
+               baselines: dict | None = None) -> dict:
+    """Adds further tuned runs (their ``seeds``) and baseline models' results to a summary row of ``task``: means
+    and spreads over seeds and templates are recomputed, so a row can grow after its first report."""
+    tuned_values = [template_values(run, task) for run in tuned_runs]
+    baseline_means = {name: template_means(results, task) for name, results in (baselines or {}).items()}
+    for key, entry in row.items():
+        if not (isinstance(entry, dict) and "tuned_seeds" in entry):
+            continue
+        runs = [values[key] for values in tuned_values if key in values]
+        if runs:
+            known = len(entry["tuned_seeds"])
+            entry["tuned_seeds"] += [statistics.fmean(values) for values in runs]
+            entry["tuned_mean"] = statistics.fmean(entry["tuned_seeds"])
+            entry["tuned_std_seeds"] = statistics.stdev(entry["tuned_seeds"]) if len(entry["tuned_seeds"]) > 1 else 0.0
+            entry["tuned_std_templates"] = statistics.fmean(
+                [entry["tuned_std_templates"]] * known + [statistics.stdev(v) if len(v) > 1 else 0.0 for v in runs])
+        entry["baselines"].update({name: means[key] for name, means in baseline_means.items() if key in means})
+    row["seeds"] = row.get("seeds", []) + list(seeds)
+    return row
 
 
 def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, console: Console | None = None) -> dict:
@@ -66,17 +104,18 @@ def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, co
         for model_name in config.models:
             label = Path(model_name).name
             console.print(f"[bold]{cluster}[/] held out, {model_name}: base model")
-            base = _evaluated(out_dir / cluster / label / "base.json", model_name, eval_config, data_dir, f"{label} base")
-            baselines = {Path(name).name: _evaluated(out_dir / cluster / "baselines" / f"{Path(name).name}.json", name,
-                                                     eval_config, data_dir, Path(name).name)
+            base = cached_evaluation(out_dir / cluster / label / "base.json", model_name, eval_config, data_dir,
+                                     f"{label} base")
+            baselines = {Path(name).name: cached_evaluation(out_dir / cluster / "baselines" / f"{Path(name).name}.json",
+                                                            name, eval_config, data_dir, Path(name).name)
                          for name in config.baselines}
             if cluster in config.adapters:
                 console.print(f"[bold]{cluster}[/] held out, {model_name}: the given adapter {config.adapters[cluster]}")
-                tuned_runs = [_evaluated(out_dir / cluster / label / "adapter_eval.json", model_name, eval_config, data_dir,
-                                         f"{label} + adapter", adapter=config.adapters[cluster])]
+                tuned_runs = [cached_evaluation(out_dir / cluster / label / "adapter_eval.json", model_name, eval_config,
+                                                data_dir, f"{label} + adapter", adapter=config.adapters[cluster])]
             else:
-                tuned_runs = [_tuned(config, cluster, model_name, seed, eval_config, out_dir / cluster / label, data_dir, console)
-                              for seed in config.seeds]
+                tuned_runs = [tune_and_evaluate(config, cluster, model_name, seed, eval_config, out_dir / cluster / label,
+                                                data_dir, console) for seed in config.seeds]
             for task in tasks:
                 row = {"cluster": cluster, "model": model_name, "task": task,
                        "n": base["results"][task]["n"],
@@ -84,35 +123,29 @@ def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, co
                        "uniform_baseline": base["results"][task].get("uniform_baseline"),
                        "classes": len(next(iter(base["templates"][task].values())).get("predicted_distribution", [])),
                        "tuned_from": config.adapters.get(cluster, f"{len(tuned_runs)} seed(s) of {config.train.steps} steps")}
-                rank = [(metric, metric, None) for metric in ("accuracy", HEADLINE, "balanced_accuracy_calibrated")]
-                for key, metric, kind in rank + GENERATION_ROWS:
-                    base_values = _per_template(base, task, metric, kind)
-                    if not base_values:
-                        continue
-                    seed_means = [statistics.fmean(_per_template(r, task, metric, kind)) for r in tuned_runs]
-                    row[key] = {
-                        "base_mean": statistics.fmean(base_values),
-                        "base_std_templates": statistics.stdev(base_values) if len(base_values) > 1 else 0.0,
-                        "tuned_mean": statistics.fmean(seed_means),
-                        "tuned_std_seeds": statistics.stdev(seed_means) if len(seed_means) > 1 else 0.0,
-                        "tuned_std_templates": statistics.fmean(
-                            statistics.stdev(v) if len(v) > 1 else 0.0
-                            for v in (_per_template(r, task, metric, kind) for r in tuned_runs)),
-                        "tuned_seeds": seed_means,
-                        "baselines": {name: statistics.fmean(values) for name, results in baselines.items()
-                                      if (values := _per_template(results, task, metric, kind))},
-                    }
+                for key, values in template_values(base, task).items():
+                    row[key] = {"base_mean": statistics.fmean(values),
+                                "base_std_templates": statistics.stdev(values) if len(values) > 1 else 0.0,
+                                "tuned_mean": None, "tuned_std_seeds": 0.0, "tuned_std_templates": 0.0,
+                                "tuned_seeds": [], "baselines": {}}
+                add_to_row(row, task, tuned_runs, [] if cluster in config.adapters else config.seeds, baselines)
                 summary["rows"].append(row)
+    write_summary(summary, out_dir)
+    return summary
+
+
+def write_summary(summary: dict, out_dir: Path) -> None:
+    """summary.json, summary.md (per cluster, then FLAN's per-dataset table) and heldout.png under ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out_dir / "summary.md").write_text(cluster_table(summary) + "\n" + flan_table(summary))
     plot_heldout(summary, out_dir / "heldout.png")
-    return summary
 
 
-def _tuned(config: HeldoutConfig, cluster: str, model_name: str, seed: int, eval_config: EvalConfig, model_dir: Path,
-           data_dir, console: Console) -> dict:
+def tune_and_evaluate(config: HeldoutConfig, cluster: str, model_name: str, seed: int, eval_config: EvalConfig,
+                      model_dir: Path, data_dir=None, console: Console | None = None) -> dict:
     """Instruction-tune with ``cluster`` held out (unless that run is already there) and evaluate it."""
+    console = console or Console()
     run_dir = model_dir / f"seed{seed}"
     results_path = run_dir / "eval.json"
     if not results_path.exists() and not (run_dir / "model").exists():
@@ -124,4 +157,4 @@ def _tuned(config: HeldoutConfig, cluster: str, model_name: str, seed: int, eval
         instruction_tune(train_config, run_dir, resume=(run_dir / "checkpoints").exists(), data_dir=data_dir)
     if not results_path.exists():
         console.print(f"[bold]{cluster}[/] held out, {model_name}: tuned model, seed {seed}")
-    return _evaluated(results_path, str(run_dir / "model"), eval_config, data_dir, f"{Path(model_name).name} seed {seed}")
+    return cached_evaluation(results_path, str(run_dir / "model"), eval_config, data_dir, f"{Path(model_name).name} seed {seed}")
