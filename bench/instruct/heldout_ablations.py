@@ -51,7 +51,7 @@ def main_rows(results_path: Path, config, cluster: str) -> list[dict]:
             raise SystemExit(f"{results_path}: its {section} settings differ from this run's in {', '.join(changed)}")
     rows = [row for row in results["rows"] if row["cluster"] == cluster]
     # the run of this seed (the results may hold more seeds than the ablations, which run one)
-    picked = [row.get("seeds", [meta["seed"]]).index(config.seeds[0]) for row in rows]
+    picked = [row.get("seeds", [meta.get("seed")]).index(config.seeds[0]) for row in rows]
     return [{"setting": "all other clusters, templates", "task": row["task"], "n": row["n"],
              **{key: {"base": row[key]["base_mean"], "tuned": row[key]["tuned_seeds"][k]} for key, _ in METRICS
                 if key in row}}
@@ -104,6 +104,7 @@ def main():
     parser.add_argument("--out", type=Path, default=Path("runs/heldout-ablations"))
     parser.add_argument("--results", type=Path, default=ROOT / "docs/results/instruct_heldout_ablations.json")
     args = parser.parse_args()
+    args.seeds = [args.seed]
     torch.set_num_threads(args.threads)
     config = heldout_config([args.cluster], args)
     rows = main_rows(args.main_results, config, args.cluster)

@@ -13,10 +13,6 @@ uses the shipped adapter (``src/unseen/instruct/weights/flan-commonsense-heldout
     OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py --clusters reading_comprehension,closed_book_qa,coreference
     # then the report over all clusters (computes nothing that is already there):
     OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py
-    # later, add what the results lack (baselines where missing, a second seed), one worker per cluster
-    # list, then the report over all clusters:
-    OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py --extend --extra-seeds 1 --clusters nli,misc,...
-    OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py --extend --extra-seeds 1
 
 Writes ``docs/results/instruct_heldout_all.{json,md,png}``.
 """
@@ -26,15 +22,14 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from unseen.instruct.evaluate import EvalConfig
-from unseen.instruct.heldout import (HeldoutConfig, add_to_row, cached_evaluation, run_heldout, tune_and_evaluate,
-                                     write_summary)
-from unseen.instruct.heldout_report import cluster_summary, flan_table, cluster_table, plot_heldout
+from unseen.instruct.heldout import HeldoutConfig, run_heldout, write_summary
+from unseen.instruct.heldout_report import cluster_summary, cluster_table, flan_table, plot_heldout
 from unseen.instruct.mixture import MixtureConfig
 from unseen.instruct.train import InstructConfig
 
@@ -55,7 +50,7 @@ TASKS = {
 def heldout_config(clusters: list[str], args, baselines=("smollm2-135m-instruct",)) -> HeldoutConfig:
     """The protocol's settings (``args``: steps, limit, templates, seed), shared with heldout_ablations.py."""
     return HeldoutConfig(
-        models=["gemma3-270m"], clusters=clusters, seeds=[args.seed], tasks={c: TASKS[c] for c in clusters},
+        models=["gemma3-270m"], clusters=clusters, seeds=list(args.seeds), tasks={c: TASKS[c] for c in clusters},
         train=InstructConfig(model="gemma3-270m", mixture=MixtureConfig(cap=1000), max_length=128, lora=True,
                              steps=args.steps, batch_size=4, save_every=25),
         eval=EvalConfig(max_templates=args.templates, limit=args.limit, generate=True, calibrate=True),
@@ -78,42 +73,6 @@ def run_clusters(clusters: list[str], args) -> dict:
             summary["rows"] += part["rows"]
     write_summary(summary, args.out)
     return summary
-
-
-def extend(args) -> dict | None:
-    """Adds to the results file what it lacks, computing only that (kept under --out and reused): the --baselines
-    models where a cluster was evaluated without them, and the tuned models of --extra-seeds (a cluster given an
-    adapter has that one model). Each cluster keeps its evaluated datasets and n. Returns the results to write when
-    --clusters covers every reported cluster (a worker covering some computes and writes nothing)."""
-    results = json.loads(args.results.read_text())
-    reported = results["meta"]["clusters_reported"]
-    clusters = args.clusters.split(",")
-    for cluster in clusters:
-        rows = [row for row in results["rows"] if row["cluster"] == cluster]
-        if not rows:
-            raise SystemExit(f"{args.results}: no rows for held-out {cluster} to extend")
-        config = heldout_config([cluster], args, baselines=())
-        eval_config = replace(config.eval, tasks=[row["task"] for row in rows], limit=rows[0]["n"])
-        baselines = {name: cached_evaluation(args.out / cluster / "baselines" / f"{name}.json", name, eval_config, None,
-                                             name)
-                     for name in (args.baselines.split(",") if args.baselines else [])
-                     if any(name not in row["exact_match"]["baselines"] for row in rows)}
-        done = rows[0].get("seeds", [] if cluster in config.adapters else [results["meta"]["seed"]])
-        seeds = [] if cluster in config.adapters else [seed for seed in args.extra_seeds if seed not in done]
-        tuned = [tune_and_evaluate(config, cluster, "gemma3-270m", seed, eval_config, args.out / cluster / "gemma3-270m")
-                 for seed in seeds]
-        for row in rows:
-            row["seeds"] = list(done)
-            add_to_row(row, row["task"], tuned, seeds, baselines)
-            if row["seeds"]:
-                row["tuned_from"] = f"{len(row['seeds'])} seed(s) of {args.steps} steps"
-    if set(clusters) != set(reported):
-        return None
-    results["meta"]["extended"] = {"command": "OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py --extend "
-                                              f"--extra-seeds {','.join(map(str, args.extra_seeds))}",
-                                   "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    results["meta"]["baseline_clusters"] = _baseline_clusters(results["rows"])
-    return results
 
 
 def _baseline_clusters(rows: list[dict]) -> str:
@@ -139,11 +98,10 @@ def targets(clusters: list[dict], rows: list[dict]) -> dict:
     }
 
 
-def _seeds_note(rows: list[dict], meta: dict) -> str:
+def _seeds_note(rows: list[dict]) -> str:
     by_seeds: dict[str, list[str]] = {}
     for row in rows:
-        # rows of the first report name no seeds: theirs is meta's, unless a given adapter was evaluated
-        seeds = row.get("seeds", [meta["seed"]] if "seed(s)" in row["tuned_from"] else [])
+        seeds = row["seeds"]  # none where a given adapter was evaluated
         clusters = by_seeds.setdefault(", ".join(map(str, seeds)), [])
         if seeds and row["cluster"] not in clusters:
             clusters.append(row["cluster"])
@@ -153,15 +111,13 @@ def _seeds_note(rows: list[dict], meta: dict) -> str:
 
 def report(summary: dict, meta: dict, checks: dict) -> str:
     lines = ["# The FLAN protocol over every held-out cluster: Gemma 3 270M base vs instruction-tuned (LoRA)", "",
-             f"Command: `{meta['command']}` (two workers, then the report); seed {meta['seed']}; machine: {meta['machine']}; "
-             f"{meta['date']}."
-             + (f" Extended by `{meta['extended']['command']}` (two workers, then the report; {meta['extended']['date']})."
-                if "extended" in meta else ""), "",
+             f"Command: `{meta['command']}` (two workers, then the report); seeds {', '.join(map(str, meta['seeds']))}; "
+             f"machine: {meta['machine']}; {meta['date']}.", "",
              f"Training: LoRA r={meta['train']['lora_r']} on every linear layer, {meta['train']['steps']} steps × batch "
              f"{meta['train']['batch_size']} × {meta['train']['max_length']} tokens, lr {meta['train']['lr']}, at most "
              f"{meta['train']['mixture']['cap']} examples per dataset, all other clusters (FLAN's rule: `clusters.yaml`); "
              f"commonsense: the shipped adapter ({meta['shipped_adapter']['steps']} steps × batch "
-             f"{meta['shipped_adapter']['batch_size']}, same settings otherwise). {_seeds_note(summary['rows'], meta)}", "",
+             f"{meta['shipped_adapter']['batch_size']}, same settings otherwise). {_seeds_note(summary['rows'])}", "",
              f"Evaluation: zero-shot, the first {meta['eval']['max_templates']} templates of each dataset (file order, "
              f"direct answers), the first n validation examples of each dataset (n per dataset below: "
              f"{meta['limits']}); rank scoring and greedy generation "
@@ -198,7 +154,7 @@ def run_and_describe(clusters: list[str], args) -> tuple[dict | None, dict | Non
     by_n: dict[int, set] = {}
     for row in summary["rows"]:
         by_n.setdefault(row["n"], set()).add(row["cluster"])
-    meta = {"command": "OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py", "seed": args.seed,
+    meta = {"command": "OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py", "seeds": args.seeds,
             "train": asdict(config.train), "eval": asdict(config.eval), "tasks": config.tasks, "shipped_adapter": shipped,
             "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -214,17 +170,14 @@ def main():
     parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--templates", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=lambda text: [int(seed) for seed in text.split(",")], default=[0, 1],
+                        help="Training seeds, comma-separated")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/heldout-all"))
     parser.add_argument("--baselines", default="smollm2-135m-instruct",
                         help="Comma-separated models evaluated as they ship ('' for none)")
     parser.add_argument("--available", action="store_true",
                         help="Report over the clusters whose evaluation is finished under --out (computes nothing)")
-    parser.add_argument("--extend", action="store_true",
-                        help="Add to --results what it lacks: --baselines where missing and --extra-seeds (see extend())")
-    parser.add_argument("--extra-seeds", type=lambda text: [int(s) for s in text.split(",")], default=[],
-                        help="With --extend: further training seeds, comma-separated")
     parser.add_argument("--results", type=Path, default=ROOT / "docs/results/instruct_heldout_all.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -232,16 +185,9 @@ def main():
     if args.available:
         clusters = [c for c in clusters if list((args.out / c).glob("gemma3-270m/*eval.json"))
                     or list((args.out / c).glob("gemma3-270m/seed*/eval.json"))]
-    if args.extend:
-        results = extend(args)
-        if results is None:
-            return
-        meta = results["meta"]
-        summary = {"rows": results["rows"], "config": {"eval": meta["eval"]}}
-    else:
-        summary, meta = run_and_describe(clusters, args)
-        if summary is None:
-            return
+    summary, meta = run_and_describe(clusters, args)
+    if summary is None:
+        return
     clusters_summary = cluster_summary(summary)
     checks = targets(clusters_summary, summary["rows"])
     args.results.write_text(json.dumps({"meta": meta, "clusters": clusters_summary, "targets": checks,
