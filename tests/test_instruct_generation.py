@@ -163,7 +163,7 @@ def test_generation_metrics_and_baselines_from_known_outputs(tokenizer, tiny_lla
     """Direct answers right on every example, chains of thought right except one invalid: the metrics follow."""
     import unseen.instruct.evaluate as evaluate_module
 
-    def fake_generate(model, tokenizer, prompts, caps, config):
+    def fake_generate(model, tokenizer, prompts, caps, config, progress=False):
         outputs = []
         for prompt in prompts:
             answer = gold[prompt]

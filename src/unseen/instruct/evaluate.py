@@ -104,25 +104,26 @@ def _classify(model, tokenizer, template, examples, prefix, config, progress) ->
     return result
 
 
-def _generate(model, tokenizer, prompts: list[str], caps: int | list[int], config: EvalConfig) -> list[str]:
+def _generate(model, tokenizer, prompts: list[str], caps: int | list[int], config: EvalConfig,
+              progress: bool = False) -> list[str]:
     """Greedy answers, each its first line (decoding stops there)."""
     previous_side = tokenizer.padding_side
     tokenizer.padding_side = "right"  # only model.generate (encoder-decoder) pads through the tokenizer
     try:
-        outputs = greedy_generate(model, tokenizer, prompts, caps, batch_size=config.batch_size)
+        outputs = greedy_generate(model, tokenizer, prompts, caps, batch_size=config.batch_size, progress=progress)
     finally:
         tokenizer.padding_side = previous_side
     return [text.strip().split("\n")[0].strip() for text in outputs]
 
 
-def _generated_answers(model, tokenizer, template, examples, prefix, config) -> dict:
+def _generated_answers(model, tokenizer, template, examples, prefix, config, progress=False) -> dict:
     """Greedy answers to a classification template read back as options: exact match after
     normalization, valid-option rate, balanced accuracy (invalid = wrong), and the baselines."""
     chain_of_thought = template.chain_of_thought
     prompts = [prefix + ex.input + PROMPT_SUFFIX for ex, _ in examples]
     extra = config.cot_max_new_tokens if chain_of_thought else 0
     caps = [answer_token_cap(tokenizer, ex.answer_choices, config.answer_slack) + extra for ex, _ in examples]
-    outputs = _generate(model, tokenizer, prompts, caps, config)
+    outputs = _generate(model, tokenizer, prompts, caps, config, progress)
     parsed = [parse_answer(output, ex.answer_choices, chain_of_thought) for output, (ex, _) in zip(outputs, examples)]
     labels = [ex.target_index for ex, _ in examples]
     predictions = [canonical_prediction(p, y, ex.answer_choices) for p, y, (ex, _) in zip(parsed, labels, examples)]
@@ -138,11 +139,11 @@ def _generated_answers(model, tokenizer, template, examples, prefix, config) -> 
     }
 
 
-def _generative(model, tokenizer, template, examples, prefix, config) -> dict:
+def _generative(model, tokenizer, template, examples, prefix, config, progress=False) -> dict:
     import sacrebleu
 
     prompts = [prefix + ex.input + PROMPT_SUFFIX for ex, _ in examples]
-    hypotheses = _generate(model, tokenizer, prompts, config.max_new_tokens, config)
+    hypotheses = _generate(model, tokenizer, prompts, config.max_new_tokens, config, progress)
     references = [ex.references or [ex.target] for ex, _ in examples]
     result = {"n": len(examples), "kind": "generative"}
     exact = [h.strip().lower() in {r.strip().lower() for r in refs} for h, refs in zip(hypotheses, references)]
@@ -199,15 +200,15 @@ def evaluate(model, tokenizer, config: EvalConfig, *, data_dir=None, progress: b
                 continue
             prefix = _exemplars(task, template, config.shots, config.seed, data_dir)
             if template.chain_of_thought:
-                result = _generated_answers(model, tokenizer, template, examples, prefix, config)
+                result = _generated_answers(model, tokenizer, template, examples, prefix, config, progress)
             elif template.classification:
                 result = {"kind": "classification"}
                 if config.rank_scoring or not config.generate:
                     result.update(_classify(model, tokenizer, template, examples, prefix, config, progress))
                 if config.generate:
-                    result.update(_generated_answers(model, tokenizer, template, examples, prefix, config))
+                    result.update(_generated_answers(model, tokenizer, template, examples, prefix, config, progress))
             else:
-                result = _generative(model, tokenizer, template, examples, prefix, config)
+                result = _generative(model, tokenizer, template, examples, prefix, config, progress)
             per_template[template.id] = result
         timing[name] = time.perf_counter() - started
         results[name] = _task_summary(per_template)
