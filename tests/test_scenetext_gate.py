@@ -89,6 +89,15 @@ def test_lexicon_gate_fits_on_its_pool_and_reads():
         LexiconGate.fit(encoder, [], [])
 
 
+def test_gate_chosen_on_other_labelled_crops_where_leave_one_out_sees_nothing():
+    encoder = FakeEncoder()
+    pool_images, labels = [SURE_CD, [{"a": 0.97}, {}, {"c": 0.97}, {}]], ["cd", "ac"]
+    assert LexiconGate.fit(encoder, pool_images, labels).setting.off  # two distinct words teach nothing
+    gate = LexiconGate.fit(encoder, pool_images, labels, held_out=([UNSURE_AB], ["ac"]))
+    assert not gate.setting.off and (gate.setting.fixed, gate.setting.broken) == (1, 0)
+    assert gate.setting.chosen_by == "1 other labelled crops"
+
+
 def test_pool_records_its_gate_and_refuses_bad_pools(tmp_path):
     pool = Pool("ppocr-v4-test", ["ac", "cd"], ["x", "y"], ["", ""], [torch.zeros(4, 120), torch.zeros(4, 120)],
                 gate={"tau": 0.9, "delta": -6.0, "fixed": 3, "broken": 0, "chosen_by": "leave-one-out on the pool"})
@@ -160,6 +169,28 @@ def test_cli_builds_a_gated_pool_and_reads_and_evaluates_with_it(tmp_path, crops
     # the default recognizer refuses this pool in one line, and says how to read with it
     result = runner.invoke(app, ["read", str(crops / "images" / "w1.png"), "--pool", str(pool)])
     assert isinstance(result.exception, UnseenError) and "--encoder ppocr-v4-rec" in str(result.exception)
+
+
+def test_cli_chooses_the_gate_on_other_crops_and_again_after_pool_add(tmp_path, crops):
+    _needs_wheel()
+    from unseen.cli.scenetext import app
+
+    runner = CliRunner()
+    pool = tmp_path / "pool"
+    build = ["pool", "build", "--images", str(crops), "--labels", str(crops / "labels.tsv"), "--limit", "4",
+             "--gate-on", "3", "--out", str(pool)]
+    result = runner.invoke(app, build)
+    assert isinstance(result.exception, UnseenError) and "add --encoder ppocr-v4-rec" in str(result.exception)
+    assert not pool.exists()
+    result = runner.invoke(app, build + ["--encoder", "ppocr-v4-rec"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((pool / "pool.json").read_text())
+    assert meta["count"] == 4 and len(meta["gate_crops"]) == 3 and meta["gate"]["chosen_by"] == "3 other labelled crops"
+    assert not {c["source"] for c in meta["gate_crops"]} & {s["source"] for s in meta["samples"]}  # none in the pool
+    assert all((pool / c["file"]).exists() for c in meta["gate_crops"])
+    result = runner.invoke(app, ["pool", "add", str(pool), "--image", str(crops / "images" / "w0.png"), "--text", "JOINT"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((pool / "pool.json").read_text())["gate"]["chosen_by"] == "3 other labelled crops"
 
 
 def test_cli_gate_bad_input(tmp_path, crops):

@@ -3,10 +3,12 @@
 A pool is a folder a user keeps per domain:
 
     pool.json            format, encoder fingerprint, one entry per sample (file, text, source),
-                         and for PP-OCRv4 pools the lexicon gate's setting (lexicon_gate.py)
+                         and for PP-OCRv4 pools the lexicon gate's setting (lexicon_gate.py) and
+                         the labelled crops it was chosen on, if not on the pool itself (gate_crops)
     features.safetensors tokens [sum T_i, 353] fp16 (PP-OCRv4: its 120 features), lengths [n],
                          keys [n, 256 or 120] (retrieval)
     images/              a copy of every sample image
+    gate/                the gate crops' images (pool build --gate-on N)
 
 Retrieval ranks the samples by the cosine similarity of mean-pooled visual tokens (the CRNN's
 BiLSTM features) to the query's. A pool records which encoder made its tokens; reading with a
@@ -41,9 +43,10 @@ class PoolSample:
 
 class Pool:
     def __init__(self, encoder: str, texts=(), sources=(), files=(), visuals=(), root: Path | None = None,
-                 gate: dict | None = None):
+                 gate: dict | None = None, gate_crops: list[dict] | None = None):
         self.encoder = encoder
-        self.gate = gate  # the lexicon gate's setting (PP-OCRv4 pools), chosen on the pool itself
+        self.gate = gate  # the lexicon gate's setting (PP-OCRv4 pools)
+        self.gate_crops = list(gate_crops or [])  # [{"file", "text"}]: other labelled crops the gate is chosen on
         self.texts, self.sources, self.files = list(texts), list(sources), list(files)
         self.visuals = list(visuals)
         self.root = Path(root) if root else None
@@ -95,14 +98,29 @@ class Pool:
         self.gate = None  # chosen for the old labels; the caller refits it (lexicon_gate)
         return len(samples)
 
+    def keep_gate_crops(self, samples: list[PoolSample]) -> None:
+        """Keep labelled crops that are not in the pool, for choosing the lexicon gate on (copied to gate/)."""
+        if self.root is None:
+            raise UnseenError("the pool has no folder to keep gate crops in; give it one first")
+        (self.root / "gate").mkdir(parents=True, exist_ok=True)
+        self.gate_crops = []
+        for i, sample in enumerate(samples):
+            image = sample.image
+            if not hasattr(image, "size"):
+                image = open_image(image, where=sample.where or str(image))
+            name = f"gate/{i:06d}.png"
+            image.save(self.root / name)
+            self.gate_crops.append({"file": name, "text": sample.text, "source": sample.source})
+
     # persistence ------------------------------------------------------------------------------
     def save(self, root: Path | None = None) -> Path:
         root = Path(root or self.root)
         if root is None:
             raise UnseenError("the pool has no folder; pass one to save()")
         root.mkdir(parents=True, exist_ok=True)
-        if self.root is not None and self.root.resolve() != root.resolve() and (self.root / "images").is_dir():
-            shutil.copytree(self.root / "images", root / "images", dirs_exist_ok=True)
+        for folder in ("images", "gate"):  # the sample and gate-crop images go along when saved elsewhere
+            if self.root is not None and self.root.resolve() != root.resolve() and (self.root / folder).is_dir():
+                shutil.copytree(self.root / folder, root / folder, dirs_exist_ok=True)
         self.root = root
         tensors = {
             "tokens": torch.cat(self.visuals).to(torch.float16) if self.visuals else torch.zeros(0, 353, dtype=torch.float16),
@@ -113,6 +131,7 @@ class Pool:
         save_file(tensors, tmp)
         tmp.replace(root / "features.safetensors")
         meta = {"format": FORMAT, "encoder": self.encoder, "count": len(self), **({"gate": self.gate} if self.gate else {}),
+                **({"gate_crops": self.gate_crops} if self.gate_crops else {}),
                 "samples": [{"file": f, "text": t, "source": s} for f, t, s in zip(self.files, self.texts, self.sources)]}
         (root / "pool.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         return root
@@ -141,7 +160,8 @@ class Pool:
                 raise DataError(f"{root / 'features.safetensors'}: {len(lengths)} samples, pool.json lists {len(samples)}")
             visuals = list(torch.split(tensors["tokens"], lengths))
         return cls(meta["encoder"], [s["text"] for s in samples], [s["source"] for s in samples],
-                   [s["file"] for s in samples], visuals, root=root, gate=meta.get("gate"))
+                   [s["file"] for s in samples], visuals, root=root, gate=meta.get("gate"),
+                   gate_crops=meta.get("gate_crops"))
 
     # use --------------------------------------------------------------------------------------
     def check_encoder(self, fingerprint: str) -> None:
