@@ -9,10 +9,10 @@ alignments (PyTorch's ctc_loss). The best label c* replaces g only where both ho
 
 (tau, delta) are chosen without any evaluated label, on the pool itself: each pool crop is read
 with the *other* labels as candidates (leave-one-out), and the setting with the largest net gain
-(readings fixed minus readings broken) wins. Or, where the user has more labelled crops of the
-domain (``pool build --gate-on N``), on N crops that are not in the pool, every pool label a candidate. Ties go to the most conservative setting, so when
-the pool shows no gain the gate stays off (tau = 0: nothing is replaced) and reading is plain
-greedy CTC. Measured on IC15-2077 with 100-crop pools: 68.80 -> 69.12 on average over 3 pools
+(readings fixed minus readings broken) wins; or, where the user has more labelled crops of the
+domain (``pool build --gate-on N``), on N crops that are not in the pool, every pool label a
+candidate. Ties go to the most conservative setting, so when the selection shows no gain the gate
+stays off (tau = 0: nothing is replaced) and reading is plain greedy CTC. Measured on IC15-2077 with 100-crop pools: 68.80 -> 69.12 on average over 3 pools
 (leave-one-out), 69.49 (500 other train crops), never below plain reading (docs/scenetext.md).
 """
 
