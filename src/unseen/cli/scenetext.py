@@ -46,7 +46,8 @@ def _recognizer(weights: Optional[Path]):
 
 
 def _samples(images: Optional[Path], labels: Optional[Path], source: Optional[str], split: Optional[str],
-             limit: Optional[int], seed: int, data_dir: Optional[str]):
+             limit: Optional[int], seed: int, data_dir: Optional[str]) -> tuple[list, list]:
+    """The labelled samples given, as (a random --limit of them, the others)."""
     from unseen.core.errors import UnseenError
     from unseen.scenetext.evaluate import load_records
     from unseen.scenetext.pool import PoolSample, read_labels_file
@@ -60,9 +61,11 @@ def _samples(images: Optional[Path], labels: Optional[Path], source: Optional[st
         raise UnseenError("--images needs --labels (a file of '<image>\\t<label>' lines)")
     else:
         raise UnseenError("give the samples: --images DIR --labels labels.tsv, or --from DATASET_OR_PATH [--split S]")
-    if limit is not None and limit < len(samples):
-        samples = random.Random(seed).sample(samples, limit)
-    return samples
+    if limit is None or limit >= len(samples):
+        return samples, []
+    drawn = random.Random(seed).sample(samples, limit)
+    kept = {id(sample) for sample in drawn}
+    return drawn, [sample for sample in samples if id(sample) not in kept]
 
 
 @pool_app.command("build")
@@ -97,12 +100,10 @@ def pool_build(
         raise UnseenError(f"{out}: a pool already exists here; use `unseen str pool add` or another --out")
     if gate_on and encoder_name != PPOCR:
         raise UnseenError("--gate-on chooses the lexicon gate, which reads with PP-OCRv4: add --encoder ppocr-v4-rec")
-    everything = _samples(images, labels, source, split, None, seed, data_dir)
-    samples = random.Random(seed).sample(everything, limit) if limit is not None and limit < len(everything) else everything
+    samples, rest = _samples(images, labels, source, split, limit, seed, data_dir)
     gate_crops = []
     if gate_on:
-        in_pool = {id(sample) for sample in samples}
-        others = [sample for sample in everything if id(sample) not in in_pool and in_charset(sample.text)]
+        others = [sample for sample in rest if in_charset(sample.text)]
         if not others:
             raise UnseenError("--gate-on: no labelled samples left outside the pool; lower --limit or give more samples")
         gate_crops = random.Random(seed + 1).sample(others, min(gate_on, len(others)))
@@ -155,7 +156,7 @@ def pool_add(
             raise UnseenError("--image needs --text (its label)")
         samples = [PoolSample(image, text, str(image), where=str(image))]
     else:
-        samples = _samples(images, labels, source, split, limit, seed, data_dir)
+        samples, _ = _samples(images, labels, source, split, limit, seed, data_dir)
     from unseen.scenetext.encoder import encoder_name
 
     # the pool says which encoder built it; PP-OCRv4 pools get their gate chosen again

@@ -211,11 +211,13 @@ def refit_pool_gate(pool, encoder) -> GateSetting:
     pool.check_encoder(encoder.fingerprint)
     if pool.root is None:
         raise UnseenError("the pool has no folder to read its images from; build it with `unseen str pool build`")
-    images = [open_image(pool.root / name, where=str(pool.root / name)) for name in pool.files]
-    held_out = None
-    if pool.gate_crops:
-        held_out = ([open_image(pool.root / c["file"], where=str(pool.root / c["file"])) for c in pool.gate_crops],
-                    [c["text"] for c in pool.gate_crops])
-    gate = LexiconGate.fit(encoder, images, pool.texts, held_out)
+    def opened(names):
+        return [open_image(pool.root / name, where=str(pool.root / name)) for name in names]
+
+    if pool.gate_crops:  # the pool's own crops are not read then
+        gate = LexiconGate.fit(encoder, [], pool.texts,
+                               (opened(c["file"] for c in pool.gate_crops), [c["text"] for c in pool.gate_crops]))
+    else:
+        gate = LexiconGate.fit(encoder, opened(pool.files), pool.texts)
     pool.gate = gate.as_dict()
     return gate.setting

@@ -41,6 +41,13 @@ class PoolSample:
     where: str = ""  # file:line for error messages
 
 
+def _decoded(sample: PoolSample):
+    """The sample's image, opened from its path where it is not an image already."""
+    if hasattr(sample.image, "size"):
+        return sample.image
+    return open_image(sample.image, where=sample.where or str(sample.image))
+
+
 class Pool:
     def __init__(self, encoder: str, texts=(), sources=(), files=(), visuals=(), root: Path | None = None,
                  gate: dict | None = None, gate_crops: list[dict] | None = None):
@@ -78,9 +85,7 @@ class Pool:
         images = []
         for sample in samples:
             check_label(sample.text, sample.where or sample.source)
-            image = sample.image
-            if not hasattr(image, "size"):
-                image = open_image(image, where=sample.where or str(image))
+            image = _decoded(sample)
             if image.width == 0 or image.height == 0:
                 raise DataError(f"{sample.where or sample.source}: image has zero size")
             images.append(image)
@@ -105,11 +110,8 @@ class Pool:
         (self.root / "gate").mkdir(parents=True, exist_ok=True)
         self.gate_crops = []
         for i, sample in enumerate(samples):
-            image = sample.image
-            if not hasattr(image, "size"):
-                image = open_image(image, where=sample.where or str(image))
             name = f"gate/{i:06d}.png"
-            image.save(self.root / name)
+            _decoded(sample).save(self.root / name)
             self.gate_crops.append({"file": name, "text": sample.text, "source": sample.source})
 
     # persistence ------------------------------------------------------------------------------
