@@ -138,8 +138,15 @@ def test_ppocr_encoder_tokens_read_like_the_baseline(port_and_reference):
     encoder = PPOCREncoder(port_and_reference[:2])
     images = [render_word(w) for w in ("exit", "Hotel", "2024")]
     tokens = encoder.encode(images)
-    assert tokens[0].shape == (320 // 8, 120 + 6625)
-    assert [encoder.ctc_reading(t) for t in tokens] == ppocr_baseline(images, port_and_reference[:2])[0]
+    assert tokens[0].shape == (320 // 8, 120 + 97) == (320 // 8, encoder.d_visual)
+    readings = [encoder.ctc_reading(t) for t in tokens]
+    assert readings == ppocr_baseline(images, port_and_reference[:2])[0]
+    # the compact columns are the full log-probabilities of blank and the ASCII characters
+    full = dict(encoder.ctc_log_probs(images[:1]))[0]
+    assert torch.allclose(tokens[0][:, 120], full[:, 0]) and torch.allclose(tokens[0][:, 121 + 10], full[:, encoder.characters.index("a")])
+    assert torch.allclose(tokens[0][:, 120:].logsumexp(-1), torch.zeros(40), atol=1e-4)  # still a distribution
+    best = encoder.ctc_log_likelihood(tokens[0], readings[0])
+    assert best > encoder.ctc_log_likelihood(tokens[0], readings[0] + "x") and encoder.ctc_log_likelihood(tokens[0], "é") == float("-inf")
     assert encoder.fingerprint.startswith("ppocr-v4-")
     assert torch.allclose(pooled_key(encoder.fingerprint, tokens[0]), encoder.pooled(tokens[0]))
     # a pool built on PP-OCRv4 tokens is refused by a recognizer on another encoder, in one line
@@ -149,3 +156,33 @@ def test_ppocr_encoder_tokens_read_like_the_baseline(port_and_reference):
     assert "\n" not in str(err.value)
     with pytest.raises(UnseenError, match="known: easyocr-english-g2, ppocr-v4-rec"):
         load_encoder("tesseract")
+
+
+def test_e2str_trains_on_ppocr_tokens_from_a_crnn_decoder(port_and_reference, tmp_path):
+    """A store of PP-OCRv4 tokens, stage 1 started from a decoder of another encoder (its visual
+    input layer replaced), stage 2 from that; the recognizer loads with the encoder it was trained on."""
+    from unseen.core.assets.checks import render_word
+    from unseen.scenetext.encoder import PPOCREncoder
+    from unseen.scenetext.model import E2STR, E2STRConfig
+    from unseen.scenetext.pool import Pool
+    from unseen.scenetext.recognizer import Recognizer, save_model_file
+    from unseen.scenetext.store import FeatureStore
+    from unseen.scenetext.train import train_stage
+
+    encoder = PPOCREncoder(port_and_reference[:2])
+    words = ["exit", "Hotel", "2024", "SALE"]
+    store = FeatureStore.create(tmp_path / "store", encoder.fingerprint, encoder.d_visual)
+    store.append(encoder.encode([render_word(w) for w in words * 2]), words * 2, [0, 1, 2, 3] * 2, ["synthetic"] * 8)
+    assert FeatureStore(tmp_path / "store").visual(0).shape == (40, 217)
+    crnn_decoder = save_model_file(E2STR(E2STRConfig(d_model=32, n_layer=2, n_head=2, d_ff=64)), tmp_path / "crnn.safetensors",
+                                   encoder="crnn-0123456789abcdef", stage=2)
+    train_stage(1, store, tmp_path / "s1", init=crnn_decoder, steps=2, batch_size=4)
+    train_stage(2, store, tmp_path / "s2", init=tmp_path / "s1", steps=2, batch_size=4)
+    rec = Recognizer.load(tmp_path / "s2" / "recognizer.safetensors", encoder)
+    assert rec.model.cfg.d_visual == 217 and rec.meta["encoder"] == encoder.fingerprint
+    images = [render_word(w) for w in ("exit", "SALE")]
+    pool = Pool(encoder.fingerprint, words, ["test"] * 4, [""] * 4, [store.visual(i) for i in range(4)])
+    assert len(rec.read(images, pool=pool, n=2)) == 2
+    crnn_like = type("OtherEncoder", (), {"fingerprint": "crnn-0123456789abcdef"})()
+    with pytest.raises(UnseenError, match="recognizer was trained on encoder ppocr-v4-"):
+        Recognizer(rec.model, crnn_like, rec.meta)

@@ -224,19 +224,17 @@ def test_shipped_weights_read_real_crops(ic15, encoder):
 
 
 def test_ctc_log_likelihood_prefers_the_crnn_reading(ic15, encoder):
-    from unseen.scenetext.recognizer import ctc_log_likelihood
-
     tokens = encoder.encode([ic15[0]["image"]])[0]
     reading = encoder.ctc_reading(tokens).strip()
-    best = ctc_log_likelihood(tokens, reading)
+    best = encoder.ctc_log_likelihood(tokens, reading)
     assert best <= 0
-    assert ctc_log_likelihood(tokens, reading + reading[-1] * 2) < best  # a repeated tail is unlikely
-    assert ctc_log_likelihood(tokens, "é") == float("-inf")  # the CRNN cannot write it
+    assert encoder.ctc_log_likelihood(tokens, reading + reading[-1] * 2) < best  # a repeated tail is unlikely
+    assert encoder.ctc_log_likelihood(tokens, "é") == float("-inf")  # the CRNN cannot write it
 
 
 def test_joint_ctc_rescoring_picks_among_candidates(ic15, encoder, tiny_weights):
     """With the CTC weight at 1 the reading is the candidate the CRNN likes best; at 0, the decoder's own."""
-    from unseen.scenetext.recognizer import Recognizer, ctc_log_likelihood
+    from unseen.scenetext.recognizer import Recognizer
 
     rec = Recognizer.load(tiny_weights, encoder)
     visuals = rec.encode([r["image"] for r in ic15[:4]])
@@ -245,7 +243,7 @@ def test_joint_ctc_rescoring_picks_among_candidates(ic15, encoder, tiny_weights)
     for v, decoder_text, chosen in zip(visuals, plain, ctc_only):
         candidates = [c for c in (decoder_text, encoder.ctc_reading(v).strip()) if c]
         assert chosen in candidates
-        assert ctc_log_likelihood(v, chosen) == max(ctc_log_likelihood(v, c) for c in candidates)
+        assert encoder.ctc_log_likelihood(v, chosen) == max(encoder.ctc_log_likelihood(v, c) for c in candidates)
 
 
 def test_quickstart_step_runs(shared_data):

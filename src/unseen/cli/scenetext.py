@@ -339,14 +339,18 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
     export: Optional[Path] = typer.Option(None, "--export", help="Also write fp16 weights here (how the shipped default is made)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads (1 is fastest on a busy 2-core machine)."),
+    encoder_name: str = typer.Option("easyocr-english-g2", "--encoder", help="The frozen encoder whose tokens the decoder reads: "
+                                     "easyocr-english-g2 or ppocr-v4-rec (a store holds one encoder's tokens)."),
     data_dir: Optional[str] = DataDirOption,
 ):
     """Train the recognizer on cached encoder features (stage 1, then stage 2 from it).
 
     Example: unseen str train --stage 2 --init runs/str/stage1 --out runs/str/stage2 --steps 3000
+    --init may name a model trained on another encoder: its decoder is kept, its visual input layer starts fresh.
     """
     from unseen.core.errors import UnseenError
     from unseen.scenetext.recognizer import load_model_file, save_model_file
+    from unseen.scenetext.encoder import load_encoder
     from unseen.scenetext.train import build_store, train_stage
 
     if stage == 2 and init is None:
@@ -354,7 +358,8 @@ def train(
     if any(r.split(":")[0].lower() == "ic15" for r in real):
         console.stderr.print("warning: IC15 is the cross-domain target of the benchmark; training on it voids that comparison")
     sources = [tuple(r.split(":", 1)) if ":" in r and not Path(r).exists() else (r, None) for r in real]
-    feature_store = build_store(store, data_dir, synthetic_groups=synthetic_groups, real=sources, seed=seed)
+    feature_store = build_store(store, data_dir, synthetic_groups=synthetic_groups, real=sources, seed=seed,
+                                encoder=load_encoder(encoder_name))
     if threads:  # after the store: the CRNN's convolutions do use two threads well
         import torch
 

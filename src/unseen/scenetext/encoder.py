@@ -1,7 +1,7 @@
 """The frozen visual encoders: EasyOCR's English CRNN (VGG + 2 BiLSTM, the shipped recognizer's),
 and PP-OCRv4's recognizer (``PPOCREncoder`` below, selectable with ``load_encoder``).
 
-An image becomes T visual tokens of 353 numbers: the 256 BiLSTM features of each column
+With the CRNN, an image becomes T visual tokens of 353 numbers: the 256 BiLSTM features of each column
 position and the CRNN's own CTC log-probabilities over its 97 classes there. The encoder is
 never trained here, so the recognizer's checkpoint holds only what we train (the decoder), and
 the features of a context pool or a training set are computed once and cached.
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from unseen.core.errors import DataError
+from unseen.scenetext.charset import CHARSET
 
 HEIGHT = 64
 WIDTH_STEP = 16
@@ -49,7 +50,33 @@ def to_tensor(image: Image.Image, width: int) -> torch.Tensor:
     return (x.float() / 255 - 0.5) / 0.5
 
 
+def ctc_score(log_probs: torch.Tensor, ids: list[int]) -> float:
+    """log p_CTC(ids | image) over all alignments; [T, C] log-probabilities, blank = 0."""
+    if not ids:
+        return float(log_probs[:, 0].float().sum())
+    target = torch.tensor([ids])
+    loss = F.ctc_loss(log_probs.float()[:, None, :], target, torch.tensor([log_probs.shape[0]]), torch.tensor([len(ids)]),
+                      blank=0, reduction="sum", zero_infinity=False)
+    return -float(loss)
+
+
+def greedy_columns(ids: list[int], characters) -> tuple[str, list[tuple[int, int]]]:
+    """Best-path CTC: merge repeats, drop blanks (0) and classes without a character ("");
+    returns the text and, per emitted character, its first and last time step."""
+    chars, spans, prev = [], [], 0
+    for t, i in enumerate(ids):
+        if i != 0 and i != prev and characters[i]:
+            chars.append(characters[i])
+            spans.append([t, t])
+        elif i != 0 and i == prev and spans and characters[i]:
+            spans[-1][1] = t
+        prev = i
+    return "".join(chars), [tuple(s) for s in spans]
+
+
 class FrozenEncoder:
+    d_features = 256
+    d_visual = D_VISUAL
     pool_width = D_VISUAL  # a pool keeps whole tokens: the E2STR decoder reads them as context
     def __init__(self, crnn=None):
         self.crnn = (crnn or load_crnn()).eval()
@@ -91,45 +118,49 @@ class FrozenEncoder:
     @staticmethod
     def ctc_reading(tokens: torch.Tensor) -> str:
         """What the CRNN alone reads (greedy CTC) from the tokens' log-probabilities."""
-        from unseen.core.models.crnn import CRNN_CHARSET
-
-        ids = tokens[:, 256:].argmax(-1).tolist()
-        chars, prev = [], 0
-        for i in ids:
-            if i != 0 and i != prev:
-                chars.append(CRNN_CHARSET[i - 1])
-            prev = i
-        return "".join(chars)
+        return FrozenEncoder.ctc_char_columns(tokens)[0]
 
     @staticmethod
     def ctc_char_columns(tokens: torch.Tensor) -> tuple[str, list[tuple[int, int]]]:
         """The greedy CTC reading and, per emitted character, its first and last time step."""
         from unseen.core.models.crnn import CRNN_CHARSET
 
-        ids = tokens[:, 256:].argmax(-1).tolist()
-        chars, spans, prev = [], [], 0
-        for t, i in enumerate(ids):
-            if i != 0 and i != prev:
-                chars.append(CRNN_CHARSET[i - 1])
-                spans.append([t, t])
-            elif i != 0 and i == prev:
-                spans[-1][1] = t
-            prev = i
-        return "".join(chars), [tuple(s) for s in spans]
+        return greedy_columns(tokens[:, 256:].argmax(-1).tolist(), ["", *CRNN_CHARSET])
+
+    @staticmethod
+    def ctc_log_likelihood(tokens: torch.Tensor, text: str) -> float:
+        """log p_CTC(text | image) from the CRNN log-probabilities inside the visual tokens; -inf
+        when the CRNN cannot write the text (a character outside its set, or too long for the image)."""
+        from unseen.core.models.crnn import CRNN_CHARSET
+
+        if any(c not in CRNN_CHARSET for c in text):
+            return float("-inf")
+        return ctc_score(tokens[:, 256:], [CRNN_CHARSET.index(c) + 1 for c in text])
+
+    @staticmethod
+    def char_boxes(image: Image.Image, spans: list[tuple[int, int]]):
+        """Approximate character boxes from CTC spans (for Split-and-Transform of real crops)."""
+        from unseen.scenetext.splits import boxes_from_ctc
+
+        return boxes_from_ctc(image, spans, canonical_width(image))
 
 
 class PPOCREncoder:
-    """PP-OCRv4's recognizer (our port) as a frozen encoder: T = W/8 tokens of 120 neck features
-    followed by the CTC head's log-probabilities over its 6,625 classes (blank first, space last).
+    """PP-OCRv4's recognizer (our port) as a frozen encoder: T = W/8 tokens of 217 numbers, the
+    120 neck features followed by the CTC head's log-probabilities of the blank, of the
+    recognizer's 95 printable ASCII characters (CHARSET order) and of "any other character"
+    (log-sum-exp of the other 6,528 classes, so greedy decoding still sees a Chinese character win).
 
     Same interface as ``FrozenEncoder``; its fingerprint starts with "ppocr-v4-", so pools and
     checkpoints made with either encoder are told apart. Images are read as RapidOCR feeds them
-    (height 48, padded to at least 320; crops of one padded width are batched)."""
+    (height 48, padded to at least 320; crops of one padded width are batched). The lexicon gate
+    reads the full 6,625 log-probabilities with ``ctc_log_probs``."""
 
     d_features = 120
-    # a pool keeps only the 120 features (its retrieval keys); with the 6,625 log-probabilities a
-    # 100-crop pool would take about 50 MB, and the lexicon gate re-reads the pool's images anyway
-    pool_width = d_features
+    d_visual = 120 + 1 + 95 + 1
+    pool_width = d_visual  # whole tokens: an E2STR decoder trained on them reads a pool's as context
+    # compact CTC columns: blank, the CHARSET characters, any other character (emits nothing here)
+    compact_characters = ["", *CHARSET, ""]
 
     def __init__(self, loaded=None):
         from unseen.core.assets import load_asset
@@ -138,7 +169,14 @@ class PPOCREncoder:
         self.model, self.characters = loaded or load_asset("ppocr-v4-rec")
         for p in self.model.parameters():
             p.requires_grad_(False)
-        digest = hashlib.sha256(f"ppocr-h{HEIGHT}-w{MIN_WIDTH}-cv2linear-bgr-v1".encode())
+        index = {c: i for i, c in enumerate(self.characters) if i > 0}
+        # a CHARSET character PP-OCRv4 lacks gets no class: its column stays at log 0 = -inf
+        self._ascii = [index.get(c) for c in CHARSET]
+        present = [i for i in self._ascii if i is not None]
+        other = torch.ones(len(self.characters), dtype=torch.bool)
+        other[[0, *present]] = False
+        self._other = other
+        digest = hashlib.sha256(f"ppocr-h{HEIGHT}-w{MIN_WIDTH}-cv2linear-bgr-ascii97-v2".encode())
         for name, tensor in sorted(self.model.state_dict().items()):
             digest.update(name.encode())
             digest.update(tensor.detach().float().numpy().tobytes()[:4096])
@@ -169,7 +207,7 @@ class PPOCREncoder:
     @torch.no_grad()
     def ctc_log_probs(self, images: list[Image.Image], batch_size: int = 32):
         """(index, [T, 6625] CTC log-probabilities) per crop, a batch at a time: a benchmark set's
-        full tokens would not fit in memory (6,745 numbers per column)."""
+        full log-probabilities would not fit in memory."""
         for chunk, x in self._batches(images, batch_size):
             log_probs = F.log_softmax(self.model(x), dim=-1)
             for j, i in enumerate(chunk):
@@ -177,7 +215,11 @@ class PPOCREncoder:
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         features = self.model.features(x)
-        return torch.cat([features, F.log_softmax(self.model.head(features), dim=-1)], dim=-1)
+        full = F.log_softmax(self.model.head(features), dim=-1)
+        missing = torch.full_like(full[..., :1], -1e4)  # log 0, finite in float16
+        ascii_columns = [full[..., i : i + 1] if i is not None else missing for i in self._ascii]
+        other = full[..., self._other].logsumexp(-1, keepdim=True)
+        return torch.cat([features, full[..., :1], *ascii_columns, other], dim=-1)
 
     def pooled(self, tokens: torch.Tensor) -> torch.Tensor:
         return F.normalize(tokens[:, : self.d_features].mean(0), dim=0)
@@ -186,16 +228,21 @@ class PPOCREncoder:
         return self.ctc_char_columns(tokens)[0]
 
     def ctc_char_columns(self, tokens: torch.Tensor) -> tuple[str, list[tuple[int, int]]]:
-        ids = tokens[:, self.d_features :].argmax(-1).tolist()
-        chars, spans, prev = [], [], 0
-        for t, i in enumerate(ids):
-            if i != 0 and i != prev:
-                chars.append(self.characters[i])
-                spans.append([t, t])
-            elif i != 0 and i == prev:
-                spans[-1][1] = t
-            prev = i
-        return "".join(chars), [tuple(s) for s in spans]
+        return greedy_columns(tokens[:, self.d_features :].argmax(-1).tolist(), self.compact_characters)
+
+    def ctc_log_likelihood(self, tokens: torch.Tensor, text: str) -> float:
+        if any(c not in CHARSET for c in text):
+            return float("-inf")
+        return ctc_score(tokens[:, self.d_features :], [CHARSET.index(c) + 1 for c in text])
+
+    @staticmethod
+    def char_boxes(image: Image.Image, spans: list[tuple[int, int]]):
+        """Character boxes from CTC spans: a column covers 8 px of the 48-high resized crop and a
+        PP-OCRv4 spike sits near its character's middle, so a box starts a column before it."""
+        from unseen.core.models.ppocr import crop_width
+        from unseen.scenetext.splits import boxes_from_ctc
+
+        return boxes_from_ctc(image, spans, crop_width(image), step=8, lead=1.0)
 
 
 # the encoders a recognizer or a pool can be built on, by asset name
@@ -216,6 +263,6 @@ def load_encoder(name: str = "easyocr-english-g2"):
 
 
 def pooled_key(fingerprint: str, tokens: torch.Tensor) -> torch.Tensor:
-    """The retrieval key of cached tokens, for the encoder a pool's fingerprint names."""
-    width = PPOCREncoder.d_features if fingerprint.startswith("ppocr-v4-") else 256
+    """The retrieval key of cached tokens, for the encoder a pool's or store's fingerprint names."""
+    width = ENCODERS[encoder_name(fingerprint)].d_features
     return F.normalize(tokens[:, :width].mean(0), dim=0)

@@ -11,9 +11,9 @@ cached in the pool; the context's decoder state is computed once per query and r
 decoding step (model.generate).
 
 Joint CTC/attention rescoring (Watanabe et al. 2017, "Hybrid CTC/attention"): an attention
-decoder alone repeats or drops characters ("Ipswichich"), which the frozen CRNN's own CTC
-head rarely does. So the final reading is the best of a few candidates (the decoder's greedy
-reading, the CRNN's CTC reading and, with a pool, the labels of the retrieved context) under
+decoder alone repeats or drops characters ("Ipswichich"), which the frozen encoder's own CTC
+head (the CRNN's or PP-OCRv4's) rarely does. So the final reading is the best of a few candidates (the decoder's greedy
+reading, the encoder's CTC reading and, with a pool, the labels of the retrieved context) under
 (1 - w) * log p_decoder(text | context, image) + w * log p_CTC(text | image), w = 0.3 as in that
 paper (fixed, not tuned on any benchmark). ``ctc_weight=0`` gives the decoder alone.
 """
@@ -191,7 +191,7 @@ class Recognizer:
         in_query = (batch["slot"] == last_slot) & (targets != PAD)
         token_logp = logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0]
         decoder_scores = (token_logp * in_query).sum(1)
-        ctc_scores = torch.tensor([ctc_log_likelihood(sequences[q][-1][0], c) for q, c in pairs])
+        ctc_scores = torch.tensor([self.encoder.ctc_log_likelihood(sequences[q][-1][0], c) for q, c in pairs])
         return (1 - ctc_weight) * decoder_scores + ctc_weight * ctc_scores
 
     def _hybrid_picks(self, visuals, pool, n, batch_size, max_len, weight: float = 1.0):
@@ -212,16 +212,3 @@ class Recognizer:
             picks.append([(j, float(sims[q, j])) for j in top.indices.tolist()])
         return picks
 
-
-def ctc_log_likelihood(tokens: torch.Tensor, text: str) -> float:
-    """log p_CTC(text | image) from the CRNN log-probabilities inside the visual tokens; -inf when
-    the CRNN cannot write the text (a character outside its set, or too long for the image)."""
-    from unseen.core.models.crnn import CRNN_CHARSET
-
-    if any(c not in CRNN_CHARSET for c in text):
-        return float("-inf")
-    log_probs = tokens[:, 256:].float()[:, None, :]  # [T, 1, 97], blank = 0
-    target = torch.tensor([[CRNN_CHARSET.index(c) + 1 for c in text]])
-    loss = F.ctc_loss(log_probs, target, torch.tensor([log_probs.shape[0]]), torch.tensor([len(text)]),
-                      blank=0, reduction="sum", zero_infinity=False)
-    return -float(loss)

@@ -56,14 +56,16 @@ def transform(image: Image.Image, rng: random.Random) -> Image.Image:
     return out
 
 
-def boxes_from_ctc(image: Image.Image, spans: list[tuple[int, int]], width: int) -> list[tuple[float, float, float, float]]:
-    """Approximate character boxes in ``image`` pixels from the CRNN's CTC time steps.
+def boxes_from_ctc(image: Image.Image, spans: list[tuple[int, int]], width: int, step: int = 4,
+                   lead: float = 1.5) -> list[tuple[float, float, float, float]]:
+    """Approximate character boxes in ``image`` pixels from CTC time steps.
 
-    The CRNN sees the image at ``width`` x 64 and time step t covers about columns 4t .. 4t + 8.
-    Its CTC spike for a character comes near the character's left edge, so a character is taken
-    to run from 1.5 steps before its first spike to 1.5 steps before the next character's.
+    The encoder sees the image ``width`` px wide and time step t covers about columns step * t ..
+    step * (t + 2) (the CRNN: 4 px). The CRNN's CTC spike for a character comes near the
+    character's left edge, so a character is taken to run from ``lead`` steps before its first
+    spike to ``lead`` steps before the next character's.
     """
     scale = image.width / width
-    starts = [max(0.0, 4 * (a - 1.5) * scale) for a, _ in spans]
+    starts = [max(0.0, step * (a - lead) * scale) for a, _ in spans]
     ends = starts[1:] + [float(image.width)]
     return [(x0, 0.0, x1, float(image.height)) for x0, x1 in zip(starts, ends)]

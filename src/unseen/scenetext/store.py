@@ -1,8 +1,8 @@
 """A folder of cached visual tokens: what the frozen encoder made of many labelled images.
 
-    tokens.bin   float16 [sum of T_i, 353], appended chunk by chunk (read back as a memmap)
+    tokens.bin   float16 [sum of T_i, d], appended chunk by chunk (read back as a memmap)
     index.jsonl  one line per sample: {"offset", "length", "text", "group", "kind"}
-    meta.json    {"encoder": fingerprint, "d": 353, ...}
+    meta.json    {"encoder": fingerprint, "d": the token width (353 CRNN, 217 PP-OCRv4), ...}
 
 Training reads it; a half-written store (killed build) is continued by ``append``.
 """
@@ -23,6 +23,7 @@ class FeatureStore:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.meta = json.loads((self.root / "meta.json").read_text())
+        self.d = int(self.meta.get("d", D_VISUAL))
         lines = (self.root / "index.jsonl").read_text().splitlines()
         self.items = [json.loads(line) for line in lines if line]
         self._tokens = None
@@ -33,7 +34,7 @@ class FeatureStore:
     @property
     def tokens(self) -> np.memmap:
         if self._tokens is None:
-            self._tokens = np.memmap(self.root / "tokens.bin", dtype=np.float16, mode="r").reshape(-1, D_VISUAL)
+            self._tokens = np.memmap(self.root / "tokens.bin", dtype=np.float16, mode="r").reshape(-1, self.d)
         return self._tokens
 
     def __len__(self) -> int:
@@ -47,7 +48,7 @@ class FeatureStore:
         return self.items[i]["text"]
 
     @staticmethod
-    def create(root: Path, encoder_fingerprint: str, **info) -> "FeatureStore":
+    def create(root: Path, encoder_fingerprint: str, d: int = D_VISUAL, **info) -> "FeatureStore":
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         meta_path = root / "meta.json"
@@ -60,14 +61,14 @@ class FeatureStore:
                     raise UnseenError(f"{root}/meta.json: field {key!r} is {meta.get(key)!r} but this build asks for {value!r}; "
                                       "use another --store")
         else:
-            meta_path.write_text(json.dumps({"encoder": encoder_fingerprint, "d": D_VISUAL, **info}, indent=2) + "\n")
+            meta_path.write_text(json.dumps({"encoder": encoder_fingerprint, "d": d, **info}, indent=2) + "\n")
             (root / "index.jsonl").write_text("")
             (root / "tokens.bin").write_bytes(b"")
         return FeatureStore(root)
 
     def append(self, visuals: list[torch.Tensor], texts: list[str], groups: list[int], kinds: list[str]) -> None:
         """Append samples; tokens first, then the index lines, so a crash never indexes missing tokens."""
-        offset = (self.root / "tokens.bin").stat().st_size // (2 * D_VISUAL)
+        offset = (self.root / "tokens.bin").stat().st_size // (2 * self.d)
         lines = []
         with (self.root / "tokens.bin").open("ab") as handle:
             for visual, text, group, kind in zip(visuals, texts, groups, kinds):

@@ -22,10 +22,9 @@ from unseen.core.training import TrainConfig, seed_everything, train
 from unseen.scenetext.charset import in_charset
 from unseen.scenetext.corpus import MAX_LABEL, build_lexicon, real_group, synthetic_group
 from unseen.scenetext.data import model_inputs, pack
-from unseen.scenetext.encoder import FrozenEncoder, canonical_width
+from unseen.scenetext.encoder import FrozenEncoder, encoder_name, pooled_key
 from unseen.scenetext.model import E2STR, E2STRConfig, segment_loss
 from unseen.scenetext.render import WordRenderer, find_fonts
-from unseen.scenetext.splits import boxes_from_ctc
 from unseen.scenetext.store import FeatureStore
 
 
@@ -43,7 +42,7 @@ def build_store(out: Path, data_dir: Path | None, *, synthetic_groups: int = 600
     from unseen.core.data import load_dataset, resolve_data_dir
 
     encoder = encoder or FrozenEncoder()
-    store = FeatureStore.create(out, encoder.fingerprint, synthetic_groups=synthetic_groups, real=[list(r) for r in real], seed=seed)
+    store = FeatureStore.create(out, encoder.fingerprint, encoder.d_visual, synthetic_groups=synthetic_groups, real=[list(r) for r in real], seed=seed)
     base = resolve_data_dir(data_dir)
     done = store.next_group()
     if done < synthetic_groups:
@@ -73,10 +72,10 @@ def build_store(out: Path, data_dir: Path | None, *, synthetic_groups: int = 600
                 originals = encoder.encode([r["image"] for _, r in rows])
                 samples, groups = [], []
                 for (i, record), tokens in zip(rows, originals):
-                    reading, spans = FrozenEncoder.ctc_char_columns(tokens)
+                    reading, spans = encoder.ctc_char_columns(tokens)
                     boxes = None
                     if reading == record["text"]:  # the CTC alignment is trustworthy: use it to split
-                        boxes = boxes_from_ctc(record["image"], spans, canonical_width(record["image"]))
+                        boxes = encoder.char_boxes(record["image"], spans)
                     rng = random.Random(seed * 1_000_003 + offset + i)
                     for sample in real_group(record["image"], record["text"], rng, boxes):
                         samples.append(sample)
@@ -145,7 +144,7 @@ class ContextSequences(torch.utils.data.Dataset):
 @torch.no_grad()
 def nearest_in_other_groups(store: FeatureStore, k: int, chunk: int = 4096) -> list[list[int]]:
     """For every sample, the k most similar samples (retrieval keys, cosine) outside its own group."""
-    keys = torch.stack([FrozenEncoder.pooled(store.visual(i).float()) for i in range(len(store))])
+    keys = torch.stack([pooled_key(store.meta["encoder"], store.visual(i).float()) for i in range(len(store))])
     groups = torch.tensor([item["group"] for item in store.items])
     nearest = []
     for start in range(0, len(keys), chunk):
@@ -172,19 +171,30 @@ def train_stage(stage: int, store: FeatureStore | Path, out: Path, *, init: Path
     store = store if isinstance(store, FeatureStore) else FeatureStore(Path(store))
     seed_everything(seed)
     if init is not None:
-        model, _ = load_model_file(_weights_in(init))
+        model, meta = load_model_file(_weights_in(init))
+        if meta.get("encoder") != store.meta["encoder"]:  # e.g. the CRNN-era decoder as a start for PP-OCRv4 tokens
+            model = _rebased(model, store.d)
         model.train()
     else:
-        model = E2STR(config or E2STRConfig())
+        model = E2STR(config or E2STRConfig(d_visual=store.d))
     dataset = SingleImages(store) if stage == 1 else ContextSequences(store, seed=seed, p_neighbours=p_neighbours)
     cfg = TrainConfig(out_dir=str(out), steps=steps, batch_size=batch_size, lr=lr, weight_decay=0.01,
                       warmup_steps=min(200, steps // 10), schedule="cosine", seed=seed, save_every=save_every,
                       log_every=10, extra={"stage": stage, "store": str(store.root), "init": str(init) if init else None,
                                            "p_neighbours": p_neighbours, "model": model.cfg.to_dict()})
-    result = train(model, loss_fn, dataset, cfg, collate=pack, resume=resume, assets=["easyocr-english-g2"],
+    result = train(model, loss_fn, dataset, cfg, collate=pack, resume=resume, assets=[encoder_name(store.meta["encoder"])],
                    progress_label=f"stage {stage}")
     save_model_file(model, Path(out) / "recognizer.safetensors", encoder=store.meta["encoder"], stage=stage)
     return result
+
+
+def _rebased(model: E2STR, d_visual: int) -> E2STR:
+    """The decoder of a model trained on another encoder's tokens, with a fresh visual input
+    layer for tokens of width ``d_visual``: the character decoder and its attention carry over."""
+    fresh = E2STR(E2STRConfig(**{**model.cfg.to_dict(), "d_visual": d_visual}))
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("vis_in.")}
+    fresh.load_state_dict(state, strict=False)
+    return fresh
 
 
 def _weights_in(path: Path) -> Path:
