@@ -145,8 +145,9 @@ def test_cli_builds_a_gated_pool_and_reads_and_evaluates_with_it(tmp_path, crops
 
     runner = CliRunner()
     pool = tmp_path / "pool"
+    # PP-OCRv4 with the lexicon gate is the default reader: no --encoder needed
     result = runner.invoke(app, ["pool", "build", "--images", str(crops), "--labels", str(crops / "labels.tsv"),
-                                 "--out", str(pool), "--encoder", "ppocr-v4-rec"])
+                                 "--out", str(pool)])
     assert result.exit_code == 0, result.output
     assert "lexicon gate:" in result.output
     meta = json.loads((pool / "pool.json").read_text())
@@ -154,21 +155,21 @@ def test_cli_builds_a_gated_pool_and_reads_and_evaluates_with_it(tmp_path, crops
     result = runner.invoke(app, ["pool", "add", str(pool), "--image", str(crops / "images" / "w0.png"), "--text", "JOINT"])
     assert result.exit_code == 0 and "now 9 samples" in " ".join(result.output.split()), result.output
     assert "gate" in json.loads((pool / "pool.json").read_text())  # chosen again for the new labels
-    result = runner.invoke(app, ["read", str(crops / "images" / "w1.png"), "--encoder", "ppocr-v4-rec", "--pool", str(pool), "--json"])
+    result = runner.invoke(app, ["read", str(crops / "images" / "w1.png"), "--pool", str(pool), "--json"])
     assert result.exit_code == 0, result.output
     row = json.loads(result.output.strip().splitlines()[-1])
     assert set(row) == {"image", "text", "confidence", "greedy", "from_pool"}
     out = tmp_path / "eval.json"
-    result = runner.invoke(app, ["eval", "--dataset", str(crops), "--encoder", "ppocr-v4-rec", "--pool", str(pool),
-                                 "--baseline", "ppocr", "--out", str(out)])
+    result = runner.invoke(app, ["eval", "--dataset", str(crops), "--pool", str(pool), "--baseline", "ppocr", "--out", str(out)])
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
     assert payload["ours"]["encoder"] == "ppocr-v4-rec" and payload["ours"]["gate"]["chosen_by"]
     if payload["ours"]["from_pool"] == 0:  # no pool label used: the same readings as the baseline
         assert payload["ours"]["predictions"] == payload["ppocr"]["predictions"]
-    # the default recognizer refuses this pool in one line, and says how to read with it
-    result = runner.invoke(app, ["read", str(crops / "images" / "w1.png"), "--pool", str(pool)])
+    # the CRNN-era recognizer refuses this pool in one line, and says how to read with it
+    result = runner.invoke(app, ["read", str(crops / "images" / "w1.png"), "--pool", str(pool), "--encoder", "easyocr-english-g2"])
     assert isinstance(result.exception, UnseenError) and "--encoder ppocr-v4-rec" in str(result.exception)
+    assert "\n" not in str(result.exception)
 
 
 def test_cli_chooses_the_gate_on_other_crops_and_again_after_pool_add(tmp_path, crops):
@@ -179,10 +180,10 @@ def test_cli_chooses_the_gate_on_other_crops_and_again_after_pool_add(tmp_path, 
     pool = tmp_path / "pool"
     build = ["pool", "build", "--images", str(crops), "--labels", str(crops / "labels.tsv"), "--limit", "4",
              "--gate-on", "3", "--out", str(pool)]
-    result = runner.invoke(app, build)
-    assert isinstance(result.exception, UnseenError) and "add --encoder ppocr-v4-rec" in str(result.exception)
+    result = runner.invoke(app, build + ["--encoder", "easyocr-english-g2"])
+    assert isinstance(result.exception, UnseenError) and "drop --weights and --encoder" in str(result.exception)
     assert not pool.exists()
-    result = runner.invoke(app, build + ["--encoder", "ppocr-v4-rec"])
+    result = runner.invoke(app, build)
     assert result.exit_code == 0, result.output
     meta = json.loads((pool / "pool.json").read_text())
     assert meta["count"] == 4 and len(meta["gate_crops"]) == 3 and meta["gate"]["chosen_by"] == "3 other labelled crops"

@@ -1,4 +1,7 @@
-"""`unseen str`: in-context scene text recognition (E2STR-lite, unseen.scenetext)."""
+"""`unseen str`: scene text recognition that adapts to a domain from a labelled pool (unseen.scenetext).
+
+Reads with PP-OCRv4 and the lexicon gate by default; E2STR-lite (--encoder easyocr-english-g2 or --weights).
+"""
 
 from __future__ import annotations
 
@@ -16,33 +19,33 @@ app = typer.Typer(help="Scene text recognition that adapts to a domain from a fe
 pool_app = typer.Typer(help="Context pools: the labelled samples a recognizer reads beside each query.", no_args_is_help=True)
 app.add_typer(pool_app, name="pool")
 
-WeightsOption = typer.Option(None, "--weights", help="Recognizer weights (default: the shipped e2str_lite.safetensors).",
-                             show_default=False)
+WeightsOption = typer.Option(None, "--weights", help="E2STR-lite recognizer weights: read with that decoder (and the "
+                             "encoder it was trained on) instead of PP-OCRv4's own CTC.", show_default=False)
 
 
-EncoderOption = typer.Option(None, "--encoder", help="ppocr-v4-rec: read with PP-OCRv4 (our port), a pool's labels used "
-                             "through the lexicon gate; default: the shipped E2STR-lite recognizer.", show_default=False)
+EncoderOption = typer.Option(None, "--encoder", help="ppocr-v4-rec (the default): PP-OCRv4 (our port), a pool's labels "
+                             "used through the lexicon gate; easyocr-english-g2: the CRNN-era E2STR-lite recognizer. "
+                             "With --pool and no --encoder: the pool's own encoder.", show_default=False)
 PPOCR = "ppocr-v4-rec"
 
 
-def _gate_encoder(name: Optional[str]):
-    """The PP-OCRv4 encoder when --encoder asks for the lexicon-gate reader, None for E2STR-lite."""
+def _reader(encoder_name: Optional[str], weights: Optional[Path], pool=None):
+    """("gate", the PP-OCRv4 encoder) or ("e2str", a Recognizer): --weights picks that E2STR-lite
+    decoder; else --encoder; else the pool's encoder; else PP-OCRv4, the strongest reader measured."""
     from unseen.core.errors import UnseenError
-    from unseen.scenetext.encoder import ENCODERS, load_encoder
+    from unseen.scenetext.encoder import ENCODERS, encoder_name as name_of, load_encoder
 
-    if name is None or name == "easyocr-english-g2":  # the E2STR-lite recognizer's own encoder
-        return None
-    if name != PPOCR:
-        raise UnseenError(f"--encoder {name!r}: unknown; known: {', '.join(ENCODERS)}")
-    with console.stderr.status("loading PP-OCRv4..."):
-        return load_encoder(PPOCR)
-
-
-def _recognizer(weights: Optional[Path]):
+    if weights is None:
+        name = encoder_name or (name_of(pool.encoder) if pool is not None else PPOCR)
+        if name not in ENCODERS:
+            raise UnseenError(f"--encoder {name!r}: unknown; known: {', '.join(ENCODERS)}")
+        if name == PPOCR:
+            with console.stderr.status("loading PP-OCRv4..."):
+                return "gate", load_encoder(PPOCR)
     from unseen.scenetext.recognizer import Recognizer
 
     with console.stderr.status("loading the recognizer..."):
-        return Recognizer.load(weights)
+        return "e2str", Recognizer.load(weights)
 
 
 def _samples(images: Optional[Path], labels: Optional[Path], source: Optional[str], split: Optional[str],
@@ -77,7 +80,7 @@ def pool_build(
     split: Optional[str] = typer.Option(None, "--split", help="Split of --from."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Keep a random sample of this many."),
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),
-    gate_on: int = typer.Option(0, "--gate-on", help="With --encoder ppocr-v4-rec and --limit: choose the lexicon gate "
+    gate_on: int = typer.Option(0, "--gate-on", help="With PP-OCRv4 and --limit: choose the lexicon gate "
                                 "on this many other labelled samples of the source (kept in the pool's gate/ folder) "
                                 "instead of leave-one-out on the pool."),
     weights: Optional[Path] = WeightsOption,
@@ -86,11 +89,11 @@ def pool_build(
 ):
     """Make a context pool from labelled word images (their visual features are cached in it).
 
-    With --encoder ppocr-v4-rec, the lexicon gate's setting is chosen on the pool itself (leave-one-out),
+    With PP-OCRv4 (the default), the lexicon gate's setting is chosen on the pool itself (leave-one-out),
     or with --gate-on N on N labelled samples of the source that are not in the pool (measured better
     on IC15: docs/scenetext.md).
 
-    Example: unseen str pool build --from ic15 --split train --limit 100 --out pools/ic15 [--encoder ppocr-v4-rec]
+    Example: unseen str pool build --from ic15 --split train --limit 100 --out pools/ic15 [--gate-on 500]
     """
     from unseen.core.errors import UnseenError
     from unseen.scenetext.charset import in_charset
@@ -98,8 +101,9 @@ def pool_build(
 
     if (out / "pool.json").exists():
         raise UnseenError(f"{out}: a pool already exists here; use `unseen str pool add` or another --out")
-    if gate_on and encoder_name != PPOCR:
-        raise UnseenError("--gate-on chooses the lexicon gate, which reads with PP-OCRv4: add --encoder ppocr-v4-rec")
+    kind, reader = _reader(encoder_name, weights)
+    if gate_on and kind != "gate":
+        raise UnseenError("--gate-on chooses the lexicon gate, which reads with PP-OCRv4: drop --weights and --encoder")
     samples, rest = _samples(images, labels, source, split, limit, seed, data_dir)
     gate_crops = []
     if gate_on:
@@ -107,7 +111,7 @@ def pool_build(
         if not others:
             raise UnseenError("--gate-on: no labelled samples left outside the pool; lower --limit or give more samples")
         gate_crops = random.Random(seed + 1).sample(others, min(gate_on, len(others)))
-    encoder = _gate_encoder(encoder_name) or _recognizer(weights).encoder
+    encoder = reader if kind == "gate" else reader.encoder
     pool = Pool.new(encoder, root=out)
     with console.stderr.status(f"encoding {len(samples)} samples..."):
         pool.add(samples, encoder)
@@ -157,10 +161,9 @@ def pool_add(
         samples = [PoolSample(image, text, str(image), where=str(image))]
     else:
         samples, _ = _samples(images, labels, source, split, limit, seed, data_dir)
-    from unseen.scenetext.encoder import encoder_name
-
     # the pool says which encoder built it; PP-OCRv4 pools get their gate chosen again
-    encoder = _gate_encoder(encoder_name(pool.encoder)) or _recognizer(weights).encoder
+    kind, reader = _reader(None, weights, pool)
+    encoder = reader if kind == "gate" else reader.encoder
     added = pool.add(samples, encoder)
     _refit_gate(pool, encoder)
     pool.save(pool_dir)
@@ -199,18 +202,18 @@ def read(
 ):
     """Read the text of word images, with the context of a pool when given.
 
-    Example: unseen str read crop1.png crop2.png --pool pools/ic15 --explain [--encoder ppocr-v4-rec]
+    Example: unseen str read crop1.png crop2.png --pool pools/ic15 --explain
     """
     from unseen.core.data import open_image
     from unseen.scenetext.pool import Pool
 
     pictures = [open_image(path) for path in images]
     pool = Pool.load(pool_dir) if pool_dir else None
-    encoder = _gate_encoder(encoder_name)
-    if encoder is not None:
-        _read_with_gate(images, pictures, pool, encoder, explain, as_json)
+    kind, reader = _reader(encoder_name, weights, pool)
+    if kind == "gate":
+        _read_with_gate(images, pictures, pool, reader, explain, as_json)
         return
-    recognizer = _recognizer(weights)
+    recognizer = reader
     readings = recognizer.read(pictures, pool=pool, n=n if pool is not None else 0)
     if as_json:
         for path, r in zip(images, readings):
@@ -289,16 +292,16 @@ def evaluate(
         raise DataError(f"{dataset}{'/' + split if split else ''}: no records to evaluate")
     pool = Pool.load(pool_dir) if pool_dir else None
     images, targets = [r["image"] for r in records], [r["text"] for r in records]
-    encoder = _gate_encoder(encoder_name)
-    if encoder is not None:  # --n and --context belong to E2STR-lite's retrieval; the gate has neither
+    kind, reader = _reader(encoder_name, weights, pool)
+    if kind == "gate":  # --n and --context belong to E2STR-lite's retrieval; the gate has neither
         with console.stderr.status(f"reading {len(images)} images with PP-OCRv4..."):
-            readings, gate = _gated_readings(images, pool, encoder)
+            readings, gate = _gated_readings(images, pool, reader)
         predictions = [r.text for r in readings]
         result = {"encoder": PPOCR, "gate": gate.as_dict() if gate else None, "metrics": report(predictions, targets),
                   "predictions": predictions, "from_pool": sum(r.from_pool for r in readings)}
         name = "PP-OCRv4" + (f" + pool ({gate.setting.describe().split(' (')[0]})" if gate else " (no context)")
     else:
-        recognizer = _recognizer(weights)
+        recognizer = reader
         with console.stderr.status(f"encoding {len(images)} images..."):
             visuals = recognizer.encode(images)
         with console.stderr.status("reading..."):
