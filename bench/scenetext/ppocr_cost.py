@@ -13,7 +13,8 @@ text: preprocessing, the network, decoding (and, with a pool, retrieval or label
     ... + pool (lexicon gate)   `unseen str read --encoder ppocr-v4-rec --pool P`: LexiconGate.from_pool(P).read,
                                 P built as `unseen str pool build` builds it (100 IC15-train crops, the
                                 benchmark's pool seed 0, gate chosen on it by leave-one-out)
-    E2STR-lite (default)        `unseen str read` (Recognizer.read), without and with a pool of the same crops, n = 2
+    E2STR-lite on the CRNN      `unseen str read --encoder easyocr-english-g2` (Recognizer.read), without and with a pool of the same crops, n = 2
+    E2STR-lite on PP-OCRv4      with --e2str-ppocr W: `unseen str read --weights W`, without and with a pool, n = 2
 
 Pool size 10k: only the per-query part that grows with the pool is timed, on the first --n-scale
 crops. For the lexicon gate that is scoring every pool label by its CTC log-likelihood
@@ -138,6 +139,7 @@ def main():
     parser.add_argument("--scale-size", type=int, default=10_000, help="the large pool's size")
     parser.add_argument("--pool-seed", type=int, default=0)
     parser.add_argument("--no-e2str", action="store_true", help="skip the E2STR-lite rows")
+    parser.add_argument("--e2str-ppocr", default=None, help="also time E2STR-lite trained on PP-OCRv4 tokens (its weights or run folder)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default=str(REPO / "docs" / "results"))
     parser.add_argument("--stem", default="scenetext_cost")
@@ -161,8 +163,16 @@ def main():
 
         recognizer = Recognizer.load()
         e2str_pool = saved_pool(recognizer.encoder, pool_records, tmp / "e2str", gate=False)
-        readers["E2STR-lite (default), no pool"] = lambda im: recognizer.read([im], n=0)[0].text
-        readers["E2STR-lite (default) + 100-crop pool, n = 2"] = lambda im: recognizer.read([im], pool=e2str_pool, n=2)[0].text
+        readers["E2STR-lite on the EasyOCR CRNN, no pool"] = lambda im: recognizer.read([im], n=0)[0].text
+        readers["E2STR-lite on the EasyOCR CRNN + 100-crop pool, n = 2"] = lambda im: recognizer.read([im], pool=e2str_pool, n=2)[0].text
+    if args.e2str_ppocr:
+        from unseen.scenetext.recognizer import Recognizer
+
+        weights = Path(args.e2str_ppocr)
+        on_ppocr = Recognizer.load(weights / "recognizer.safetensors" if weights.is_dir() else weights, encoder)
+        ppocr_pool = saved_pool(encoder, pool_records, tmp / "e2str-ppocr", gate=False)
+        readers["E2STR-lite on PP-OCRv4 tokens, no pool"] = lambda im: on_ppocr.read([im], n=0)[0].text
+        readers["E2STR-lite on PP-OCRv4 tokens + 100-crop pool, n = 2"] = lambda im: on_ppocr.read([im], pool=ppocr_pool, n=2)[0].text
 
     # --- per word, interleaved crop by crop ---
     for record in pool_records[: args.warmup]:

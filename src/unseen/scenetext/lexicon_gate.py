@@ -181,7 +181,7 @@ class LexiconGate:
             raise UnseenError(f"{pool.root or 'the pool'}: the context pool is empty; add samples with `unseen str pool add`")
         if not pool.gate:
             raise UnseenError(f"{pool.root or 'the pool'}: the pool has no gate setting; rebuild it with "
-                              "`unseen str pool build --encoder ppocr-v4-rec`")
+                              "`unseen str pool build` (PP-OCRv4 is its default)")
         return cls(pool.texts, GateSetting(**pool.gate))
 
     def as_dict(self) -> dict:
