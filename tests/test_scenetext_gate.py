@@ -213,3 +213,21 @@ def test_cli_gate_bad_input(tmp_path, crops):
     assert "\n" not in str(result.exception)
     result = runner.invoke(app, ["read", image, "--encoder", "tesseract"])
     assert isinstance(result.exception, UnseenError) and "known: easyocr-english-g2, ppocr-v4-rec" in str(result.exception)
+
+
+def test_cli_pool_from_a_dataset_skips_labels_outside_the_charset(tmp_path, crops):
+    """A dataset's label the reader cannot write (e.g. CAFÉ in IC15 train) is skipped with a notice,
+    not a refusal of the whole pool; the user's own labels file still fails on it (test_scenetext_data)."""
+    _needs_wheel()
+    import shutil
+
+    from unseen.cli.scenetext import app
+
+    source = tmp_path / "source"
+    shutil.copytree(crops, source)
+    with (source / "labels.tsv").open("a") as handle:
+        handle.write("images/w0.png\tCAFÉ\n")
+    result = CliRunner().invoke(app, ["pool", "build", "--from", str(source), "--out", str(tmp_path / "pool")])
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 sample(s)" in " ".join(result.output.split()) and "'CAFÉ'" in result.output
+    assert json.loads((tmp_path / "pool" / "pool.json").read_text())["count"] == 8

@@ -105,6 +105,12 @@ def pool_build(
     if gate_on and kind != "gate":
         raise UnseenError("--gate-on chooses the lexicon gate, which reads with PP-OCRv4: drop --weights and --encoder")
     samples, rest = _samples(images, labels, source, split, limit, seed, data_dir)
+    if source is not None:  # a dataset's labels are not the user's to fix: skip what the reader cannot write, and say so
+        skipped = [sample.text for sample in samples if not in_charset(sample.text)]
+        samples = [sample for sample in samples if in_charset(sample.text)]
+        if skipped:
+            console.stderr.print(f"skipped {len(skipped)} sample(s) of {source} whose label has characters outside the "
+                                 f"recognizer's 95 printable ASCII characters: {', '.join(map(repr, skipped[:5]))}")
     gate_crops = []
     if gate_on:
         others = [sample for sample in rest if in_charset(sample.text)]
