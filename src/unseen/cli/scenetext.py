@@ -358,8 +358,8 @@ def train(
     --init may name a model trained on another encoder: its decoder is kept, its visual input layer starts fresh.
     """
     from unseen.core.errors import UnseenError
-    from unseen.scenetext.recognizer import load_model_file, save_model_file
     from unseen.scenetext.encoder import load_encoder
+    from unseen.scenetext.recognizer import load_model_file, save_model_file
     from unseen.scenetext.train import build_store, train_stage
 
     if stage == 2 and init is None:

@@ -1,8 +1,8 @@
-"""The frozen visual encoders: EasyOCR's English CRNN (VGG + 2 BiLSTM, the shipped recognizer's),
+"""The frozen visual encoders: EasyOCR's English CRNN (VGG + 2 BiLSTM, E2STR-lite's shipped weights),
 and PP-OCRv4's recognizer (``PPOCREncoder`` below, selectable with ``load_encoder``).
 
-With the CRNN, an image becomes T visual tokens of 353 numbers: the 256 BiLSTM features of each column
-position and the CRNN's own CTC log-probabilities over its 97 classes there. The encoder is
+With the CRNN, an image becomes T visual tokens of 353 numbers: the 256 BiLSTM features of each
+column position and the CRNN's own CTC log-probabilities over its 97 classes there. The encoder is
 never trained here, so the recognizer's checkpoint holds only what we train (the decoder), and
 the features of a context pool or a training set are computed once and cached.
 
@@ -78,6 +78,7 @@ class FrozenEncoder:
     d_features = 256
     d_visual = D_VISUAL
     pool_width = D_VISUAL  # a pool keeps whole tokens: the E2STR decoder reads them as context
+
     def __init__(self, crnn=None):
         self.crnn = (crnn or load_crnn()).eval()
         for p in self.crnn.parameters():

@@ -12,8 +12,9 @@ decoding step (model.generate).
 
 Joint CTC/attention rescoring (Watanabe et al. 2017, "Hybrid CTC/attention"): an attention
 decoder alone repeats or drops characters ("Ipswichich"), which the frozen encoder's own CTC
-head (the CRNN's or PP-OCRv4's) rarely does. So the final reading is the best of a few candidates (the decoder's greedy
-reading, the encoder's CTC reading and, with a pool, the labels of the retrieved context) under
+head (the CRNN's or PP-OCRv4's) rarely does. So the final reading is the best of a few
+candidates (the decoder's greedy reading, the encoder's CTC reading and, with a pool, the labels
+of the retrieved context) under
 (1 - w) * log p_decoder(text | context, image) + w * log p_CTC(text | image), w = 0.3 as in that
 paper (fixed, not tuned on any benchmark). ``ctc_weight=0`` gives the decoder alone.
 """
