@@ -1,6 +1,6 @@
 """E2STR-lite on PP-OCRv4 tokens (issue 13, part 3) against PP-OCRv4's own greedy reading, in one run.
 
-    .venv/bin/python bench/scenetext/ppocr_e2str.py --weights runs/str-ppocr/stage2   # ~30 min, one thread
+    .venv/bin/python bench/scenetext/ppocr_e2str.py --weights runs/str-ppocr/stage2b   # ~45 min, one thread
 
 Every crop is encoded once by the frozen PP-OCRv4 port (217-number tokens: neck features and the
 CTC log-probabilities of the blank, the 95 printable ASCII characters and "any other"). Rows:
