@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from unseen.core.assets.checks import render_word
 from unseen.core.models.ppocr import to_tensor
@@ -70,23 +69,18 @@ def main():
 
     cached = [store.visual(i).float() for i in range(args.batch_size)]
     with torch.no_grad():
-        backbone_out = F.avg_pool2d(ppocr.blocks(ppocr.stem(images)), (3, 2))
-
-    def compact(features):
-        full = F.log_softmax(ppocr.head(features), dim=-1)
-        ascii_columns = torch.stack([full[..., i] for i in encoder._ascii], -1)
-        return torch.cat([features, full[..., :1], ascii_columns, full[..., encoder._other].logsumexp(-1, keepdim=True)], -1)
+        backbone_out = ppocr.backbone(images)
 
     def neck_step():
         for p in [*ppocr.neck.parameters(), *ppocr.head.parameters()]:
             p.requires_grad_(True)
-        decoder_step(list(compact(ppocr.neck(backbone_out))),
+        decoder_step(list(encoder.compact(ppocr.neck(backbone_out))),
                      [*decoder.parameters(), *ppocr.neck.parameters(), *ppocr.head.parameters()])
 
     def all_step():
         for p in ppocr.parameters():
             p.requires_grad_(True)
-        decoder_step(list(compact(ppocr.features(images))), [*decoder.parameters(), *ppocr.parameters()])
+        decoder_step(list(encoder.tokens(images)), [*decoder.parameters(), *ppocr.parameters()])
 
     ppocr.train()
     rows = {"frozen (cached tokens)": timed(lambda: decoder_step(cached, list(decoder.parameters())), args.repeats),

@@ -215,7 +215,10 @@ class PPOCREncoder:
                 yield i, log_probs[j]
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.model.features(x)
+        return self.compact(self.model.features(x))
+
+    def compact(self, features: torch.Tensor) -> torch.Tensor:
+        """[..., 120] neck features -> [..., 217] tokens (the features, then the compact CTC columns)."""
         full = F.log_softmax(self.model.head(features), dim=-1)
         missing = torch.full_like(full[..., :1], -1e4)  # log 0, finite in float16
         ascii_columns = [full[..., i : i + 1] if i is not None else missing for i in self._ascii]

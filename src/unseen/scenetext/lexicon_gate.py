@@ -12,8 +12,9 @@ with the *other* labels as candidates (leave-one-out), and the setting with the 
 (readings fixed minus readings broken) wins; or, where the user has more labelled crops of the
 domain (``pool build --gate-on N``), on N crops that are not in the pool, every pool label a
 candidate. Ties go to the most conservative setting, so when the selection shows no gain the gate
-stays off (tau = 0: nothing is replaced) and reading is plain greedy CTC. Measured on IC15-2077 with 100-crop pools: 68.80 -> 69.12 on average over 3 pools
-(leave-one-out), 69.49 (500 other train crops), never below plain reading (docs/scenetext.md).
+stays off (tau = 0: nothing is replaced) and reading is plain greedy CTC. Measured on IC15-2077
+with 100-crop pools: 68.80 -> 69.12 on average over 3 pools (leave-one-out), 69.49 (500 other
+train crops), never below plain reading (docs/scenetext.md).
 """
 
 from __future__ import annotations
@@ -211,6 +212,7 @@ def refit_pool_gate(pool, encoder) -> GateSetting:
     pool.check_encoder(encoder.fingerprint)
     if pool.root is None:
         raise UnseenError("the pool has no folder to read its images from; build it with `unseen str pool build`")
+
     def opened(names):
         return [open_image(pool.root / name, where=str(pool.root / name)) for name in names]
 

@@ -5,7 +5,7 @@ A pool is a folder a user keeps per domain:
     pool.json            format, encoder fingerprint, one entry per sample (file, text, source),
                          and for PP-OCRv4 pools the lexicon gate's setting (lexicon_gate.py) and
                          the labelled crops it was chosen on, if not on the pool itself (gate_crops)
-    features.safetensors tokens [sum T_i, 353] fp16 (PP-OCRv4: its 120 features), lengths [n],
+    features.safetensors tokens [sum T_i, d] fp16 (353 CRNN, 217 PP-OCRv4), lengths [n],
                          keys [n, 256 or 120] (retrieval)
     images/              a copy of every sample image
     gate/                the gate crops' images (pool build --gate-on N)

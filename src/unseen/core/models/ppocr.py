@@ -147,10 +147,13 @@ class PPOCRv4Rec(nn.Module):
         self.neck = SVTRNeck()
         self.head = nn.Linear(120, n_classes)
 
+    def backbone(self, images):
+        """[B, 3, 48, W] -> [B, 480, 1, W/8]: PP-LCNetV3's output, pooled, before the SVTR neck."""
+        return F.avg_pool2d(self.blocks(self.stem(images)), (3, 2))  # blocks: [B, 480, 3, W/4]
+
     def features(self, images):
         """[B, 3, 48, W] -> [B, W/8, 120]: the column features the CTC head reads."""
-        x = self.blocks(self.stem(images))  # [B, 480, 3, W/4]
-        return self.neck(F.avg_pool2d(x, (3, 2)))
+        return self.neck(self.backbone(images))
 
     def forward(self, images):
         return self.head(self.features(images))  # logits; the ONNX graph ends with their softmax
