@@ -261,4 +261,5 @@ def test_quickstart_step_runs(shared_data):
     assert summary["pool_size"] == 5 and summary["queries"] == 6 and summary["encoder"] == "ppocr-v4-rec"
     assert 0 <= summary["accuracy_with_pool"] <= 1 and set(summary["gate"]) >= {"tau", "delta"}
     text = console.export_text()
-    assert "pool fixed or broke (PP-OCRv4" in text and "changed but wrong either way" in text
+    assert "pool or the batch lexicon fixed or" in text and "changed but wrong either way" in text
+    assert summary["from_pool"] + summary["from_batch"] >= summary["fixed"] + summary["broken"]

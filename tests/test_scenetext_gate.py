@@ -158,13 +158,14 @@ def test_cli_builds_a_gated_pool_and_reads_and_evaluates_with_it(tmp_path, crops
     result = runner.invoke(app, ["read", str(crops / "images" / "w1.png"), "--pool", str(pool), "--json"])
     assert result.exit_code == 0, result.output
     row = json.loads(result.output.strip().splitlines()[-1])
-    assert set(row) == {"image", "text", "confidence", "greedy", "from_pool"}
+    assert set(row) == {"image", "text", "confidence", "greedy", "from_pool", "from_batch"}
     out = tmp_path / "eval.json"
     result = runner.invoke(app, ["eval", "--dataset", str(crops), "--pool", str(pool), "--baseline", "ppocr", "--out", str(out)])
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
     assert payload["ours"]["encoder"] == "ppocr-v4-rec" and payload["ours"]["gate"]["chosen_by"]
-    if payload["ours"]["from_pool"] == 0:  # no pool label used: the same readings as the baseline
+    assert payload["ours"]["batch_lexicon"] is True  # on by default
+    if payload["ours"]["from_pool"] == payload["ours"]["from_batch"] == 0:  # nothing replaced: the baseline's readings
         assert payload["ours"]["predictions"] == payload["ppocr"]["predictions"]
     # the CRNN-era recognizer refuses this pool in one line, and says how to read with it
     result = runner.invoke(app, ["read", str(crops / "images" / "w1.png"), "--pool", str(pool), "--encoder", "easyocr-english-g2"])

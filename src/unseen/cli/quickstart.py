@@ -161,7 +161,7 @@ def results_markdown(results: dict) -> str:
     if "scenetext" in results:
         s = results["scenetext"]
         lines += ["## Scene text (IC15 test crops, 36-character word accuracy)", "",
-                  "| crops | recognizer | pool | no context | with pool | fixed | broken |", "|---|---|---|---|---|---|---|",
+                  "| crops | recognizer | pool | no context | with pool + batch lexicon | fixed | broken |", "|---|---|---|---|---|---|---|",
                   f"| {s['queries']} | {s.get('encoder', 'e2str-lite')} | {s['pool_size']} IC15-train crops ({s['n']}) | "
                   f"{s['accuracy_no_context']:.3f} | "
                   f"{s['accuracy_with_pool']:.3f} | {s['fixed']} | {s['broken']} |", ""]

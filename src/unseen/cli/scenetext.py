@@ -27,6 +27,9 @@ EncoderOption = typer.Option(None, "--encoder", help="ppocr-v4-rec (the default)
                              "used through the lexicon gate; easyocr-english-g2: the CRNN-era E2STR-lite recognizer. "
                              "With --pool and no --encoder: the pool's own encoder.", show_default=False)
 PPOCR = "ppocr-v4-rec"
+BatchLexiconOption = typer.Option(True, "--batch-lexicon/--no-batch-lexicon", help="PP-OCRv4: words read surely in "
+                                  "some of the given images are offered to the unsure ones (no labels; helps when the "
+                                  "images share words, as crops of one domain do).")
 
 
 def _reader(encoder_name: Optional[str], weights: Optional[Path], pool=None):
@@ -205,6 +208,7 @@ def read(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image instead of a table."),
     weights: Optional[Path] = WeightsOption,
     encoder_name: Optional[str] = EncoderOption,
+    batch_lexicon: bool = BatchLexiconOption,
 ):
     """Read the text of word images, with the context of a pool when given.
 
@@ -217,7 +221,7 @@ def read(
     pool = Pool.load(pool_dir) if pool_dir else None
     kind, reader = _reader(encoder_name, weights, pool)
     if kind == "gate":
-        _read_with_gate(images, pictures, pool, reader, explain, as_json)
+        _read_with_gate(images, pictures, pool, reader, explain, as_json, batch_lexicon)
         return
     recognizer = reader
     readings = recognizer.read(pictures, pool=pool, n=n if pool is not None else 0)
@@ -237,29 +241,36 @@ def read(
     console.print(table("Readings" + (f" (pool {pool_dir}, n={n})" if pool is not None else ""), columns, rows))
 
 
-def _gated_readings(pictures, pool, encoder):
-    """PP-OCRv4's readings, through the pool's lexicon gate when there is a pool; and the gate."""
-    from unseen.scenetext.lexicon_gate import LexiconGate, read_plain
+def _gated_readings(pictures, pool, encoder, batch_lexicon: bool):
+    """PP-OCRv4's readings, through the pool's lexicon gate when there is a pool, then the batch
+    lexicon when on; and the gate."""
+    from unseen.scenetext.batch_lexicon import DEFAULT_BATCH_LEXICON, read_batch
+    from unseen.scenetext.lexicon_gate import LexiconGate
 
-    if pool is None:
-        return read_plain(encoder, pictures), None
-    pool.check_encoder(encoder.fingerprint)
-    gate = LexiconGate.from_pool(pool)
-    return gate.read(encoder, pictures), gate
+    gate = None
+    if pool is not None:
+        pool.check_encoder(encoder.fingerprint)
+        gate = LexiconGate.from_pool(pool)
+    return read_batch(encoder, pictures, gate, DEFAULT_BATCH_LEXICON if batch_lexicon else None), gate
 
 
-def _read_with_gate(paths, pictures, pool, encoder, explain: bool, as_json: bool) -> None:
-    readings, gate = _gated_readings(pictures, pool, encoder)
+def _source(reading) -> str:
+    return "pool" if reading.from_pool else "batch" if reading.from_batch else ""
+
+
+def _read_with_gate(paths, pictures, pool, encoder, explain: bool, as_json: bool, batch_lexicon: bool) -> None:
+    readings, gate = _gated_readings(pictures, pool, encoder, batch_lexicon)
     if as_json:
         for path, r in zip(paths, readings):
             console.print(json.dumps({"image": str(path), "text": r.text, "confidence": round(r.confidence, 4),
-                                      "greedy": r.greedy, "from_pool": r.from_pool}), highlight=False, soft_wrap=True)
+                                      "greedy": r.greedy, "from_pool": r.from_pool, "from_batch": r.from_batch}), highlight=False, soft_wrap=True)
         return
-    columns = ["image", "text", "confidence"] + (["greedy reading", "from pool"] if explain else [])
+    columns = ["image", "text", "confidence"] + (["greedy reading", "from"] if explain else [])
     rows = []
     for path, r in zip(paths, readings):
-        rows.append([str(path), r.text, round(r.confidence, 3)] + ([r.greedy, "yes" if r.from_pool else ""] if explain else []))
-    title = "Readings (PP-OCRv4" + (f", pool with {gate.setting.describe()})" if gate else ")")
+        rows.append([str(path), r.text, round(r.confidence, 3)] + ([r.greedy, _source(r)] if explain else []))
+    title = "Readings (PP-OCRv4" + (f", pool with {gate.setting.describe()}" if gate else "") + \
+        (", batch lexicon" if batch_lexicon else "") + ")"
     console.print(table(title, columns, rows))
 
 
@@ -277,6 +288,7 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out", help="Write predictions and metrics as JSON here."),
     weights: Optional[Path] = WeightsOption,
     encoder_name: Optional[str] = EncoderOption,
+    batch_lexicon: bool = BatchLexiconOption,
     data_dir: Optional[str] = DataDirOption,
 ):
     """Word accuracy and 1-NED (36-char, cased, full protocols) on a benchmark split.
@@ -301,11 +313,13 @@ def evaluate(
     kind, reader = _reader(encoder_name, weights, pool)
     if kind == "gate":  # --n and --context belong to E2STR-lite's retrieval; the gate has neither
         with console.stderr.status(f"reading {len(images)} images with PP-OCRv4..."):
-            readings, gate = _gated_readings(images, pool, reader)
+            readings, gate = _gated_readings(images, pool, reader, batch_lexicon)
         predictions = [r.text for r in readings]
-        result = {"encoder": PPOCR, "gate": gate.as_dict() if gate else None, "metrics": report(predictions, targets),
-                  "predictions": predictions, "from_pool": sum(r.from_pool for r in readings)}
-        name = "PP-OCRv4" + (f" + pool ({gate.setting.describe().split(' (')[0]})" if gate else " (no context)")
+        result = {"encoder": PPOCR, "gate": gate.as_dict() if gate else None, "batch_lexicon": batch_lexicon,
+                  "metrics": report(predictions, targets), "predictions": predictions,
+                  "from_pool": sum(r.from_pool for r in readings), "from_batch": sum(r.from_batch for r in readings)}
+        name = "PP-OCRv4" + (f" + pool ({gate.setting.describe().split(' (')[0]})" if gate else "") + \
+            (" + batch lexicon" if batch_lexicon else "") + ("" if gate or batch_lexicon else " (no context)")
     else:
         recognizer = reader
         with console.stderr.status(f"encoding {len(images)} images..."):

@@ -70,6 +70,7 @@ class GatedReading:
     greedy: str
     confidence: float
     from_pool: bool  # the greedy reading was replaced by a pool label
+    from_batch: bool = False  # ... or by a word read surely elsewhere in the batch (batch_lexicon.py)
 
 
 def score_log_probs(log_probs: torch.Tensor, characters: list[str], labels: list[str], *,

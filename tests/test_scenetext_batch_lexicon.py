@@ -1,0 +1,79 @@
+"""The batch lexicon: sure readings of a batch offered to its unsure crops (tiny hand-made
+log-probabilities; the CLI on real crops is in test_scenetext_gate.py)."""
+
+import pytest
+import torch
+
+from unseen.scenetext.batch_lexicon import BatchLexicon, apply, best_word, lexicon_of, read_batch, read_crops
+from unseen.scenetext.lexicon_gate import GateSetting, LexiconGate, score_log_probs
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+CHARACTERS = ["<blank>", "a", "b", "c", "d", "\u6c34", " "]  # blank first, one non-ASCII class, space last
+
+
+def log_probs(columns):
+    rows = []
+    for column in columns:
+        p = torch.full((len(CHARACTERS),), 1e-4)
+        for ch, value in column.items():
+            p[CHARACTERS.index(ch)] = value
+        p[0] = max(1.0 - sum(column.values()), 1e-4)
+        rows.append((p / p.sum()).log())
+    return torch.stack(rows)
+
+
+class FakeEncoder:
+    characters = CHARACTERS
+    fingerprint = "ppocr-v4-test"
+
+    def ctc_log_probs(self, images):
+        for i, columns in enumerate(images):
+            yield i, log_probs(columns)
+
+
+SURE_AC = [{"a": 0.97}, {}, {"c": 0.97}, {}]
+UNSURE_AB = [{"a": 0.95}, {}, {"b": 0.5, "c": 0.45}, {}]  # greedy "ab", "ac" nearly as likely
+SURE_CD = [{"c": 0.97}, {}, {"d": 0.97}, {}]
+SURE_NON_ASCII = [{"\u6c34": 0.97}, {}]
+BATCH = BatchLexicon(0.9, GateSetting(0.9, -3.0))
+
+
+def test_lexicon_holds_sure_ascii_readings_only():
+    crops = read_crops(FakeEncoder(), [SURE_AC, UNSURE_AB, SURE_CD, SURE_NON_ASCII], keep_below=0.9)
+    assert lexicon_of(crops, 0.9) == ["ac", "cd"]
+    assert [c.ascii_log_probs is not None for c in crops] == [False, True, False, False]  # kept where unsure only
+    assert crops[1].ascii_log_probs.shape == (4, 6)  # blank + the 5 ASCII classes (a, b, c, d, space)
+
+
+def test_ascii_columns_score_a_word_as_the_full_log_probabilities_do():
+    crop = read_crops(FakeEncoder(), [UNSURE_AB], keep_below=0.9)[0]
+    full = score_log_probs(log_probs(UNSURE_AB), CHARACTERS, ["ac"]).label_ll["ac"]
+    ll, word = best_word(crop.ascii_log_probs, ["", "a", "b", "c", "d", " "], ["ac", "cd"])
+    assert word == "ac" and ll == pytest.approx(full, abs=1e-5)
+
+
+def test_unsure_crop_takes_a_batch_word_and_sure_ones_stay():
+    readings = read_batch(FakeEncoder(), [SURE_AC, UNSURE_AB, SURE_CD], batch=BATCH)
+    assert [(r.text, r.greedy, r.from_batch, r.from_pool) for r in readings] == [
+        ("ac", "ac", False, False), ("ac", "ab", True, False), ("cd", "cd", False, False)]
+    # alone in its batch, the unsure crop has no lexicon; a strict delta keeps its reading too
+    assert read_batch(FakeEncoder(), [UNSURE_AB], batch=BATCH)[0].text == "ab"
+    strict = BatchLexicon(0.9, GateSetting(0.9, 2.0))
+    assert read_batch(FakeEncoder(), [SURE_AC, UNSURE_AB], batch=strict)[1].text == "ab"
+    assert read_batch(FakeEncoder(), [SURE_AC, UNSURE_AB], batch=None)[1].text == "ab"  # switched off
+
+
+def test_pool_labels_come_first_then_the_batch():
+    gate = LexiconGate(["ac"], GateSetting(0.9, -1.0))  # the pool's label is tried first
+    readings = read_batch(FakeEncoder(), [SURE_AC, UNSURE_AB], gate, BATCH)
+    assert (readings[1].text, readings[1].from_pool, readings[1].from_batch) == ("ac", True, False)
+    gate = LexiconGate(["dd"], GateSetting(0.9, 0.0))  # the pool explains nothing: the batch word does
+    readings = apply(read_crops(FakeEncoder(), [SURE_AC, UNSURE_AB], ["dd"], pool_tau=0.9, keep_below=0.9),
+                     CHARACTERS, gate, BATCH)
+    assert (readings[1].text, readings[1].from_pool, readings[1].from_batch) == ("ac", False, True)
+
+
+def test_tau_above_min_confidence_is_refused():
+    with pytest.raises(ValueError, match="its own reading"):
+        BatchLexicon(0.8, GateSetting(0.9, -3.0))
