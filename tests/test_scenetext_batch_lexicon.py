@@ -7,29 +7,19 @@ import torch
 from unseen.scenetext.batch_lexicon import BatchLexicon, apply, best_word, lexicon_of, read_batch, read_crops
 from unseen.scenetext.lexicon_gate import GateSetting, LexiconGate, score_log_probs
 
+from test_scenetext_gate import FakeEncoder as GateFakeEncoder, log_probs as gate_log_probs  # tests/ is on sys.path
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CHARACTERS = ["<blank>", "a", "b", "c", "d", "\u6c34", " "]  # blank first, one non-ASCII class, space last
 
 
-def log_probs(columns):
-    rows = []
-    for column in columns:
-        p = torch.full((len(CHARACTERS),), 1e-4)
-        for ch, value in column.items():
-            p[CHARACTERS.index(ch)] = value
-        p[0] = max(1.0 - sum(column.values()), 1e-4)
-        rows.append((p / p.sum()).log())
-    return torch.stack(rows)
-
-
-class FakeEncoder:
+class FakeEncoder(GateFakeEncoder):
     characters = CHARACTERS
-    fingerprint = "ppocr-v4-test"
 
-    def ctc_log_probs(self, images):
-        for i, columns in enumerate(images):
-            yield i, log_probs(columns)
+
+def log_probs(columns):
+    return gate_log_probs(columns, CHARACTERS)
 
 
 SURE_AC = [{"a": 0.97}, {}, {"c": 0.97}, {}]

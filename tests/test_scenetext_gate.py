@@ -18,13 +18,13 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CHARACTERS = ["<blank>", "a", "b", "c", "d", " "]  # PaddleOCR's layout: blank first, space last
 
 
-def log_probs(columns: list[dict[str, float]]) -> torch.Tensor:
+def log_probs(columns: list[dict[str, float]], characters: list[str] = CHARACTERS) -> torch.Tensor:
     """One column per dict of character -> probability; the rest of each column's mass goes to blank."""
     rows = []
     for column in columns:
-        p = torch.full((len(CHARACTERS),), 1e-4)
+        p = torch.full((len(characters),), 1e-4)
         for ch, value in column.items():
-            p[CHARACTERS.index(ch)] = value
+            p[characters.index(ch)] = value
         p[0] = max(1.0 - sum(column.values()), 1e-4)
         rows.append((p / p.sum()).log())
     return torch.stack(rows)
@@ -75,7 +75,7 @@ class FakeEncoder:
 
     def ctc_log_probs(self, images):
         for i, columns in enumerate(images):
-            yield i, log_probs(columns)
+            yield i, log_probs(columns, self.characters)
 
 
 def test_lexicon_gate_fits_on_its_pool_and_reads():
