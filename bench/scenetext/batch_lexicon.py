@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from unseen.scenetext.batch_lexicon import DEFAULT_BATCH_LEXICON, BatchLexicon, apply, best_word, lexicon_of, read_crops
-from unseen.scenetext.charset import CHARSET
+from unseen.scenetext.batch_lexicon import (DEFAULT_BATCH_LEXICON, BatchLexicon, apply, ascii_columns, best_word, lexicon_of,
+                                            read_crops)
 from unseen.scenetext.encoder import PPOCREncoder
 from unseen.scenetext.evaluate import benchmark_pool_records, load_records
 from unseen.scenetext.lexicon_gate import DELTAS, TAUS, GateSetting, LexiconGate
@@ -47,7 +47,7 @@ def choose(encoder, records) -> tuple[BatchLexicon, list[dict]]:
     """The setting with the largest net gain on these labelled crops read as one batch."""
     crops = read_crops(encoder, [r["image"] for r in records], keep_below=max(MIN_CONFIDENCES))
     targets = [r["text"] for r in records]
-    characters = [""] + [c for c in CHARSET if c in set(encoder.characters[1:])]
+    _, characters = ascii_columns(encoder.characters)
     grid = []
     for min_confidence in MIN_CONFIDENCES:
         words = lexicon_of(crops, min_confidence)

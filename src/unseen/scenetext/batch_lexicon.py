@@ -51,11 +51,18 @@ class BatchCrop:
     ascii_log_probs: torch.Tensor | None
 
 
+def ascii_columns(characters: list[str]) -> tuple[list[int], list[str]]:
+    """The recognizer's columns of the blank and the printable ASCII characters (CHARSET order), and
+    the character each kept column stands for ("" for the blank)."""
+    index = {c: i for i, c in enumerate(characters) if i > 0}
+    kept = [c for c in CHARSET if c in index]
+    return [0] + [index[c] for c in kept], [""] + kept
+
+
 def read_crops(encoder, images, pool_labels=(), *, pool_tau: float = 0.0, keep_below: float = 0.0) -> list[BatchCrop]:
     """One PP-OCRv4 pass: each crop's ScoredCrop (pool labels scored where confidence < pool_tau), and
     its ASCII log-probabilities where confidence < keep_below (the batch lexicon's tau)."""
-    index = {c: i for i, c in enumerate(encoder.characters) if i > 0}
-    columns = [0] + [index[c] for c in CHARSET if c in index]
+    columns, _ = ascii_columns(encoder.characters)
     crops: list = [None] * len(images)
     for i, log_probs in encoder.ctc_log_probs(images):
         scored = score_log_probs(log_probs, encoder.characters, list(pool_labels), unsure_below=pool_tau)
@@ -88,7 +95,7 @@ def best_word(ascii_log_probs: torch.Tensor, characters: list[str], words: list[
 def apply(crops: list[BatchCrop], encoder_characters, gate: LexiconGate | None = None,
           batch: BatchLexicon | None = DEFAULT_BATCH_LEXICON) -> list[GatedReading]:
     """The pool's gate first (where there is a pool), then the batch lexicon on what it left alone."""
-    characters = [""] + [c for c in CHARSET if c in set(encoder_characters[1:])]
+    _, characters = ascii_columns(encoder_characters)
     words = lexicon_of(crops, batch.min_confidence) if batch else []
     candidates = set(gate.labels) if gate else set()
     out = []
