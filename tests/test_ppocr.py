@@ -142,8 +142,10 @@ def test_ppocr_encoder_tokens_read_like_the_baseline(port_and_reference):
     readings = [encoder.ctc_reading(t) for t in tokens]
     assert readings == ppocr_baseline(images, port_and_reference[:2])[0]
     # the compact columns are the full log-probabilities of blank and the ASCII characters
+    # (up to float rounding: one crop alone and three in a batch take different kernels)
     full = dict(encoder.ctc_log_probs(images[:1]))[0]
-    assert torch.allclose(tokens[0][:, 120], full[:, 0]) and torch.allclose(tokens[0][:, 121 + 10], full[:, encoder.characters.index("a")])
+    assert torch.allclose(tokens[0][:, 120], full[:, 0], atol=1e-4)
+    assert torch.allclose(tokens[0][:, 121 + 10], full[:, encoder.characters.index("a")], atol=1e-4)
     assert torch.allclose(tokens[0][:, 120:].logsumexp(-1), torch.zeros(40), atol=1e-4)  # still a distribution
     best = encoder.ctc_log_likelihood(tokens[0], readings[0])
     assert best > encoder.ctc_log_likelihood(tokens[0], readings[0] + "x") and encoder.ctc_log_likelihood(tokens[0], "é") == float("-inf")

@@ -25,6 +25,13 @@ key, top 2). Everything else in a read does not depend on the pool's size. The 1
 the IC15 and IIIT5K train labels, topped up with synthetic ones (corpus.random_label); the
 E2STR-lite keys are random (retrieval time does not depend on their values).
 
+Batch reading (`unseen str read` with several crops, the batch lexicon on by default): the N crops
+read as one call, --batch-repeats times, alternating plain batched greedy, batch lexicon, and pool
+gate + batch lexicon; per-word time = the call's time / N. The batch lexicon's own growing part,
+scoring a crop against every batch word (batch_lexicon.best_word, ASCII columns), is timed at the
+lexicon size this batch gave and at --scale-size words. The network alone (PPOCREncoder.ctc_log_probs)
+is also timed on the N crops at several batch sizes, which sets READ_BATCH_SIZE.
+
 Writes docs/results/scenetext_cost.json and .md (--out, --stem to write elsewhere).
 """
 
@@ -47,6 +54,7 @@ import numpy as np
 import torch
 
 from unseen.core.data import dataset_spec, load_dataset, resolve_data_dir
+from unseen.core.models.ppocr import READ_BATCH_SIZE
 from unseen.scenetext.charset import in_charset
 from unseen.scenetext.corpus import random_label
 from unseen.scenetext.encoder import load_encoder
@@ -57,6 +65,7 @@ from unseen.scenetext.lexicon_gate import (
     refit_pool_gate,
     score_log_probs,
 )
+from unseen.scenetext.batch_lexicon import DEFAULT_BATCH_LEXICON, ascii_columns, best_word, lexicon_of, read_batch, read_crops
 from unseen.scenetext.metrics import report
 from unseen.scenetext.pool import Pool, PoolSample
 
@@ -71,6 +80,8 @@ def onnxruntime_reader(threads: int, characters):
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    # idle onnxruntime threads otherwise spin after each run and slow the next reader down
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(str(asset_file("ppocr-v4-rec")), options, providers=["CPUExecutionProvider"])
 
     def read(image):
@@ -138,6 +149,8 @@ def main():
     parser.add_argument("--n-scale", type=int, default=50, help="crops for the pool-size scaling timings")
     parser.add_argument("--scale-size", type=int, default=10_000, help="the large pool's size")
     parser.add_argument("--pool-seed", type=int, default=0)
+    parser.add_argument("--batch-repeats", type=int, default=3, help="times each batch reader reads the N crops")
+    parser.add_argument("--batch-sizes", default="1,4,8,16,32", help="network batch sizes timed on the N crops")
     parser.add_argument("--no-e2str", action="store_true", help="skip the E2STR-lite rows")
     parser.add_argument("--e2str-ppocr", default=None, help="also time E2STR-lite trained on PP-OCRv4 tokens (its weights or run folder)")
     parser.add_argument("--data-dir", default=None)
@@ -207,10 +220,41 @@ def main():
                 [timed(pool.retrieve, key[None], 2)[1] for key in keys])
     print("\n".join(f"{name}: median {s['median_ms']} ms" for name, s in scaling.items()), flush=True)
 
+    # --- a batch of N crops in one call (the batch lexicon) ---
+    batch_readers = {"PP-OCRv4, our port, batched greedy (no lexicon)": lambda: read_plain(encoder, images),
+                     "... + batch lexicon (default of `unseen str read`)": lambda: read_batch(encoder, images),
+                     "... + 100-crop pool gate + batch lexicon": lambda: read_batch(encoder, images, gate)}
+    network = {f"network only, batches of {size}": (lambda size=size: list(encoder.ctc_log_probs(images, batch_size=size)))
+               for size in map(int, args.batch_sizes.split(","))}
+    batch_times = {name: [] for name in [*batch_readers, *network]}
+    for _ in range(args.batch_repeats):
+        for name, read in network.items():
+            batch_times[name].append(timed(read)[1] / len(images))
+    network_rows = [{"reader": name, "median_ms": round(float(np.median(batch_times[name])), 2)} for name in network]
+    batch_texts = {}
+    for _ in range(args.batch_repeats):
+        for name, read in batch_readers.items():
+            readings, ms = timed(read)
+            batch_times[name].append(ms / len(images))
+            batch_texts[name] = [r.text for r in readings]
+    batch_rows = [{"reader": name, "per_word_ms": [round(t, 2) for t in batch_times[name]],
+                   "median_ms": round(float(np.median(batch_times[name])), 2),
+                   "accuracy": round(100 * report(batch_texts[name], targets)["36"]["accuracy"], 2)} for name in batch_readers]
+    crops = read_crops(encoder, images, keep_below=DEFAULT_BATCH_LEXICON.setting.tau)
+    words = lexicon_of(crops, DEFAULT_BATCH_LEXICON.min_confidence)
+    unsure = [c.ascii_log_probs for c in crops if c.ascii_log_probs is not None][: args.n_scale]
+    _, ascii_characters = ascii_columns(encoder.characters)
+    for size, lexicon in ((len(words), words), (len(big_labels), big_labels)):
+        scaling[f"batch lexicon: CTC scoring of {size} batch words (one unsure crop)"] = stats(
+            [timed(best_word, lp, ascii_characters, lexicon)[1] for lp in unsure])
+    print("\n".join(f"{r['reader']}: median {r['median_ms']} ms/word" for r in batch_rows), flush=True)
+
     # --- write ---
     info["load_average_at_end"] = os.getloadavg()
     result = {**info, "n": len(images), "warmup": args.warmup, "pool_seed": args.pool_seed,
               "gate": gate.as_dict(), "per_word": rows, "port_equals_onnxruntime": sum(a == b for a, b in zip(port, ort)),
+              "batch": {"rows": batch_rows, "network": network_rows, "read_batch_size": READ_BATCH_SIZE, "lexicon_words": len(words), "unsure_crops": sum(c.ascii_log_probs is not None for c in crops),
+                        "repeats": args.batch_repeats},
               "pool_size_scaling": {"queries": len(queries), "large_pool_labels": big_sources, "timings": scaling}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -230,6 +274,14 @@ def main():
              "scores the pool's labels only for crops whose reading is unsure (only those can change).", "",
              "| reader | median ms/word | p90 ms/word | accuracy on these crops (%) |", "|---|---|---|---|"]
     lines += [f"| {r['reader']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['accuracy']:.2f} |" for r in rows]
+    lines += ["", f"**A batch in one call.** The same {len(images)} crops read by one call (as `unseen str read` reads",
+              f"several crops), {args.batch_repeats} times each, readers alternating; per word = the call's time / {len(images)}.",
+              f"The batch lexicon held {len(words)} words; {result['batch']['unsure_crops']} crops were unsure enough to be scored.", "",
+              "| batch reader | median ms/word | accuracy on these crops (%) |", "|---|---|---|"]
+    lines += [f"| {r['reader']} | {r['median_ms']:.1f} | {r['accuracy']:.2f} |" for r in batch_rows]
+    lines += ["", f"The network alone on the same crops, by batch size (READ_BATCH_SIZE = {READ_BATCH_SIZE} is what the readers use):", "",
+              "| forward passes | median ms/word |", "|---|---|"]
+    lines += [f"| {r['reader']} | {r['median_ms']:.1f} |" for r in network_rows]
     lines += ["", f"Our port and onnxruntime read the same text on {result['port_equals_onnxruntime']} of {len(images)} crops.",
               "", f"**Pool size.** Only the per-query part that grows with the pool, on the first {len(queries)} crops. {big_pool}",
               "", "| per-query step | median ms | p90 ms |", "|---|---|---|"]

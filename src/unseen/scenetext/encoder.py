@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from unseen.core.errors import DataError
+from unseen.core.models.ppocr import READ_BATCH_SIZE
 from unseen.scenetext.charset import CHARSET
 
 HEIGHT = 64
@@ -197,7 +198,7 @@ class PPOCREncoder:
                 yield chunk, torch.stack([to_tensor(images[i]) for i in chunk])
 
     @torch.no_grad()
-    def encode(self, images: list[Image.Image], batch_size: int = 32) -> list[torch.Tensor]:
+    def encode(self, images: list[Image.Image], batch_size: int = READ_BATCH_SIZE) -> list[torch.Tensor]:
         out: list = [None] * len(images)
         for chunk, x in self._batches(images, batch_size):
             tokens = self.tokens(x)
@@ -206,7 +207,7 @@ class PPOCREncoder:
         return out
 
     @torch.no_grad()
-    def ctc_log_probs(self, images: list[Image.Image], batch_size: int = 32):
+    def ctc_log_probs(self, images: list[Image.Image], batch_size: int = READ_BATCH_SIZE):
         """(index, [T, 6625] CTC log-probabilities) per crop, a batch at a time: a benchmark set's
         full log-probabilities would not fit in memory."""
         for chunk, x in self._batches(images, batch_size):

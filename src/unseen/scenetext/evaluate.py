@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from unseen.core.models.ppocr import READ_BATCH_SIZE
 from unseen.scenetext.charset import in_charset
 from unseen.scenetext.metrics import correct, normalize, report
 
@@ -90,7 +91,7 @@ def easyocr_baseline(images, crnn=None) -> tuple[list[str], float]:
     return predictions, time.perf_counter() - started
 
 
-def ppocr_baseline(images, loaded=None, batch_size: int = 32) -> tuple[list[str], float]:
+def ppocr_baseline(images, loaded=None, batch_size: int = READ_BATCH_SIZE) -> tuple[list[str], float]:
     """PP-OCRv4's recognizer (our port) as RapidOCR runs it: each crop resized to height 48 and
     padded to at least 320 on its own, greedy CTC. Crops of the same padded width run together:
     their inputs are exactly what they would be one at a time."""
