@@ -5,6 +5,12 @@
     .venv/bin/python bench/pouf/bench.py speed    # one prompt-tuning step: cached features vs re-encoding
     .venv/bin/python bench/pouf/bench.py report   # the tables and the plot from the JSON files
 
+On 2 cores, text runs about twice as fast as two one-thread shards, merged afterwards:
+
+    .venv/bin/python bench/pouf/bench.py text --fresh --tasks sst2,cr,subj,ag_news,mrpc --json runs/text-a.json &
+    .venv/bin/python bench/pouf/bench.py text --fresh --tasks mr,mpqa,trec,rte --json runs/text-b.json
+    .venv/bin/python bench/pouf/bench.py merge-text runs/text-a.json runs/text-b.json
+
 (`--threads N` before the command sets torch's threads; default 1.)
 
 Run the first three under `flock /tmp/unseen-heavy.lock` on a shared machine. Each
@@ -92,7 +98,8 @@ def run_text(args) -> None:
     from unseen.pouf.tasks import load_text_task
     from unseen.pouf.text import TextSetup, evaluate_run, run_adapt
 
-    data = {} if args.fresh else _load(TEXT_JSON)
+    target = Path(args.json) if args.json else TEXT_JSON
+    data = {} if args.fresh else _load(target)
     if not data:
         data = _header("text", TEXT) | {"tasks": {}}
     # seed-major: every task's first seed lands before any second seed (a cut-short run still covers every task)
@@ -115,7 +122,7 @@ def run_text(args) -> None:
             results["adapt_seconds"] = adapt_seconds
             entry["seeds"][str(seed)] = results
             data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-            _store(TEXT_JSON, data)
+            _store(target, data)
             z, p = results["zeroshot"], results["pouf"]
             print(f"{name} seed {seed}: zero-shot single/raw/calibrated {z['single']['accuracy']:.3f}/"
                   f"{z['ensemble']['accuracy']:.3f}/{z['calibrated']['accuracy']:.3f} POUF {p['single']['accuracy']:.3f}/"
@@ -246,6 +253,18 @@ def _fmt(values) -> str:
     return f"{mean:.1f} ± {std:.1f}" if len(values) > 1 else f"{mean:.1f} (1 seed)"
 
 
+def merge_text(args) -> None:
+    """Shards of `text --json` (e.g. two one-thread processes on two cores) into pouf-text.json."""
+    shards = [_load(Path(path)) for path in args.shards]
+    tasks = {name: entry for shard in shards for name, entry in shard["tasks"].items()}
+    merged = shards[0] | {"command": " & ".join(shard["command"] for shard in shards) + "; " + " ".join([Path(sys.executable).name, *sys.argv]),
+                          "started": min(shard["started"] for shard in shards),
+                          "finished": max(shard.get("finished", "") for shard in shards),
+                          "tasks": {name: tasks[name] for name in TEXT_TASKS if name in tasks}}
+    _store(TEXT_JSON, merged)
+    print(f"merged {len(merged['tasks'])} tasks into {TEXT_JSON}")
+
+
 def report(args) -> None:
     text, image, speed = _load(TEXT_JSON), _load(IMAGE_JSON), _load(SPEED_JSON)
     lines = ["# POUF results", "",
@@ -264,10 +283,13 @@ def report(args) -> None:
                   "POUF is read with the calibrated prompt ensemble (the default readout, fixed before these runs). It is "
                   "compared with the *best* of the three label-free zero-shot rows of each task; picking that row takes "
                   "the labels, so this baseline is stronger than any a user could pick without them.", "",
+                  "A run keeps the zero-shot weights when its answers agree less with their inputs' neighbours (MiniLM, "
+                  "10 nearest, chance-corrected kappa) than zero-shot's (the neighbour check, docs/pouf.md); *without "
+                  "check* reads the weights selection chose before that check, from the same runs.", "",
                   "| task | ZS single | ZS raw ens. | ZS calibrated | best ZS | POUF raw ens. | POUF calibrated | Δ vs best ZS "
-                  "| Δ vs ZS calibrated | balanced acc. best ZS → POUF | kept zero-shot |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        best_deltas, calibrated_deltas, best_all, pouf_all = [], [], [], []
+                  "| Δ vs ZS calibrated | balanced acc. best ZS → POUF | kept zero-shot | without check | neighbour kappa ZS → adapted |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        best_deltas, calibrated_deltas, best_all, pouf_all, unchecked_deltas = [], [], [], [], []
         for name, entry in text["tasks"].items():
             runs = list(entry["seeds"].values())
             if not runs:
@@ -283,10 +305,15 @@ def report(args) -> None:
             pouf_all.append(statistics.mean(pouf))
             bal = f"{100 * zs[best]['balanced_accuracy']:.1f} → {_fmt([r['pouf']['calibrated']['balanced_accuracy'] for r in runs])}"
             fallback = sum(bool(r["fallback"]) for r in runs)
+            unchecked = [r.get("adapted_before_fallback", r["pouf"])["calibrated"]["accuracy"] for r in runs]
+            unchecked_deltas.append(statistics.mean(unchecked) - zs[best]["accuracy"])
+            checks = [r["neighbour_check"] for r in runs if r.get("neighbour_check") and "zero_shot" in r["neighbour_check"]]
+            kappa = (f"{statistics.mean(c['zero_shot'] for c in checks):.3f} → {statistics.mean(c['adapted'] for c in checks):.3f}"
+                     if checks else "–")
             cells = [f"{100 * zs[row]['accuracy']:.1f}" for row in ("single", "ensemble", "calibrated")]
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * zs[best]['accuracy']:.1f} | "
                          f"{_fmt([r['pouf']['ensemble']['accuracy'] for r in runs])} | {_fmt(pouf)} | {100 * best_delta:+.1f} | "
-                         f"{100 * calibrated_delta:+.1f} | {bal} | {fallback}/{len(runs)} |")
+                         f"{100 * calibrated_delta:+.1f} | {bal} | {fallback}/{len(runs)} | {_fmt(unchecked)} | {kappa} |")
             plot[name] = ([100 * zs[row]["accuracy"] for row in ("single", "ensemble", "calibrated")], _mean_std(pouf))
         if best_deltas:
             seeds = min(len(e["seeds"]) for e in text["tasks"].values())
@@ -296,6 +323,8 @@ def report(args) -> None:
                       f"ensemble alone (the row a user gets without labels): {100 * statistics.mean(calibrated_deltas):+.1f} on "
                       f"average, worst {100 * min(calibrated_deltas):+.1f}. POUF read at its raw ensemble instead: "
                       f"{100 * statistics.mean(statistics.mean(r['pouf']['ensemble']['accuracy'] for r in e['seeds'].values()) for e in text['tasks'].values()):.1f}. "
+                      f"Without the neighbour check: {100 * statistics.mean(unchecked_deltas):+.1f} on average vs best zero-shot, "
+                      f"worst {100 * min(unchecked_deltas):+.1f}. "
                       f"Seeds per task: at least {seeds} of "
                       f"{len(text['seeds'])}.", ""]
         seconds = [r.get("adapt_seconds", 0) for e in text["tasks"].values() for r in e["seeds"].values()]
@@ -414,6 +443,9 @@ def main() -> None:
     text = sub.add_parser("text")
     text.add_argument("--tasks", default=",".join(TEXT_TASKS))
     text.add_argument("--fresh", action="store_true")
+    text.add_argument("--json", default=None, help="write to this file instead of docs/results/pouf-text.json (a shard; see merge-text)")
+    merge = sub.add_parser("merge-text")
+    merge.add_argument("shards", nargs="+")
     image = sub.add_parser("image")
     image.add_argument("--modes", default=",".join(IMAGE_MODES))
     image.add_argument("--fresh", action="store_true")
@@ -433,7 +465,7 @@ def main() -> None:
     if hasattr(args, "modes"):
         args.modes = args.modes.split(",")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    {"text": run_text, "image": run_image, "speed": run_speed, "report": report}[args.command](args)
+    {"text": run_text, "merge-text": merge_text, "image": run_image, "speed": run_speed, "report": report}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -118,6 +118,9 @@ def adapt_command(
     holdout: Optional[float] = typer.Option(None, "--holdout", help="Images: fraction kept apart for evaluation (default: transductive)."),
     unlabeled_limit: Optional[int] = typer.Option(2000, "--unlabeled-limit", help="Use at most this many unlabeled target examples."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    neighbour_check: bool = typer.Option(True, "--neighbour-check/--no-neighbour-check",
+                                         help="Text: keep the adapted weights only if their answers agree with the inputs' "
+                                              "neighbours (MiniLM) better than zero-shot's, else keep zero-shot (docs/pouf.md)."),
     data_dir: Optional[str] = DataDirOption,
 ):
     """Adapt on unlabeled target data; no label is read (see `unseen pouf eval`).
@@ -154,7 +157,8 @@ def adapt_command(
                          lambda_mi=lambda_mi if lambda_mi is not None else defaults["lambda_mi"],
                          mi_on_model_logits=defaults["mi_on_model_logits"], select=select, select_every=select_every)
     if kind == "text":
-        _, selection = text.run_adapt(setup, config, out, data_dir=data_dir, resume=resume, console=console)
+        _, selection = text.run_adapt(setup, config, out, data_dir=data_dir, resume=resume, console=console,
+                                      neighbour_check=neighbour_check)
     else:
         _, selection = image.run_adapt(setup, config, out, data_dir=data_dir, resume=resume)
     rows = [[h["step"], round(h["objective"], 4), round(h["agreement"], 3), round(h["balance"], 3),
@@ -190,6 +194,8 @@ def eval_command(
         rows = [_report_rows(f"{label}, {prompts}", results[key][readout])
                 for label, key in (("zero-shot", "zeroshot"), (f"POUF {results['mode']}", "pouf"))
                 for readout, prompts in text.READOUTS.items()]
+        if "adapted_before_fallback" in results:  # the adapted weights the neighbour check turned down
+            rows.append(_report_rows(f"POUF {results['mode']} (not kept), calibrated ensemble", results["adapted_before_fallback"]["calibrated"]))
     else:
         from unseen.pouf import image
 

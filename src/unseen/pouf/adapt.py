@@ -300,6 +300,22 @@ def adapt(model, items: Sequence[Sequence], config: AdaptConfig, out_dir: str | 
     return selection
 
 
+def fall_back(out_dir: str | Path, selection: Selection, zero_shot_state: dict, reason: str, **record) -> Selection:
+    """Keep the zero-shot weights after all (a check after selection found the adapted ones worse):
+    they become selected.safetensors (the adapted ones move to adapted.safetensors), and
+    selection.json says why and keeps what the check measured."""
+    out = Path(out_dir)
+    os.replace(out / "selected.safetensors", out / "adapted.safetensors")  # still there for a user who wants them
+    temporary = out / ".selected.safetensors.tmp"
+    save_file(zero_shot_state, temporary)
+    os.replace(temporary, out / "selected.safetensors")
+    adapted_step = selection.step
+    selection.step, selection.fallback, selection.reason = 0, True, f"zero-shot weights: {reason}"
+    criterion = json.loads((out / "selection.json").read_text()).get("criterion")
+    _write_json(out / "selection.json", asdict(selection) | {"criterion": criterion, "adapted_step": adapted_step, **record})
+    return selection
+
+
 def load_selected(model, out_dir: str | Path) -> None:
     path = Path(out_dir) / "selected.safetensors"
     if not path.exists():

@@ -237,6 +237,14 @@ def unlabeled_texts(task: TextTask, prompt: TextPrompt, *, limit=None, data_dir=
     return out
 
 
+def unlabeled_inputs(task: TextTask, *, limit=None, data_dir=None) -> list[str]:
+    """The unlabeled target inputs themselves, without a template: the fields the first prompt reads,
+    joined (what a sentence encoder sees in the neighbour check), in unlabeled_texts' order."""
+    records, indices = _role_records(task, "unlabeled", limit, data_dir)
+    fields = task.prompts[0].fields()
+    return [" ".join(str(records[i][name]) for name in fields if name in records[i]) for i in indices]
+
+
 def eval_texts(task: TextTask, prompt: TextPrompt, *, limit=None, data_dir=None, mask: str | None = None) -> list[str]:
     records, indices = _role_records(task, "eval", limit, data_dir)
     if not indices:

@@ -10,12 +10,14 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from unseen.core.errors import UnseenError
+from unseen.core.errors import AssetMissingError, UnseenError
 from unseen.core.metrics import classification_report
-from unseen.pouf import cache
-from unseen.pouf.adapt import AdaptConfig, adapt, calibrated_ensemble, ensemble, load_selected, predict_log_probs
+from unseen.core.training import trainable_state
+from unseen.core.training.checkpoint import load_trainable_state
+from unseen.pouf import cache, neighbours
+from unseen.pouf.adapt import AdaptConfig, adapt, calibrated_ensemble, ensemble, fall_back, load_selected, predict_log_probs
 from unseen.pouf.lm import load_prompted_lm, multi_token_words
-from unseen.pouf.tasks import TextTask, eval_labels, eval_texts, unlabeled_texts
+from unseen.pouf.tasks import TextTask, eval_labels, eval_texts, unlabeled_inputs, unlabeled_texts
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 # defaults for a causal LM on a CPU: the top 4 of SmolLM2's 30 layers are tuned on cached inputs
@@ -111,8 +113,11 @@ def zeroshot(setup: TextSetup, *, data_dir=None, console=None) -> dict:
     return report
 
 
-def run_adapt(setup: TextSetup, config: AdaptConfig, out_dir, *, data_dir=None, resume=False, console=None):
-    """Adapt on the unlabeled target texts (no label is read) and write the run folder."""
+def run_adapt(setup: TextSetup, config: AdaptConfig, out_dir, *, data_dir=None, resume=False, console=None,
+              neighbour_check: bool = True):
+    """Adapt on the unlabeled target texts (no label is read) and write the run folder. With
+    ``neighbour_check`` (default), the selected weights must also pass `neighbours.check` against
+    zero-shot, or the zero-shot weights are kept."""
     out = Path(out_dir)
     model = build_model(setup, console)
     items = _items(model, setup, "unlabeled", data_dir, console)
@@ -125,9 +130,38 @@ def run_adapt(setup: TextSetup, config: AdaptConfig, out_dir, *, data_dir=None, 
     (out / "pouf.json").write_text(json.dumps(meta, indent=2) + "\n")
     assets = [setup.model_name] if "/" not in setup.model_name and not Path(setup.model_name).exists() else []
     data = _data_pairs(setup.task)
+    if neighbour_check:  # the zero-shot answers and weights, for the check after selection
+        zero_shot_answers = calibrated_ensemble(predict_log_probs(model, items)).argmax(-1)
+        zero_shot_state = {name: tensor.clone() for name, tensor in trainable_state(model).items()}
     selection = adapt(model, items, config, out, resume=resume, assets=assets, data=data, one_view_per_batch=True,
                       extra={"task": setup.task.name, "model": setup.model_name}, progress_label=f"POUF {setup.mode}")
+    if neighbour_check and not selection.fallback:
+        selection = _neighbour_check(model, items, setup, out, selection, zero_shot_answers, zero_shot_state, data_dir, console)
     return model, selection
+
+
+def _neighbour_check(model, items, setup, out: Path, selection, zero_shot_answers, zero_shot_state, data_dir, console):
+    """Keep the selected weights only if their answers follow the inputs' neighbourhoods better than
+    zero-shot's (unseen.pouf.neighbours); else fall back to the zero-shot weights."""
+    inputs = unlabeled_inputs(setup.task, limit=setup.unlabeled_limit, data_dir=data_dir)
+    adapted_answers = calibrated_ensemble(predict_log_probs(model, items)).argmax(-1)
+    record = json.loads((out / "selection.json").read_text())
+    try:
+        result = neighbours.check(inputs, zero_shot_answers, adapted_answers)
+    except AssetMissingError as missing:  # the run stands; only the check is missing, and the run says so
+        if console is not None:
+            console.print(f"note: neighbour check skipped: {missing}")
+        (out / "selection.json").write_text(json.dumps(record | {"neighbour_check": {"skipped": str(missing)}}, indent=2) + "\n")
+        return selection
+    if console is not None:
+        console.print(result.describe())
+    if result.keep_adapted:
+        (out / "selection.json").write_text(json.dumps(record | {"neighbour_check": result.as_dict()}, indent=2) + "\n")
+        return selection
+    selection = fall_back(out, selection, zero_shot_state, "the adapted answers agree less with their inputs' "
+                          f"neighbours than zero-shot's ({result.describe()})", neighbour_check=result.as_dict())
+    load_selected(model, out)
+    return selection
 
 
 def _data_pairs(task: TextTask) -> list[tuple[str, str]]:
@@ -156,13 +190,19 @@ def evaluate_run(run_dir, *, data_dir=None, console=None, eval_limit: int | None
     after = predict_log_probs(model, items)
     k = len(setup.task.classes)
     selection = json.loads((run / "selection.json").read_text())
+    adapted = None
+    if (run / "adapted.safetensors").exists():  # a fallback after selection: what the adapted weights would read
+        load_trainable_state(model, run / "adapted.safetensors")
+        adapted = report_from_log_probs(predict_log_probs(model, items), labels, k)
     results = {
         "task": setup.task.name, "model": setup.model_name, "mode": setup.mode, "n_eval": len(labels),
         "zeroshot": report_from_log_probs(before, labels, k),
         "pouf": report_from_log_probs(after, labels, k),
         "selected_step": selection["step"], "fallback": selection["fallback"], "reason": selection["reason"],
-        "seed": meta["adapt"]["seed"],
+        "seed": meta["adapt"]["seed"], "neighbour_check": selection.get("neighbour_check"),
     }
+    if adapted is not None:
+        results["adapted_before_fallback"] = adapted
     (run / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (run / "results.md").write_text(results_markdown(results))
     return results
@@ -175,5 +215,8 @@ def results_markdown(results: dict) -> str:
         for readout, prompts in READOUTS.items():
             r = results[key][readout]
             lines.append(f"| {label} | {prompts} | {r['accuracy']:.4f} | {r['balanced_accuracy']:.4f} |")
+    if "adapted_before_fallback" in results:  # the weights the neighbour check turned down
+        r = results["adapted_before_fallback"]["calibrated"]
+        lines.append(f"| POUF {results['mode']}, not kept | calibrated ensemble | {r['accuracy']:.4f} | {r['balanced_accuracy']:.4f} |")
     note = "zero-shot weights kept: " + results["reason"] if results["fallback"] else f"selected step {results['selected_step']} ({results['reason']})"
     return "\n".join(lines) + f"\n\n{note}\n"
