@@ -11,6 +11,11 @@ On 2 cores, text runs about twice as fast as two one-thread shards, merged after
     .venv/bin/python bench/pouf/bench.py text --fresh --tasks mr,mpqa,trec,rte --json runs/text-b.json
     .venv/bin/python bench/pouf/bench.py merge-text runs/text-a.json runs/text-b.json
 
+Tasks beyond the nine (the neighbour check on tasks it was not developed on), one seed:
+
+    .venv/bin/python bench/pouf/bench.py text --fresh --seeds 0 --tasks snli,boolq \
+        --prompts bench/pouf/further_tasks.yaml --json docs/results/pouf-text-further.json
+
 (`--threads N` before the command sets torch's threads; default 1.)
 
 Run the first three under `flock /tmp/unseen-heavy.lock` on a shared machine. Each
@@ -35,6 +40,7 @@ REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "docs" / "results"
 RUNS = REPO / "runs" / "pouf-bench"
 TEXT_JSON, IMAGE_JSON, SPEED_JSON = RESULTS / "pouf-text.json", RESULTS / "pouf-image.json", RESULTS / "pouf-speed.json"
+FURTHER_JSON = RESULTS / "pouf-text-further.json"  # `text --prompts bench/pouf/further_tasks.yaml --json` this file
 
 TEXT_TASKS = ["sst2", "mr", "cr", "mpqa", "subj", "trec", "ag_news", "rte", "mrpc"]
 # the benchmark's protocol (fixed before looking at any evaluation split; see docs/pouf.md)
@@ -101,14 +107,14 @@ def run_text(args) -> None:
     target = Path(args.json) if args.json else TEXT_JSON
     data = {} if args.fresh else _load(target)
     if not data:
-        data = _header("text", TEXT) | {"tasks": {}}
+        data = _header("text", TEXT) | {"tasks": {}, "seeds": args.seeds, "prompts": args.prompts}
     # seed-major: every task's first seed lands before any second seed (a cut-short run still covers every task)
-    for seed in SEEDS:
+    for seed in args.seeds:
         for name in args.tasks:
             entry = data["tasks"].setdefault(name, {"seeds": {}})
             if str(seed) in entry["seeds"]:
                 continue
-            task = load_text_task(name)
+            task = load_text_task(name, args.prompts)
             setup = TextSetup(TEXT["model"], task, mode=TEXT["mode"], tune_layers=TEXT["tune_layers"],
                               unlabeled_limit=TEXT["unlabeled"], eval_limit=TEXT["eval"])
             config = AdaptConfig(mode=TEXT["mode"], steps=TEXT["steps"], batch_size=TEXT["batch_size"], lr=TEXT["lr"],
@@ -261,6 +267,8 @@ def main() -> None:
     text = sub.add_parser("text")
     text.add_argument("--tasks", default=",".join(TEXT_TASKS))
     text.add_argument("--fresh", action="store_true")
+    text.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    text.add_argument("--prompts", default=None, help="a prompts YAML for tasks beyond the built-in ones (bench/pouf/further_tasks.yaml)")
     text.add_argument("--json", default=None, help="write to this file instead of docs/results/pouf-text.json (a shard; see merge-text)")
     merge = sub.add_parser("merge-text")
     merge.add_argument("shards", nargs="+")
@@ -280,6 +288,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if hasattr(args, "tasks"):
         args.tasks = args.tasks.split(",")
+    if hasattr(args, "seeds"):
+        args.seeds = [int(seed) for seed in args.seeds.split(",")]
     if hasattr(args, "modes"):
         args.modes = args.modes.split(",")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

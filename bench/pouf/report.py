@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import statistics
 
-from bench import DEFAULT_IMAGE_MODE, IMAGE_JSON, IMAGE_MODE_TEXT, IMAGE_MODES, RESULTS, SPEED_JSON, TEXT_JSON, _load
+from bench import DEFAULT_IMAGE_MODE, FURTHER_JSON, IMAGE_JSON, IMAGE_MODE_TEXT, IMAGE_MODES, RESULTS, SPEED_JSON, TEXT_JSON, _load
 
 
 def _mean_std(values):
@@ -18,6 +18,54 @@ def _mean_std(values):
 def _fmt(values) -> str:
     mean, std = _mean_std(values)
     return f"{mean:.1f} ± {std:.1f}" if len(values) > 1 else f"{mean:.1f} (1 seed)"
+
+
+def _text_rows(text: dict) -> tuple[list[str], dict]:
+    """The text table (zero-shot rows, POUF, the neighbour check) and its summary line."""
+    lines = [
+        "| task | ZS single | ZS raw ens. | ZS calibrated | best ZS | POUF raw ens. | POUF calibrated | Δ vs best ZS "
+        "| Δ vs ZS calibrated | balanced acc. best ZS → POUF | kept zero-shot | without check | neighbour kappa ZS → adapted |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    plot = {}
+    best_deltas, calibrated_deltas, best_all, pouf_all, unchecked_deltas = [], [], [], [], []
+    for name, entry in text["tasks"].items():
+        runs = list(entry["seeds"].values())
+        if not runs:
+            continue
+        zs = runs[0]["zeroshot"]
+        best = max(("single", "ensemble", "calibrated"), key=lambda row: zs[row]["accuracy"])
+        pouf = [r["pouf"]["calibrated"]["accuracy"] for r in runs]
+        best_delta = statistics.mean(pouf) - zs[best]["accuracy"]
+        calibrated_delta = statistics.mean(pouf) - zs["calibrated"]["accuracy"]
+        best_deltas.append(best_delta)
+        calibrated_deltas.append(calibrated_delta)
+        best_all.append(zs[best]["accuracy"])
+        pouf_all.append(statistics.mean(pouf))
+        bal = f"{100 * zs[best]['balanced_accuracy']:.1f} → {_fmt([r['pouf']['calibrated']['balanced_accuracy'] for r in runs])}"
+        fallback = sum(bool(r["fallback"]) for r in runs)
+        unchecked = [r.get("adapted_before_fallback", r["pouf"])["calibrated"]["accuracy"] for r in runs]
+        unchecked_deltas.append(statistics.mean(unchecked) - zs[best]["accuracy"])
+        checks = [r["neighbour_check"] for r in runs if r.get("neighbour_check") and "zero_shot" in r["neighbour_check"]]
+        kappa = (f"{statistics.mean(c['zero_shot'] for c in checks):.3f} → {statistics.mean(c['adapted'] for c in checks):.3f}"
+                 if checks else "–")
+        cells = [f"{100 * zs[row]['accuracy']:.1f}" for row in ("single", "ensemble", "calibrated")]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * zs[best]['accuracy']:.1f} | "
+                     f"{_fmt([r['pouf']['ensemble']['accuracy'] for r in runs])} | {_fmt(pouf)} | {100 * best_delta:+.1f} | "
+                     f"{100 * calibrated_delta:+.1f} | {bal} | {fallback}/{len(runs)} | {_fmt(unchecked)} | {kappa} |")
+        plot[name] = ([100 * zs[row]["accuracy"] for row in ("single", "ensemble", "calibrated")], _mean_std(pouf))
+    if best_deltas:
+        seeds = min(len(e["seeds"]) for e in text["tasks"].values())
+        lines += ["", f"Average over {len(best_deltas)} tasks: best zero-shot row {100 * statistics.mean(best_all):.1f}, "
+                  f"POUF {100 * statistics.mean(pouf_all):.1f} ({100 * statistics.mean(best_deltas):+.1f} points; target +3). "
+                  f"Worst task: {100 * min(best_deltas):+.1f} (target: none below −1). Against the calibrated zero-shot "
+                  f"ensemble alone (the row a user gets without labels): {100 * statistics.mean(calibrated_deltas):+.1f} on "
+                  f"average, worst {100 * min(calibrated_deltas):+.1f}. POUF read at its raw ensemble instead: "
+                  f"{100 * statistics.mean(statistics.mean(r['pouf']['ensemble']['accuracy'] for r in e['seeds'].values()) for e in text['tasks'].values()):.1f}. "
+                  f"Without the neighbour check: {100 * statistics.mean(unchecked_deltas):+.1f} on average vs best zero-shot, "
+                  f"worst {100 * min(unchecked_deltas):+.1f}. "
+                  f"Seeds per task: at least {seeds} of "
+                  f"{len(text['seeds'])}.", ""]
+    return lines, plot
 
 
 def report() -> None:
@@ -40,48 +88,15 @@ def report() -> None:
                   "the labels, so this baseline is stronger than any a user could pick without them.", "",
                   "A run keeps the zero-shot weights when its answers agree less with their inputs' neighbours (MiniLM, "
                   "10 nearest, chance-corrected kappa) than zero-shot's (the neighbour check, docs/pouf.md); *without "
-                  "check* reads the weights selection chose before that check, from the same runs.", "",
-                  "| task | ZS single | ZS raw ens. | ZS calibrated | best ZS | POUF raw ens. | POUF calibrated | Δ vs best ZS "
-                  "| Δ vs ZS calibrated | balanced acc. best ZS → POUF | kept zero-shot | without check | neighbour kappa ZS → adapted |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        best_deltas, calibrated_deltas, best_all, pouf_all, unchecked_deltas = [], [], [], [], []
-        for name, entry in text["tasks"].items():
-            runs = list(entry["seeds"].values())
-            if not runs:
-                continue
-            zs = runs[0]["zeroshot"]
-            best = max(("single", "ensemble", "calibrated"), key=lambda row: zs[row]["accuracy"])
-            pouf = [r["pouf"]["calibrated"]["accuracy"] for r in runs]
-            best_delta = statistics.mean(pouf) - zs[best]["accuracy"]
-            calibrated_delta = statistics.mean(pouf) - zs["calibrated"]["accuracy"]
-            best_deltas.append(best_delta)
-            calibrated_deltas.append(calibrated_delta)
-            best_all.append(zs[best]["accuracy"])
-            pouf_all.append(statistics.mean(pouf))
-            bal = f"{100 * zs[best]['balanced_accuracy']:.1f} → {_fmt([r['pouf']['calibrated']['balanced_accuracy'] for r in runs])}"
-            fallback = sum(bool(r["fallback"]) for r in runs)
-            unchecked = [r.get("adapted_before_fallback", r["pouf"])["calibrated"]["accuracy"] for r in runs]
-            unchecked_deltas.append(statistics.mean(unchecked) - zs[best]["accuracy"])
-            checks = [r["neighbour_check"] for r in runs if r.get("neighbour_check") and "zero_shot" in r["neighbour_check"]]
-            kappa = (f"{statistics.mean(c['zero_shot'] for c in checks):.3f} → {statistics.mean(c['adapted'] for c in checks):.3f}"
-                     if checks else "–")
-            cells = [f"{100 * zs[row]['accuracy']:.1f}" for row in ("single", "ensemble", "calibrated")]
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * zs[best]['accuracy']:.1f} | "
-                         f"{_fmt([r['pouf']['ensemble']['accuracy'] for r in runs])} | {_fmt(pouf)} | {100 * best_delta:+.1f} | "
-                         f"{100 * calibrated_delta:+.1f} | {bal} | {fallback}/{len(runs)} | {_fmt(unchecked)} | {kappa} |")
-            plot[name] = ([100 * zs[row]["accuracy"] for row in ("single", "ensemble", "calibrated")], _mean_std(pouf))
-        if best_deltas:
-            seeds = min(len(e["seeds"]) for e in text["tasks"].values())
-            lines += ["", f"Average over {len(best_deltas)} tasks: best zero-shot row {100 * statistics.mean(best_all):.1f}, "
-                      f"POUF {100 * statistics.mean(pouf_all):.1f} ({100 * statistics.mean(best_deltas):+.1f} points; target +3). "
-                      f"Worst task: {100 * min(best_deltas):+.1f} (target: none below −1). Against the calibrated zero-shot "
-                      f"ensemble alone (the row a user gets without labels): {100 * statistics.mean(calibrated_deltas):+.1f} on "
-                      f"average, worst {100 * min(calibrated_deltas):+.1f}. POUF read at its raw ensemble instead: "
-                      f"{100 * statistics.mean(statistics.mean(r['pouf']['ensemble']['accuracy'] for r in e['seeds'].values()) for e in text['tasks'].values()):.1f}. "
-                      f"Without the neighbour check: {100 * statistics.mean(unchecked_deltas):+.1f} on average vs best zero-shot, "
-                      f"worst {100 * min(unchecked_deltas):+.1f}. "
-                      f"Seeds per task: at least {seeds} of "
-                      f"{len(text['seeds'])}.", ""]
+                  "check* reads the weights selection chose before that check, from the same runs.", ""]
+        rows, plot = _text_rows(text)
+        lines += rows
+        further = _load(FURTHER_JSON)
+        if further.get("tasks"):
+            lines += ["### Further tasks", "",
+                      f"Tasks the neighbour check was not developed on, same protocol, prompts from {further['prompts']} "
+                      f"(written before any run), seeds {', '.join(map(str, further['seeds']))}. Command: `{further['command']}`.", ""]
+            lines += _text_rows(further)[0]
         seconds = [r.get("adapt_seconds", 0) for e in text["tasks"].values() for r in e["seeds"].values()]
         if seconds:
             lines += [f"Adaptation wall time per run (caching the frozen layers included on the first seed): median "
