@@ -27,8 +27,8 @@ from unseen.core.errors import AssetMissingError, DataError
 
 HEIGHT = 48
 MIN_WIDTH = 320  # RapidOCR's rec_img_shape: narrower crops are padded to this width
-# crops per forward pass when reading many: on 2 CPU threads, batches of 4-8 read a word in 17 ms,
-# batches of 32 in 37 ms (cache-bound); bench/scenetext/ppocr_cost.py times them side by side
+# crops per forward pass when reading many: on 2 CPU threads batches of 4-8 read a word in 16-17 ms,
+# batches of 32 in 27 (they fall out of the cache); bench/scenetext/ppocr_cost.py times them side by side
 READ_BATCH_SIZE = 8
 
 # PP-LCNetV3 "rec" configuration at scale 0.95 (channels rounded to multiples of 16):
