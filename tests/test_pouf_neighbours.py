@@ -73,9 +73,33 @@ def test_a_run_whose_answers_lose_the_neighbour_check_keeps_the_zero_shot_weight
     # an encoder under which the zero-shot answers are the neighbourhoods exactly: no adapted answer can beat them
     monkeypatch.setattr(neighbours, "embed_texts", lambda texts, encoder=None: F.one_hot(zero_shot, 2).float())
     config = AdaptConfig(mode="ln", steps=6, batch_size=8, lr=3e-2, select_every=3)
-    _, selection = run_adapt(setup, config, tmp_path / "run")
+    _, selection = run_adapt(setup, config, tmp_path / "run", neighbour_check=True)
     assert selection.fallback and selection.step == 0 and "neighbours" in selection.reason
     saved = json.loads((tmp_path / "run" / "selection.json").read_text())
     assert saved["fallback"] and saved["adapted_step"] > 0 and saved["neighbour_check"]["keep_adapted"] is False
     results = evaluate_run(tmp_path / "run")
     assert results["fallback"] and results["pouf"] == results["zeroshot"]  # the kept weights are the zero-shot weights
+
+
+def test_cli_runs_the_check_only_when_asked(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from unseen.cli.pouf import app
+
+    monkeypatch.setenv("UNSEEN_CACHE", str(tmp_path / "cache"))
+    data = sentiment_jsonl(tmp_path / "reviews.jsonl", n=48)
+    (tmp_path / "prompts.yaml").write_text(SENTIMENT_PROMPTS.format(dataset=data))
+    # every input its own far-away point: no neighbour shares an answer by closeness, kappa < 0 for both
+    monkeypatch.setattr(neighbours, "embed_texts", lambda texts, encoder=None: torch.eye(len(texts)))
+    common = ["adapt", "--model", str(tiny_causal_lm(tmp_path / "lm")), "--task", str(data), "--prompts",
+              str(tmp_path / "prompts.yaml"), "--tune-layers", "2", "--mode", "ln", "--steps", "4", "--batch-size", "8",
+              "--select-every", "2", "--lr", "3e-2"]
+    runner = CliRunner()
+    result = runner.invoke(app, [*common, "--out", str(tmp_path / "plain")])
+    assert result.exit_code == 0, result.output
+    assert "neighbour_check" not in json.loads((tmp_path / "plain" / "selection.json").read_text())
+    result = runner.invoke(app, [*common, "--neighbour-check", "--out", str(tmp_path / "checked")])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "checked" / "selection.json").read_text())
+    assert "neighbour_check" in saved or saved["fallback"]  # measured, unless selection itself kept zero-shot
+    assert ("neighbour agreement" in result.output) == ("neighbour_check" in saved)

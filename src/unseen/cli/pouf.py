@@ -118,9 +118,9 @@ def adapt_command(
     holdout: Optional[float] = typer.Option(None, "--holdout", help="Images: fraction kept apart for evaluation (default: transductive)."),
     unlabeled_limit: Optional[int] = typer.Option(2000, "--unlabeled-limit", help="Use at most this many unlabeled target examples."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
-    neighbour_check: bool = typer.Option(True, "--neighbour-check/--no-neighbour-check",
-                                         help="Text: keep the adapted weights only if their answers agree with the inputs' "
-                                              "neighbours (MiniLM) better than zero-shot's, else keep zero-shot (docs/pouf.md)."),
+    neighbour_check: bool = typer.Option(False, "--neighbour-check/--no-neighbour-check",
+                                         help="Text, opt-in: keep the adapted weights only if their answers agree with the inputs' "
+                                              "neighbours (MiniLM) better than zero-shot's, else keep zero-shot (measured: docs/pouf.md)."),
     data_dir: Optional[str] = DataDirOption,
 ):
     """Adapt on unlabeled target data; no label is read (see `unseen pouf eval`).
