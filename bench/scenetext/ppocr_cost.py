@@ -55,6 +55,7 @@ import torch
 
 from unseen.core.data import dataset_spec, load_dataset, resolve_data_dir
 from unseen.core.models.ppocr import READ_BATCH_SIZE
+from unseen.scenetext.batch_lexicon import DEFAULT_BATCH_LEXICON, ascii_columns, best_word, lexicon_of, read_batch, read_crops
 from unseen.scenetext.charset import in_charset
 from unseen.scenetext.corpus import random_label
 from unseen.scenetext.encoder import load_encoder
@@ -65,7 +66,6 @@ from unseen.scenetext.lexicon_gate import (
     refit_pool_gate,
     score_log_probs,
 )
-from unseen.scenetext.batch_lexicon import DEFAULT_BATCH_LEXICON, ascii_columns, best_word, lexicon_of, read_batch, read_crops
 from unseen.scenetext.metrics import report
 from unseen.scenetext.pool import Pool, PoolSample
 
