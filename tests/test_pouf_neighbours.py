@@ -61,12 +61,17 @@ def test_sentence_encoder_places_paraphrases_together():
     assert e[0] @ e[1] > e[0] @ e[2] + 0.2
 
 
-def test_a_run_whose_answers_lose_the_neighbour_check_keeps_the_zero_shot_weights(tmp_path, monkeypatch):
+def _tiny(tmp_path, monkeypatch):
+    """A tiny causal LM and a sentiment task with its prompts file, with a private feature cache."""
     monkeypatch.setenv("UNSEEN_CACHE", str(tmp_path / "cache"))
     data = sentiment_jsonl(tmp_path / "reviews.jsonl", n=48)
     (tmp_path / "prompts.yaml").write_text(SENTIMENT_PROMPTS.format(dataset=data))
-    setup = TextSetup(str(tiny_causal_lm(tmp_path / "lm")), load_text_task(str(data), tmp_path / "prompts.yaml"),
-                      mode="ln", tune_layers=2)
+    return tiny_causal_lm(tmp_path / "lm"), data, tmp_path / "prompts.yaml"
+
+
+def test_a_run_whose_answers_lose_the_neighbour_check_keeps_the_zero_shot_weights(tmp_path, monkeypatch):
+    lm, data, prompts = _tiny(tmp_path, monkeypatch)
+    setup = TextSetup(str(lm), load_text_task(str(data), prompts), mode="ln", tune_layers=2)
     model = build_model(setup)
     zero_shot = calibrated_ensemble(predict_log_probs(model, _items(model, setup, "unlabeled", None))).argmax(-1)
     assert len(unlabeled_inputs(setup.task)) == len(zero_shot)
@@ -86,13 +91,10 @@ def test_cli_runs_the_check_only_when_asked(tmp_path, monkeypatch):
 
     from unseen.cli.pouf import app
 
-    monkeypatch.setenv("UNSEEN_CACHE", str(tmp_path / "cache"))
-    data = sentiment_jsonl(tmp_path / "reviews.jsonl", n=48)
-    (tmp_path / "prompts.yaml").write_text(SENTIMENT_PROMPTS.format(dataset=data))
+    lm, data, prompts = _tiny(tmp_path, monkeypatch)
     # every input its own far-away point: no neighbour shares an answer by closeness, kappa < 0 for both
     monkeypatch.setattr(neighbours, "embed_texts", lambda texts, encoder=None: torch.eye(len(texts)))
-    common = ["adapt", "--model", str(tiny_causal_lm(tmp_path / "lm")), "--task", str(data), "--prompts",
-              str(tmp_path / "prompts.yaml"), "--tune-layers", "2", "--mode", "ln", "--steps", "4", "--batch-size", "8",
+    common = ["adapt", "--model", str(lm), "--task", str(data), "--prompts", str(prompts), "--tune-layers", "2", "--mode", "ln", "--steps", "4", "--batch-size", "8",
               "--select-every", "2", "--lr", "3e-2"]
     runner = CliRunner()
     result = runner.invoke(app, [*common, "--out", str(tmp_path / "plain")])

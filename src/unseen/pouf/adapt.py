@@ -311,9 +311,14 @@ def fall_back(out_dir: str | Path, selection: Selection, zero_shot_state: dict, 
     os.replace(temporary, out / "selected.safetensors")
     adapted_step = selection.step
     selection.step, selection.fallback, selection.reason = 0, True, f"zero-shot weights: {reason}"
-    criterion = json.loads((out / "selection.json").read_text()).get("criterion")
-    _write_json(out / "selection.json", asdict(selection) | {"criterion": criterion, "adapted_step": adapted_step, **record})
+    update_selection_file(out, **asdict(selection), adapted_step=adapted_step, **record)
     return selection
+
+
+def update_selection_file(out_dir: str | Path, **fields) -> None:
+    """Add or replace fields of a finished run's selection.json (written atomically)."""
+    path = Path(out_dir) / "selection.json"
+    _write_json(path, json.loads(path.read_text()) | fields)
 
 
 def load_selected(model, out_dir: str | Path) -> None:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unseen.core.assets import mean_pooled
 from unseen.core.errors import UnseenError
 from unseen.pouf.dual import CLIP_MEAN, CLIP_STD, DualEncoder, resize_normalize
 
@@ -204,9 +205,7 @@ class ConSE(DualEncoder):
 
     def encode_text_embeddings(self, embeddings, tokens, center: bool = True):
         mask = tokens["attention_mask"].to(embeddings.device)
-        hidden = self.text_encoder(inputs_embeds=embeddings, attention_mask=mask).last_hidden_state
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = F.normalize((hidden * weights).sum(1) / weights.sum(1), dim=-1)
+        pooled = mean_pooled(self.text_encoder(inputs_embeds=embeddings, attention_mask=mask).last_hidden_state, mask)
         return pooled - self.center if center else pooled
 
 

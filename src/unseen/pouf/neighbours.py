@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 
 NEIGHBOURS = 10
 ENCODER = "minilm-l6-v2"
@@ -49,15 +48,13 @@ class NeighbourCheck:
 @torch.no_grad()
 def embed_texts(texts: list[str], encoder: str = ENCODER, batch_size: int = 64) -> torch.Tensor:
     """[N, D] unit-length mean-pooled sentence embeddings (sentence-transformers' recipe)."""
-    from unseen.core.assets import load_sentence_encoder
+    from unseen.core.assets import load_sentence_encoder, mean_pooled
 
     model, tokenizer = load_sentence_encoder(encoder)
     out = []
     for start in range(0, len(texts), batch_size):
         batch = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt")
-        hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"][..., None].to(hidden.dtype)
-        out.append(F.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1))
+        out.append(mean_pooled(model(**batch).last_hidden_state, batch["attention_mask"]))
     return torch.cat(out)
 
 

@@ -15,7 +15,8 @@ from unseen.core.metrics import classification_report
 from unseen.core.training import trainable_state
 from unseen.core.training.checkpoint import load_trainable_state
 from unseen.pouf import cache, neighbours
-from unseen.pouf.adapt import AdaptConfig, adapt, calibrated_ensemble, ensemble, fall_back, load_selected, predict_log_probs
+from unseen.pouf.adapt import (AdaptConfig, adapt, calibrated_ensemble, ensemble, fall_back, load_selected,
+                               predict_log_probs, update_selection_file)
 from unseen.pouf.lm import load_prompted_lm, multi_token_words
 from unseen.pouf.tasks import TextTask, eval_labels, eval_texts, unlabeled_inputs, unlabeled_texts
 
@@ -146,18 +147,17 @@ def _neighbour_check(model, items, setup, out: Path, selection, zero_shot_answer
     zero-shot's (unseen.pouf.neighbours); else fall back to the zero-shot weights."""
     inputs = unlabeled_inputs(setup.task, limit=setup.unlabeled_limit, data_dir=data_dir)
     adapted_answers = calibrated_ensemble(predict_log_probs(model, items)).argmax(-1)
-    record = json.loads((out / "selection.json").read_text())
     try:
         result = neighbours.check(inputs, zero_shot_answers, adapted_answers)
     except AssetMissingError as missing:  # the run stands; only the check is missing, and the run says so
         if console is not None:
             console.print(f"note: neighbour check skipped: {missing}")
-        (out / "selection.json").write_text(json.dumps(record | {"neighbour_check": {"skipped": str(missing)}}, indent=2) + "\n")
+        update_selection_file(out, neighbour_check={"skipped": str(missing)})
         return selection
     if console is not None:
         console.print(result.describe())
     if result.keep_adapted:
-        (out / "selection.json").write_text(json.dumps(record | {"neighbour_check": result.as_dict()}, indent=2) + "\n")
+        update_selection_file(out, neighbour_check=result.as_dict())
         return selection
     selection = fall_back(out, selection, zero_shot_state, "the adapted answers agree less with their inputs' "
                           f"neighbours than zero-shot's ({result.describe()})", neighbour_check=result.as_dict())

@@ -33,6 +33,7 @@ __all__ = [
     "load_asset",
     "load_causal_lm",
     "load_sentence_encoder",
+    "mean_pooled",
     "resolve_model_dir",
 ]
 
@@ -172,8 +173,17 @@ def load_causal_lm(name_or_path: str, *, dtype=None):
     return model.eval(), tokenizer
 
 
+def mean_pooled(hidden, attention_mask):
+    """Unit-length mean of a sentence encoder's token states over the real tokens
+    (sentence-transformers' pooling): [B, T, D], [B, T] -> [B, D]."""
+    import torch.nn.functional as F
+
+    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return F.normalize((hidden * weights).sum(1) / weights.sum(1), dim=-1)
+
+
 def load_sentence_encoder(name_or_path: str = "minilm-l6-v2"):
-    """(model, tokenizer) of a sentence-transformers style encoder (mean pooling is the caller's)."""
+    """(model, tokenizer) of a sentence-transformers style encoder; pool its states with mean_pooled."""
     from transformers import AutoModel, AutoTokenizer
 
     where = str(asset_file(name_or_path)) if name_or_path in _registry() else name_or_path

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from unseen.core.assets import asset_names, asset_spec, asset_version, load_asset
+from unseen.core.assets import asset_names, asset_spec, asset_version, load_asset, mean_pooled
 from unseen.core.errors import UnseenError
 
 # one solved example first, so that a base (not instruction-tuned) model answers too
@@ -50,9 +50,7 @@ def _probe(name: str, loaded) -> str:
         model, tokenizer = loaded
         sentences = ["A dog runs across the park.", "A puppy is running on the grass.", "Stock markets fell sharply today."]
         batch = tokenizer(sentences, padding=True, return_tensors="pt")
-        hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1)
-        embeddings = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+        embeddings = mean_pooled(model(**batch).last_hidden_state, batch["attention_mask"])
         similar, unrelated = (embeddings[0] @ embeddings[1]).item(), (embeddings[0] @ embeddings[2]).item()
         return f"cos(dog, puppy) = {similar:.2f} > cos(dog, stocks) = {unrelated:.2f}"
     from unseen.core import models
