@@ -7,6 +7,7 @@ import torch
 
 from unseen.core.errors import DataError, UnseenError
 from unseen.core.scoring import score_options
+from unseen.pouf import cache
 from unseen.pouf.adapt import AdaptConfig, predict_log_probs
 from unseen.pouf.lm import CausalPromptLM, load_prompted_lm
 from unseen.pouf.masked_lm import MaskedPromptLM
@@ -84,6 +85,28 @@ def test_causal_features_are_the_lms_own_verbalizer_scores(tiny):
     scores = score_options(model.lm, model.tokenizer, texts, [[" bad", " good"]] * len(texts))
     reference = torch.tensor([s.loglik for s in scores]).log_softmax(-1)
     assert torch.allclose(log_probs[0], reference, atol=1e-4)
+
+
+def test_states_beyond_float16_are_cached_exactly(tiny):
+    """Gemma's residual stream reaches ~1e5, past float16: such states are cached in float32
+    (the scores still match a whole-LM forward), and a cache file holding inf is recomputed."""
+    task = _task(tiny)
+    setup = TextSetup(str(tiny["lm"]), task, tune_layers=2)
+    model = build_model(setup)
+    with torch.no_grad():
+        model.lm.get_input_embeddings().weight.mul_(1e7)  # RMSNorm keeps the layers' arithmetic finite
+    texts = eval_texts(task, task.prompts[0])
+    items = model.prepare(texts, 0)
+    assert items[0].dtype == torch.float32 and items[0].abs().max() > 65504
+    log_probs = predict_log_probs(model, [items])[0]
+    scores = score_options(model.lm, model.tokenizer, texts, [[" bad", " good"]] * len(texts))
+    assert torch.allclose(log_probs, torch.tensor([s.loglik for s in scores]).log_softmax(-1), atol=1e-3)
+
+    path = cache.cache_path("lm-states", "stale")
+    cache.save_items(path, [torch.full((3, 4), float("inf"), dtype=torch.float16)])
+    assert cache.cached("lm-states", "stale", lambda: [torch.ones(3, 4)])[0].eq(1).all()  # not the inf file
+    with pytest.raises(UnseenError, match="class scores are not finite"):
+        predict_log_probs(model, [[torch.full_like(items[0], float("nan"))]])
 
 
 def test_masked_lm_reads_the_mask_through_the_head_transform(tiny):

@@ -118,8 +118,9 @@ def run_text(args) -> None:
             setup = TextSetup(TEXT["model"], task, mode=TEXT["mode"], tune_layers=TEXT["tune_layers"],
                               unlabeled_limit=TEXT["unlabeled"], eval_limit=TEXT["eval"])
             config = AdaptConfig(mode=TEXT["mode"], steps=TEXT["steps"], batch_size=TEXT["batch_size"], lr=TEXT["lr"],
-                                 seed=seed, scale=10.0, lambda_mi=0.6, select_every=TEXT["select_every"])
-            out = RUNS / "text" / name / f"seed{seed}"
+                                 seed=seed, scale=10.0, lambda_mi=0.6, select_every=TEXT["select_every"],
+                                 calibrate_mi=args.calibrate_mi)
+            out = RUNS / ("text-calibrated-mi" if args.calibrate_mi else "text") / name / f"seed{seed}"
             shutil.rmtree(out, ignore_errors=True)
             started = time.perf_counter()
             run_adapt(setup, config, out, neighbour_check=True)  # measured on every run; the report reads both
@@ -270,6 +271,7 @@ def main() -> None:
     text.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     text.add_argument("--prompts", default=None, help="a prompts YAML for tasks beyond the built-in ones (bench/pouf/further_tasks.yaml)")
     text.add_argument("--json", default=None, help="write to this file instead of docs/results/pouf-text.json (a shard; see merge-text)")
+    text.add_argument("--calibrate-mi", action="store_true", help="the MI term reads calibrated scores (AdaptConfig.calibrate_mi)")
     merge = sub.add_parser("merge-text")
     merge.add_argument("shards", nargs="+")
     image = sub.add_parser("image")

@@ -45,6 +45,7 @@ class AdaptConfig:
     lambda_transport: float = 1.0
     lambda_mi: float = 0.6  # 0.6 for LMs, 0.3 for image-text models (the official weights)
     mi_on_model_logits: bool = True  # the LM side reads its own verbalizer scores in the MI term
+    calibrate_mi: bool = False  # the MI term reads the scores with each view's zero-shot class prior divided out
     select: str = "objective"  # objective | agreement
     select_every: int = 25
     select_fraction: float = 0.2
@@ -107,11 +108,16 @@ def _single(batch):
     return batch[0]
 
 
-def batch_loss(model, batch: dict, config: AdaptConfig, features: torch.Tensor | None = None):
+def batch_loss(model, batch: dict, config: AdaptConfig, features: torch.Tensor | None = None,
+               log_prior: torch.Tensor | None = None):
+    """POUF's loss of one batch; ``log_prior`` [V, K] (with ``calibrate_mi``) is subtracted from the
+    scores the MI term reads, so that it starts from the calibrated zero-shot classifier."""
     features = model(batch) if features is None else features
     view = batch["view"] if isinstance(batch["view"], int) else 0
     prototypes = model.prototypes(view)
     logits = model.class_logits(features, view) if config.mi_on_model_logits else None
+    if log_prior is not None and logits is not None:
+        logits = logits - log_prior[view].to(logits)
     return pouf_loss(features, prototypes, scale=config.scale, lambda_transport=config.lambda_transport,
                      lambda_mi=config.lambda_mi, logits=logits)
 
@@ -138,6 +144,9 @@ def predict_log_probs(model, items: Sequence[Sequence], *, views: Sequence[int] 
             part = order[start : start + batch_size]
             batch = model.collate([items[view][chosen[p]] for p in part], view)
             logits = model.class_logits(model(batch), view).float()
+            if not torch.isfinite(logits).all():  # would read as one class everywhere, silently
+                raise UnseenError(f"view {view}: the model's class scores are not finite (inf or nan in its hidden "
+                                  "states); try float32 weights or another model")
             result[torch.tensor(part)] = logits.log_softmax(-1).cpu()
             if progress is not None:
                 progress(len(part))
@@ -174,7 +183,7 @@ def _normalised_entropy(distribution: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def selection_stats(model, items, indices: Sequence[int], config: AdaptConfig) -> dict:
+def selection_stats(model, items, indices: Sequence[int], config: AdaptConfig, log_prior=None) -> dict:
     """Label-free statistics of the held-out unlabeled slice (one encoder pass per view)."""
     was_training = model.training
     model.eval()
@@ -186,7 +195,7 @@ def selection_stats(model, items, indices: Sequence[int], config: AdaptConfig) -
             batch = model.collate([items[view][i] for i in chunk], view)
             features = model(batch)
             if len(chunk) >= 2:
-                loss, _ = batch_loss(model, batch, config, features=features)
+                loss, _ = batch_loss(model, batch, config, features=features, log_prior=log_prior)
                 objective += loss.item() * len(chunk)
                 count += len(chunk)
             log_probs[view, start : start + len(chunk)] = model.class_logits(features, view).float().log_softmax(-1).cpu()
@@ -244,12 +253,16 @@ def adapt(model, items: Sequence[Sequence], config: AdaptConfig, out_dir: str | 
     def score(stats: dict) -> float:
         return stats["objective"] if config.select == "objective" else -stats["agreement"]
 
+    log_prior = None
+    if config.calibrate_mi and config.mi_on_model_logits:  # each view's zero-shot class prior on the training slice
+        zero_shot_log_probs = predict_log_probs(model, items, indices=train_indices)
+        log_prior = torch.logsumexp(zero_shot_log_probs, dim=1) - math.log(len(train_indices))
     if resume and selection_file.exists():
         saved = json.loads(selection_file.read_text())
         selection = Selection(**{k: saved[k] for k in ("step", "score", "fallback", "reason", "history")})
         zero_shot = selection.history[0]
     else:
-        zero_shot = {"step": 0, **selection_stats(model, items, select_indices, config)}
+        zero_shot = {"step": 0, **selection_stats(model, items, select_indices, config, log_prior)}
         selection = Selection(step=0, score=score(zero_shot), fallback=True,
                               reason="zero-shot weights: no adapted checkpoint scored better", history=[zero_shot])
         out.mkdir(parents=True, exist_ok=True)
@@ -261,7 +274,7 @@ def adapt(model, items: Sequence[Sequence], config: AdaptConfig, out_dir: str | 
     def on_step(step: int, current) -> dict:
         if step % config.select_every and step != config.steps:
             return {}
-        stats = {"step": step, **selection_stats(current, items, select_indices, config)}
+        stats = {"step": step, **selection_stats(current, items, select_indices, config, log_prior)}
         collapsed = (stats["balance"] < config.collapse_ratio * zero_shot["balance"]) or not math.isfinite(stats["objective"])
         stats["collapsed"] = collapsed
         selection.history.append(stats)
@@ -283,7 +296,7 @@ def adapt(model, items: Sequence[Sequence], config: AdaptConfig, out_dir: str | 
         extra={"pouf": config.to_dict(), "pouf_batch_size": config.batch_size, **(extra or {})},
     )
     try:
-        train(model, lambda m, b: batch_loss(m, b, config), dataset, train_config, collate=_single, resume=resume,
+        train(model, lambda m, b: batch_loss(m, b, config, log_prior=log_prior), dataset, train_config, collate=_single, resume=resume,
               assets=assets, data=data, on_step=on_step, progress_label=progress_label)
     except UnseenError as err:
         if "diverged" not in str(err):

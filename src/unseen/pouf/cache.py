@@ -45,6 +45,9 @@ def load_items(path: Path) -> list[torch.Tensor] | None:
     except Exception:  # noqa: BLE001 - a damaged cache file is recomputed, never trusted
         path.unlink(missing_ok=True)
         return None
+    if tensors["data"].is_floating_point() and not torch.isfinite(tensors["data"]).all():
+        path.unlink(missing_ok=True)  # written before states out of float16's range were kept in float32
+        return None
     shape = tensors["shape"].tolist()
     chunks = torch.split(tensors["data"], tensors["lengths"].tolist())
     return [chunk.reshape(len(chunk), *shape) for chunk in chunks]

@@ -98,6 +98,16 @@ def multi_token_words(tokenizer, verbalizers, *, strip: bool = False) -> list[st
     return sorted(set(out))
 
 
+FLOAT16_MAX = 6.0e4  # a little under float16's largest finite value, 65504
+
+
+def compact(states: torch.Tensor) -> torch.Tensor:
+    """A cached hidden state in float16 where it fits, else in float32: Gemma's residual
+    stream reaches ~1e5 in a few outlier dimensions, which float16 would turn into inf."""
+    fits = bool(states.abs().max() < FLOAT16_MAX) if states.numel() else True
+    return states.to(torch.float16 if fits else torch.float32).cpu().clone()
+
+
 class PromptedLM(nn.Module):
     """What POUF needs from a prompted model; the image-text models implement the same."""
 
@@ -208,7 +218,7 @@ class CausalPromptLM(PromptedLM):
 
     @torch.inference_mode()
     def prepare(self, prompts: list[str], view: int, *, batch_size: int = 16, progress=None) -> list[torch.Tensor]:
-        """Hidden states entering the tuned layers, one [T, D] fp16 tensor per prompt."""
+        """Hidden states entering the tuned layers, one [T, D] tensor per prompt (see `compact`)."""
         ids = self.encode_ids(prompts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: list[torch.Tensor | None] = [None] * len(ids)
@@ -224,7 +234,7 @@ class CausalPromptLM(PromptedLM):
             else:
                 states = self._bottom(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
             for row, i in enumerate(chunk):
-                out[i] = states[row, : len(ids[i])].to(torch.float16).cpu().clone()
+                out[i] = compact(states[row, : len(ids[i])])
             if progress is not None:
                 progress(len(chunk))
         return out  # type: ignore[return-value]
