@@ -41,6 +41,7 @@ RESULTS = REPO / "docs" / "results"
 RUNS = REPO / "runs" / "pouf-bench"
 TEXT_JSON, IMAGE_JSON, SPEED_JSON = RESULTS / "pouf-text.json", RESULTS / "pouf-image.json", RESULTS / "pouf-speed.json"
 FURTHER_JSON = RESULTS / "pouf-text-further.json"  # `text --prompts bench/pouf/further_tasks.yaml --json` this file
+GEMMA_JSON = RESULTS / "pouf-text-gemma3.json"  # `text --model gemma3-270m --json` this file (shards merged by merge-text --into)
 
 TEXT_TASKS = ["sst2", "mr", "cr", "mpqa", "subj", "trec", "ag_news", "rte", "mrpc"]
 # the benchmark's protocol (fixed before looking at any evaluation split; see docs/pouf.md)
@@ -107,7 +108,7 @@ def run_text(args) -> None:
     target = Path(args.json) if args.json else TEXT_JSON
     data = {} if args.fresh else _load(target)
     if not data:
-        data = _header("text", TEXT) | {"tasks": {}, "seeds": args.seeds, "prompts": args.prompts}
+        data = _header("text", TEXT | {"model": args.model}) | {"tasks": {}, "seeds": args.seeds, "prompts": args.prompts}
     # seed-major: every task's first seed lands before any second seed (a cut-short run still covers every task)
     for seed in args.seeds:
         for name in args.tasks:
@@ -115,12 +116,13 @@ def run_text(args) -> None:
             if str(seed) in entry["seeds"]:
                 continue
             task = load_text_task(name, args.prompts)
-            setup = TextSetup(TEXT["model"], task, mode=TEXT["mode"], tune_layers=TEXT["tune_layers"],
+            setup = TextSetup(args.model, task, mode=TEXT["mode"], tune_layers=TEXT["tune_layers"],
                               unlabeled_limit=TEXT["unlabeled"], eval_limit=TEXT["eval"])
             config = AdaptConfig(mode=TEXT["mode"], steps=TEXT["steps"], batch_size=TEXT["batch_size"], lr=TEXT["lr"],
                                  seed=seed, scale=10.0, lambda_mi=0.6, select_every=TEXT["select_every"],
                                  calibrate_mi=args.calibrate_mi)
-            out = RUNS / ("text-calibrated-mi" if args.calibrate_mi else "text") / name / f"seed{seed}"
+            variant = ("-" + args.model if args.model != TEXT["model"] else "") + ("-calibrated-mi" if args.calibrate_mi else "")
+            out = RUNS / f"text{variant}" / name / f"seed{seed}"
             shutil.rmtree(out, ignore_errors=True)
             started = time.perf_counter()
             run_adapt(setup, config, out, neighbour_check=True)  # measured on every run; the report reads both
@@ -258,8 +260,9 @@ def merge_text(args) -> None:
                           "started": min(shard["started"] for shard in shards),
                           "finished": max(shard.get("finished", "") for shard in shards),
                           "tasks": {name: tasks[name] for name in TEXT_TASKS if name in tasks}}
-    _store(TEXT_JSON, merged)
-    print(f"merged {len(merged['tasks'])} tasks into {TEXT_JSON}")
+    target = Path(args.into) if args.into else TEXT_JSON
+    _store(target, merged)
+    print(f"merged {len(merged['tasks'])} tasks into {target}")
 
 
 def main() -> None:
@@ -271,9 +274,11 @@ def main() -> None:
     text.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     text.add_argument("--prompts", default=None, help="a prompts YAML for tasks beyond the built-in ones (bench/pouf/further_tasks.yaml)")
     text.add_argument("--json", default=None, help="write to this file instead of docs/results/pouf-text.json (a shard; see merge-text)")
+    text.add_argument("--model", default=TEXT["model"], help="another causal LM (docs/results/pouf-text-gemma3.json: gemma3-270m)")
     text.add_argument("--calibrate-mi", action="store_true", help="the MI term reads calibrated scores (AdaptConfig.calibrate_mi)")
     merge = sub.add_parser("merge-text")
     merge.add_argument("shards", nargs="+")
+    merge.add_argument("--into", default=None, help="instead of docs/results/pouf-text.json (e.g. pouf-text-gemma3.json)")
     image = sub.add_parser("image")
     image.add_argument("--modes", default=",".join(IMAGE_MODES))
     image.add_argument("--fresh", action="store_true")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import statistics
 
-from bench import DEFAULT_IMAGE_MODE, FURTHER_JSON, IMAGE_JSON, IMAGE_MODE_TEXT, IMAGE_MODES, RESULTS, SPEED_JSON, TEXT_JSON, _load
+from bench import DEFAULT_IMAGE_MODE, FURTHER_JSON, GEMMA_JSON, IMAGE_JSON, IMAGE_MODE_TEXT, IMAGE_MODES, RESULTS, SPEED_JSON, TEXT_JSON, _load
 
 
 def _mean_std(values):
@@ -107,6 +107,13 @@ def report() -> None:
                       f"(written before any run), seeds {', '.join(map(str, further['seeds']))}; finished here: "
                       f"{', '.join(further['tasks'])}. Command: `{further['command']}`.", ""]
             lines += _text_rows(further)[0]
+        gemma = _load(GEMMA_JSON)
+        if gemma.get("tasks"):
+            lines += ["### The same tasks on Gemma 3 270M", "",
+                      "The other causal LM shipped offline (pretrained only, twice SmolLM2's parameters, most of them its "
+                      "262k-word embedding), same protocol and prompts, fixed before its first run (top 4 of its 18 layers "
+                      f"tuned); seeds {', '.join(map(str, gemma['seeds']))}. Command: `{gemma['command']}`.", ""]
+            lines += _text_rows(gemma)[0]
         seconds = [r.get("adapt_seconds", 0) for e in text["tasks"].values() for r in e["seeds"].values()]
         if seconds:
             lines += [f"Adaptation wall time per run (caching the frozen layers included on the first seed): median "
