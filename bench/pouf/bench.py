@@ -16,6 +16,16 @@ Tasks beyond the nine (the neighbour check on tasks it was not developed on), on
     .venv/bin/python bench/pouf/bench.py text --fresh --seeds 0 --tasks snli,boolq \
         --prompts bench/pouf/further_tasks.yaml --json docs/results/pouf-text-further.json
 
+The same nine tasks on Gemma 3 270M (two shards, merged with `merge-text --into
+docs/results/pouf-text-gemma3.json`):
+
+    .venv/bin/python bench/pouf/bench.py text --fresh --model gemma3-270m --tasks sst2,cr,subj,rte,mpqa --json runs/gemma-a.json &
+    .venv/bin/python bench/pouf/bench.py text --fresh --model gemma3-270m --tasks mr,trec,ag_news,mrpc --json runs/gemma-b.json
+
+Which model is `unseen pouf`'s text default (rule written 2026-12-06 07:03 UTC, when seed 0 of sst2
+and mr had finished on Gemma): the one whose POUF average over the nine tasks x 3 seeds is higher,
+provided its calibrated zero-shot average is not lower either (a user also reads it unadapted).
+
 (`--threads N` before the command sets torch's threads; default 1.)
 
 Run the first three under `flock /tmp/unseen-heavy.lock` on a shared machine. Each
