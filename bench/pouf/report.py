@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import statistics
 
+from unseen.pouf.text import DEFAULT_MODEL
+
 from bench import DEFAULT_IMAGE_MODE, FURTHER_JSON, GEMMA_JSON, IMAGE_JSON, IMAGE_MODE_TEXT, IMAGE_MODES, RESULTS, SPEED_JSON, TEXT_JSON, _load
 
 
@@ -75,6 +77,10 @@ def _text_rows(text: dict) -> tuple[list[str], dict]:
     return lines, plot
 
 
+def _default_mark(data: dict) -> str:
+    return " (the text default of `unseen pouf`)" if data["protocol"]["model"] == DEFAULT_MODEL else ""
+
+
 def report() -> None:
     text, image, speed = _load(TEXT_JSON), _load(IMAGE_JSON), _load(SPEED_JSON)
     lines = ["# POUF results", "",
@@ -84,7 +90,7 @@ def report() -> None:
     plot = {}
     if text.get("tasks"):
         p = text["protocol"]
-        lines += ["## Text: SmolLM2-135M-Instruct, zero-shot vs POUF", "",
+        lines += [f"## Text: SmolLM2-135M-Instruct, zero-shot vs POUF{_default_mark(text)}", "",
                   f"Protocol: POUF mode `{p['mode']}` on the top {p['tune_layers']} layers (inputs cached), {p['steps']} steps, "
                   f"batch {p['batch_size']}, lr {p['lr']}, the task's prompts as views; unlabeled data: {p['unlabeled']} texts of the "
                   f"train split (labels dropped); evaluation: {p['eval']} examples of the test/validation split (a fixed "
@@ -109,7 +115,7 @@ def report() -> None:
             lines += _text_rows(further)[0]
         gemma = _load(GEMMA_JSON)
         if gemma.get("tasks"):
-            lines += ["### The same tasks on Gemma 3 270M", "",
+            lines += [f"### The same tasks on Gemma 3 270M{_default_mark(gemma)}", "",
                       "The other causal LM shipped offline (pretrained only, twice SmolLM2's parameters, most of them its "
                       "262k-word embedding), same protocol and prompts, fixed before its first run (top 4 of its 18 layers "
                       f"tuned); seeds {', '.join(map(str, gemma['seeds']))}. Command: `{gemma['command']}`.", ""]

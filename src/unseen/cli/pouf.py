@@ -19,7 +19,7 @@ TaskOption = typer.Option(None, "--task", help="Text task: a built-in name (sst2
 ImagesOption = typer.Option(None, "--images", help="Image task: an ImageFolder (<dir>/<class>/<image>) or dataset/split, e.g. pacs/sketch.")
 ClassesOption = typer.Option(None, "--classes", help="Class-name file for --images: one per line, 'folder' or 'folder: prompt name'.")
 PromptsOption = typer.Option(None, "--prompts", help="YAML with templates and verbalizers (default: the built-in prompts.yaml).")
-ModelOption = typer.Option(None, "--model", "-m", help="Text: causal LM asset/folder/hub id or a masked LM folder (default smollm2-135m-instruct). "
+ModelOption = typer.Option(None, "--model", "-m", help="Text: causal LM asset/folder/hub id or a masked LM folder (default gemma3-270m). "
                            "Images: conse (offline), a Hugging Face CLIP folder, or open_clip:ARCH[:PRETRAINED].")
 
 

@@ -1,9 +1,10 @@
 """The POUF step of `unseen quickstart`: a few POUF steps on unlabeled SST-2 sentences.
 
-SmolLM2-135M-Instruct reads two sentiment prompts; its top layers' norm weights adapt
-on 120 unlabeled training sentences (their labels are never read), and 150
-validation sentences are scored before and after with the single prompt, the raw
-two-prompt ensemble and the calibrated ensemble (each prompt's class prior divided out). About a minute on 2 CPU cores (the frozen layers' outputs are
+The default text model (Gemma 3 270M, unseen.pouf.text.DEFAULT_MODEL) reads two sentiment
+prompts; its top layers' norm weights adapt on 120 unlabeled training sentences (their labels
+are never read), and 150 validation sentences are scored before and after with the single
+prompt, the raw two-prompt ensemble and the calibrated ensemble (each prompt's class prior
+divided out). A minute or two on 2 CPU cores (the frozen layers' outputs are
 cached under ~/.cache/unseen/pouf, so a second run is faster).
 """
 
