@@ -115,3 +115,19 @@ def test_diverging_run_keeps_the_last_good_selection(tmp_path):
     assert selection.step == 5 and not selection.fallback  # step 5 was scored before the loss turned NaN
     assert (tmp_path / "run" / "selected.safetensors").exists()
     assert torch.isfinite(model.map.weight).all()
+
+
+def test_calibrated_mi_reads_scores_without_the_zero_shot_prior():
+    """With calibrate_mi the MI term sees each view's class prior divided out: on a batch whose
+    scores all lean to class 0, the marginal entropy it reads is higher than without."""
+    from unseen.pouf.adapt import batch_loss
+
+    model = Toy()
+    x = torch.tensor([[1.0, 0.2, 0, 0], [0.9, 0.5, 0, 0], [1.0, 0.8, 0, 0], [0.8, 0.1, 0, 0]])
+    batch = model.collate(list(x), 0)
+    config = AdaptConfig(scale=10.0, lambda_mi=0.6, mi_on_model_logits=True, calibrate_mi=True)
+    log_prior = model.class_logits(model(batch)).log_softmax(-1).exp().mean(0).log()[None]  # [V=1, K]
+    _, plain = batch_loss(model, batch, config)
+    _, calibrated = batch_loss(model, batch, config, log_prior=log_prior)
+    assert calibrated["marginal_entropy"] > plain["marginal_entropy"] + 0.05
+    assert calibrated["transport"] == pytest.approx(plain["transport"])  # the transport term does not read the prior
