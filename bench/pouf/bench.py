@@ -16,7 +16,9 @@ Tasks beyond the nine (the neighbour check on tasks it was not developed on), on
     .venv/bin/python bench/pouf/bench.py text --fresh --seeds 0 --tasks snli,boolq \
         --prompts bench/pouf/further_tasks.yaml --json docs/results/pouf-text-further.json
 
-The same nine tasks on Gemma 3 270M (two shards, merged with `merge-text --into
+`text` runs SmolLM2-135M-Instruct (docs/results/pouf-text.json, where the neighbour check, the
+interpolation and the further tasks were measured); `unseen pouf`'s text default is now Gemma 3
+270M. The same nine tasks on Gemma 3 270M (two shards, merged with `merge-text --into
 docs/results/pouf-text-gemma3.json`):
 
     .venv/bin/python bench/pouf/bench.py text --fresh --model gemma3-270m --tasks sst2,cr,subj,rte,mpqa --json runs/gemma-a.json &
