@@ -21,7 +21,7 @@ from unseen.pouf.lm import load_prompted_lm, multi_token_words
 from unseen.pouf.tasks import TextTask, eval_labels, eval_texts, unlabeled_inputs, unlabeled_texts
 
 # the measured better base of the two offline causal LMs (docs/results/pouf.md: Gemma 3 270M beat
-# SmolLM2-135M-Instruct on POUF's and on the calibrated zero-shot average over nine tasks, 2-3 seeds)
+# SmolLM2-135M-Instruct on POUF's and on the calibrated zero-shot average over nine tasks x 3 seeds)
 DEFAULT_MODEL = "gemma3-270m"
 # defaults for a causal LM on a CPU: the top 4 layers are tuned on cached inputs (ln at lr 3e-3 was
 # chosen with SmolLM2 on a labelled slice of the SST-2 *training* split and kept for Gemma; docs/pouf.md)
