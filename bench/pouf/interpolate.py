@@ -23,13 +23,13 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 
 from unseen.core.training import trainable_state  # noqa: E402
-from unseen.core.training.checkpoint import load_trainable_state  # noqa: E402
+from unseen.core.training.checkpoint import copy_trainable_state  # noqa: E402
 from unseen.pouf import text  # noqa: E402
 from unseen.pouf.adapt import calibrated_ensemble, predict_log_probs  # noqa: E402
 from unseen.pouf.tasks import eval_labels  # noqa: E402
@@ -54,11 +54,7 @@ def measure_run(run: Path) -> dict:
     adapted = load_file(str(adapted_file))
     result = {}
     for alpha in ALPHAS:
-        mixed = {k: zero_shot[k] + alpha * (adapted[k] - zero_shot[k]) for k in zero_shot}
-        path = run / ".interpolated.safetensors"
-        save_file(mixed, str(path))
-        load_trainable_state(model, path)
-        path.unlink()
+        copy_trainable_state(model, {k: zero_shot[k] + alpha * (adapted[k] - zero_shot[k]) for k in zero_shot})
         result[str(alpha)] = accuracy(predict_log_probs(model, items), labels)
     return result
 

@@ -168,8 +168,12 @@ def calibrate(log_probs: torch.Tensor) -> torch.Tensor:
     Why: a prompt's verbalizer words carry a prior (SmolLM2 says " positive" more often than
     " negative"); averaging raw log-probabilities of such prompts can land below any single
     prompt. Removing each prompt's own prior first makes the ensemble an ensemble of votes."""
-    prior = torch.logsumexp(log_probs, dim=-2, keepdim=True) - math.log(log_probs.shape[-2])
-    return (log_probs - prior).log_softmax(-1)
+    return (log_probs - log_class_prior(log_probs)).log_softmax(-1)
+
+
+def log_class_prior(log_probs: torch.Tensor) -> torch.Tensor:
+    """[..., N, K] -> [..., 1, K]: log of the class probabilities averaged over the examples."""
+    return torch.logsumexp(log_probs, dim=-2, keepdim=True) - math.log(log_probs.shape[-2])
 
 
 def calibrated_ensemble(log_probs: torch.Tensor) -> torch.Tensor:
@@ -255,8 +259,7 @@ def adapt(model, items: Sequence[Sequence], config: AdaptConfig, out_dir: str | 
 
     log_prior = None
     if config.calibrate_mi and config.mi_on_model_logits:  # each view's zero-shot class prior on the training slice
-        zero_shot_log_probs = predict_log_probs(model, items, indices=train_indices)
-        log_prior = torch.logsumexp(zero_shot_log_probs, dim=1) - math.log(len(train_indices))
+        log_prior = log_class_prior(predict_log_probs(model, items, indices=train_indices)).squeeze(-2)  # [V, K]
     if resume and selection_file.exists():
         saved = json.loads(selection_file.read_text())
         selection = Selection(**{k: saved[k] for k in ("step", "score", "fallback", "reason", "history")})

@@ -35,19 +35,19 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_trainable_state(model: torch.nn.Module, path: Path) -> None:
-    tensors = load_file(path)
-    missing, unexpected = [], list(tensors)
+    copy_trainable_state(model, load_file(path), where=str(path))
+
+
+def copy_trainable_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], *, where: str = "state") -> None:
+    """Copy tensors named as `trainable_state` names them into the model (in place)."""
     own = dict(model.named_parameters())
     own.update(dict(model.named_buffers()))
-    for name, tensor in tensors.items():
-        if name not in own:
-            missing.append(name)
-            continue
-        with torch.no_grad():
-            own[name].copy_(tensor)
-        unexpected.remove(name)
+    missing = [name for name in tensors if name not in own]
     if missing:
-        raise UnseenError(f"{path}: checkpoint tensor {missing[0]!r} does not exist in the model (another model?)")
+        raise UnseenError(f"{where}: checkpoint tensor {missing[0]!r} does not exist in the model (another model?)")
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            own[name].copy_(tensor)
 
 
 def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
