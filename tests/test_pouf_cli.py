@@ -49,6 +49,7 @@ def test_tasks_lists_the_builtin_tasks():
 def test_text_zeroshot_adapt_eval(tiny, tmp_path):
     common = ["--model", str(tiny["lm"]), "--task", str(tiny["data"]), "--prompts", str(tiny["prompts"]), "--tune-layers", "2"]
     output = _ok(runner.invoke(app, ["zeroshot", *common]))
+    common.append("--no-agreement-gate")  # a random LM: its prompts agree by chance (the gate: test_pouf_agreement.py)
     assert all(f"zero-shot, {row}" in output for row in ("single prompt", "raw ensemble", "calibrated ensemble"))
     out = tmp_path / "run"
     output = _ok(runner.invoke(app, ["adapt", *common, "--mode", "ln", "--steps", "6", "--batch-size", "8",
@@ -90,7 +91,8 @@ def test_a_run_that_cannot_beat_zero_shot_keeps_its_weights_and_says_so(tiny, tm
     """At lr 0 no checkpoint scores better than step 0 on the label-free criterion, so the run keeps
     the zero-shot weights, and adapt, the run folder and eval all say so (the collapse guard's
     fallback is tested on a run built to collapse in test_pouf_adapt.py)."""
-    common = ["--model", str(tiny["lm"]), "--task", str(tiny["data"]), "--prompts", str(tiny["prompts"]), "--tune-layers", "2"]
+    common = ["--model", str(tiny["lm"]), "--task", str(tiny["data"]), "--prompts", str(tiny["prompts"]), "--tune-layers", "2",
+              "--no-agreement-gate"]
     out = tmp_path / "no-gain"
     output = _ok(runner.invoke(app, ["adapt", *common, "--mode", "ln", "--steps", "6", "--batch-size", "8", "--lr", "0",
                                      "--select-every", "3", "--out", str(out)]))

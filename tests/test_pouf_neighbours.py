@@ -78,7 +78,7 @@ def test_a_run_whose_answers_lose_the_neighbour_check_keeps_the_zero_shot_weight
     # an encoder under which the zero-shot answers are the neighbourhoods exactly: no adapted answer can beat them
     monkeypatch.setattr(neighbours, "embed_texts", lambda texts, encoder=None: F.one_hot(zero_shot, 2).float())
     config = AdaptConfig(mode="ln", steps=6, batch_size=8, lr=3e-2, select_every=3)
-    _, selection = run_adapt(setup, config, tmp_path / "run", neighbour_check=True)
+    _, selection = run_adapt(setup, config, tmp_path / "run", neighbour_check=True, gate=False)
     assert selection.fallback and selection.step == 0 and "neighbours" in selection.reason
     saved = json.loads((tmp_path / "run" / "selection.json").read_text())
     assert saved["fallback"] and saved["adapted_step"] > 0 and saved["neighbour_check"]["keep_adapted"] is False
@@ -95,7 +95,7 @@ def test_cli_runs_the_check_only_when_asked(tmp_path, monkeypatch):
     # every input its own far-away point: no neighbour shares an answer by closeness, kappa < 0 for both
     monkeypatch.setattr(neighbours, "embed_texts", lambda texts, encoder=None: torch.eye(len(texts)))
     common = ["adapt", "--model", str(lm), "--task", str(data), "--prompts", str(prompts), "--tune-layers", "2", "--mode", "ln", "--steps", "4", "--batch-size", "8",
-              "--select-every", "2", "--lr", "3e-2"]
+              "--select-every", "2", "--lr", "3e-2", "--no-agreement-gate"]
     runner = CliRunner()
     result = runner.invoke(app, [*common, "--out", str(tmp_path / "plain")])
     assert result.exit_code == 0, result.output

@@ -121,6 +121,9 @@ def adapt_command(
     neighbour_check: bool = typer.Option(False, "--neighbour-check/--no-neighbour-check",
                                          help="Text, opt-in: keep the adapted weights only if their answers agree with the inputs' "
                                               "neighbours (MiniLM) better than zero-shot's, else keep zero-shot (measured: docs/pouf.md)."),
+    agreement_gate: bool = typer.Option(True, "--agreement-gate/--no-agreement-gate",
+                                        help="Text: adapt only if the prompts' zero-shot answers agree beyond chance on the unlabeled "
+                                             "texts (Fleiss kappa, z >= 1.96), else keep zero-shot without training (docs/pouf.md)."),
     data_dir: Optional[str] = DataDirOption,
 ):
     """Adapt on unlabeled target data; no label is read (see `unseen pouf eval`).
@@ -158,14 +161,15 @@ def adapt_command(
                          mi_on_model_logits=defaults["mi_on_model_logits"], select=select, select_every=select_every)
     if kind == "text":
         _, selection = text.run_adapt(setup, config, out, data_dir=data_dir, resume=resume, console=console,
-                                      neighbour_check=neighbour_check)
+                                      neighbour_check=neighbour_check, gate=agreement_gate)
     else:
         _, selection = image.run_adapt(setup, config, out, data_dir=data_dir, resume=resume)
     rows = [[h["step"], round(h["objective"], 4), round(h["agreement"], 3), round(h["balance"], 3),
              "collapsed" if h.get("collapsed") else "", "<- kept" if h["step"] == selection.step else ""]
             for h in selection.history if h.get("step") is not None]
-    console.print(table("Label-free selection (held-out unlabeled slice)", ["step", "POUF objective", "view agreement",
-                                                                              "class balance", "guard", ""], rows))
+    if rows:  # none where the agreement gate kept zero-shot before training
+        console.print(table("Label-free selection (held-out unlabeled slice)", ["step", "POUF objective", "view agreement",
+                                                                                  "class balance", "guard", ""], rows))
     # a fallback's reason starts with "zero-shot weights: ..."
     console.print(f"kept the {selection.reason}" if selection.fallback else f"kept step {selection.step}: {selection.reason}")
     console.print(f"run written to {out}; evaluate with: unseen pouf eval {out}")

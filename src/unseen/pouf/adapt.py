@@ -260,7 +260,7 @@ def adapt(model, items: Sequence[Sequence], config: AdaptConfig, out_dir: str | 
     log_prior = None
     if config.calibrate_mi and config.mi_on_model_logits:  # each view's zero-shot class prior on the training slice
         log_prior = log_class_prior(predict_log_probs(model, items, indices=train_indices)).squeeze(-2)  # [V, K]
-    if resume and selection_file.exists():
+    if resume and selection_file.exists() and (out / "metrics.jsonl").exists():  # else nothing was trained yet
         saved = json.loads(selection_file.read_text())
         selection = Selection(**{k: saved[k] for k in ("step", "score", "fallback", "reason", "history")})
         zero_shot = selection.history[0]
@@ -313,6 +313,18 @@ def adapt(model, items: Sequence[Sequence], config: AdaptConfig, out_dir: str | 
             selection.reason = "zero-shot weights: adaptation collapsed (class balance fell) or did not beat zero-shot"
     _write_json(selection_file, asdict(selection) | {"criterion": config.select})
     load_selected(model, out)
+    return selection
+
+
+def keep_zero_shot(model, out_dir: str | Path, config: AdaptConfig, reason: str, **record) -> Selection:
+    """Write a run folder that keeps the zero-shot weights without training (a check before
+    adaptation found nothing to adapt to); selection.json says why and keeps what was measured."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _save_state(model, out / "selected.safetensors")
+    selection = Selection(step=0, fallback=True, reason=f"zero-shot weights: {reason}")
+    written = {k: v for k, v in asdict(selection).items() if k != "score"}  # no criterion was scored
+    _write_json(out / "selection.json", written | {"criterion": config.select, "trained": False, **record})
     return selection
 
 

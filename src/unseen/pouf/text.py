@@ -15,8 +15,9 @@ from unseen.core.metrics import classification_report
 from unseen.core.training import trainable_state
 from unseen.core.training.checkpoint import load_trainable_state
 from unseen.pouf import cache, neighbours
-from unseen.pouf.adapt import (AdaptConfig, adapt, calibrated_ensemble, ensemble, fall_back, load_selected,
-                               predict_log_probs, update_selection_file)
+from unseen.pouf.adapt import (AdaptConfig, adapt, calibrated_ensemble, ensemble, fall_back, keep_zero_shot,
+                               load_selected, predict_log_probs, update_selection_file)
+from unseen.pouf.agreement import measure_agreement
 from unseen.pouf.lm import load_prompted_lm, multi_token_words
 from unseen.pouf.tasks import TextTask, eval_labels, eval_texts, unlabeled_inputs, unlabeled_texts
 
@@ -117,8 +118,11 @@ def zeroshot(setup: TextSetup, *, data_dir=None, console=None) -> dict:
 
 
 def run_adapt(setup: TextSetup, config: AdaptConfig, out_dir, *, data_dir=None, resume=False, console=None,
-              neighbour_check: bool = False):
-    """Adapt on the unlabeled target texts (no label is read) and write the run folder. With
+              neighbour_check: bool = False, gate: bool = True):
+    """Adapt on the unlabeled target texts (no label is read) and write the run folder.
+
+    With ``gate`` (default), the task's prompts must first agree beyond chance on the unlabeled
+    texts (unseen.pouf.agreement), else the zero-shot weights are kept without training. With
     ``neighbour_check``, the selected weights must also pass `neighbours.check` against zero-shot,
     or the zero-shot weights are kept (off by default: on the benchmark it also turned down
     adapted weights that were better, docs/pouf.md)."""
@@ -134,11 +138,24 @@ def run_adapt(setup: TextSetup, config: AdaptConfig, out_dir, *, data_dir=None, 
     (out / "pouf.json").write_text(json.dumps(meta, indent=2) + "\n")
     assets = [setup.model_name] if "/" not in setup.model_name and not Path(setup.model_name).exists() else []
     data = _data_pairs(setup.task)
-    if neighbour_check:  # the zero-shot answers and weights, for the check after selection
-        zero_shot_answers = calibrated_ensemble(predict_log_probs(model, items)).argmax(-1)
+    gated = gate and len(items) >= 2  # one prompt cannot disagree with itself
+    if gated or neighbour_check:  # the zero-shot answers, for the gate and the check after selection
+        zero_shot_log_probs = predict_log_probs(model, items)
+        zero_shot_answers = calibrated_ensemble(zero_shot_log_probs).argmax(-1)
+    if gated:
+        agreement = measure_agreement(zero_shot_log_probs)
+        if console is not None:
+            console.print(agreement.describe())
+        if not agreement.passes:
+            reason = (f"the prompts agree no more than chance on the unlabeled texts ({agreement.describe()}): the model does "
+                      "not read this task, and POUF would only sharpen noise; pass --no-agreement-gate to adapt anyway")
+            return model, keep_zero_shot(model, out, config, reason, agreement_gate=agreement.as_dict())
+    if neighbour_check:  # the zero-shot weights, for the check after selection
         zero_shot_state = {name: tensor.clone() for name, tensor in trainable_state(model).items()}
     selection = adapt(model, items, config, out, resume=resume, assets=assets, data=data, one_view_per_batch=True,
                       extra={"task": setup.task.name, "model": setup.model_name}, progress_label=f"POUF {setup.mode}")
+    if gated:
+        update_selection_file(out, agreement_gate=agreement.as_dict())
     if neighbour_check and not selection.fallback:
         selection = _neighbour_check(model, items, setup, out, selection, zero_shot_answers, zero_shot_state, data_dir, console)
     return model, selection
@@ -203,6 +220,7 @@ def evaluate_run(run_dir, *, data_dir=None, console=None, eval_limit: int | None
         "pouf": report_from_log_probs(after, labels, k),
         "selected_step": selection["step"], "fallback": selection["fallback"], "reason": selection["reason"],
         "seed": meta["adapt"]["seed"], "neighbour_check": selection.get("neighbour_check"),
+        "agreement_gate": selection.get("agreement_gate"),
     }
     if adapted is not None:
         results["adapted_before_fallback"] = adapted
