@@ -151,6 +151,43 @@ def run_text(args) -> None:
                   f"{adapt_seconds:.0f} s)", flush=True)
 
 
+def run_gate(args) -> None:
+    """Text runs stored before the agreement gate existed (unseen.pouf.agreement): measure it on each
+    task (it reads only the zero-shot answers on the unlabeled texts, so it does not depend on the
+    seed) and record it in every run where it passes (such a run is what the gated code runs); a task
+    it keeps at zero-shot is run again by `text` as the code runs now, its earlier runs kept under
+    "seeds_before_gate" for the report's "without the gate" figures."""
+    from unseen.pouf.adapt import predict_log_probs
+    from unseen.pouf.agreement import measure_agreement
+    from unseen.pouf.tasks import load_text_task
+    from unseen.pouf.text import TextSetup, _items, build_model
+
+    target = Path(args.json) if args.json else TEXT_JSON
+    data = _load(target)
+    model_name, rerun, seeds = data["protocol"]["model"], [], set()
+    for name, entry in data["tasks"].items():
+        if all(r.get("agreement_gate") for r in entry["seeds"].values()):
+            continue
+        setup = TextSetup(model_name, load_text_task(name, data.get("prompts")), mode=TEXT["mode"],
+                          tune_layers=TEXT["tune_layers"], unlabeled_limit=TEXT["unlabeled"], eval_limit=TEXT["eval"])
+        model = build_model(setup)
+        gate = measure_agreement(predict_log_probs(model, _items(model, setup, "unlabeled", None)))
+        print(f"{name}: {gate.describe()} -> {'passes' if gate.passes else 'keeps zero-shot: rerun'}", flush=True)
+        if gate.passes:
+            for run in entry["seeds"].values():
+                run["agreement_gate"] = gate.as_dict()
+        else:
+            rerun.append(name)
+            seeds.update(int(seed) for seed in entry["seeds"])
+            entry["seeds_before_gate"], entry["seeds"] = entry["seeds"], {}
+        _store(target, data)
+    data["gate_command"] = " ".join([Path(sys.executable).name, *sys.argv])
+    _store(target, data)
+    if rerun:
+        run_text(argparse.Namespace(json=str(target), fresh=False, model=model_name, prompts=data.get("prompts"),
+                                    tasks=rerun, seeds=sorted(seeds), calibrate_mi=False))
+
+
 # --- images --------------------------------------------------------------------------------
 
 
@@ -288,6 +325,8 @@ def main() -> None:
     text.add_argument("--json", default=None, help="write to this file instead of docs/results/pouf-text.json (a shard; see merge-text)")
     text.add_argument("--model", default=TEXT["model"], help="another causal LM (docs/results/pouf-text-gemma3.json: gemma3-270m)")
     text.add_argument("--calibrate-mi", action="store_true", help="the MI term reads calibrated scores (AdaptConfig.calibrate_mi)")
+    gate = sub.add_parser("gate", help="record the agreement gate in text runs stored before it; rerun the tasks it keeps at zero-shot")
+    gate.add_argument("--json", default=None, help="instead of docs/results/pouf-text.json")
     merge = sub.add_parser("merge-text")
     merge.add_argument("shards", nargs="+")
     merge.add_argument("--into", default=None, help="instead of docs/results/pouf-text.json (e.g. pouf-text-gemma3.json)")
@@ -316,7 +355,7 @@ def main() -> None:
         from report import report  # bench/pouf/report.py: the tables and the plot
 
         return report()
-    {"text": run_text, "merge-text": merge_text, "image": run_image, "speed": run_speed}[args.command](args)
+    {"text": run_text, "gate": run_gate, "merge-text": merge_text, "image": run_image, "speed": run_speed}[args.command](args)
 
 
 if __name__ == "__main__":

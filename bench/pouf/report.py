@@ -27,15 +27,28 @@ def _without_check(run: dict) -> dict:
     return run.get("adapted_before_fallback", run["pouf"])
 
 
+def _gated(run: dict) -> bool:
+    """The agreement gate kept the zero-shot weights without training."""
+    return not (run.get("agreement_gate") or {}).get("passes", True)
+
+
+def _gate_cell(runs: list[dict]) -> str:
+    gate = runs[0].get("agreement_gate")
+    if not gate:
+        return "–"
+    return f"{gate['kappa']:.3f} (z {gate['z']:.1f}){', kept ZS' if not gate['passes'] else ''}"
+
+
 def _text_rows(text: dict) -> tuple[list[str], dict]:
     """The text table (zero-shot rows, POUF as it runs by default, POUF with the neighbour check) and its summary."""
     lines = [
         "| task | ZS single | ZS raw ens. | ZS calibrated | best ZS | POUF raw ens. | POUF calibrated | Δ vs best ZS "
-        "| Δ vs ZS calibrated | balanced acc. best ZS → POUF | kept zero-shot (guard) | with neighbour check | check kept zero-shot "
-        "| neighbour kappa ZS → adapted |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        "| Δ vs ZS calibrated | balanced acc. best ZS → POUF | prompt agreement κ (z) | kept zero-shot (guard) "
+        "| with neighbour check | check kept zero-shot | neighbour kappa ZS → adapted |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     plot = {}
     best_deltas, calibrated_deltas, best_all, pouf_all, checked_deltas, raw_all = [], [], [], [], [], []
+    ungated = {}  # task -> POUF's mean where the gate kept zero-shot, as the runs before the gate read
     for name, entry in text["tasks"].items():
         runs = list(entry["seeds"].values())
         if not runs:
@@ -43,6 +56,9 @@ def _text_rows(text: dict) -> tuple[list[str], dict]:
         zs = runs[0]["zeroshot"]
         best = max(("single", "ensemble", "calibrated"), key=lambda row: zs[row]["accuracy"])
         pouf = [_without_check(r)["calibrated"]["accuracy"] for r in runs]
+        if entry.get("seeds_before_gate") and all(_gated(r) for r in runs):
+            ungated[name] = (statistics.mean(_without_check(r)["calibrated"]["accuracy"] for r in entry["seeds_before_gate"].values())
+                             - zs["calibrated"]["accuracy"], statistics.mean(pouf) - zs["calibrated"]["accuracy"])
         best_delta = statistics.mean(pouf) - zs[best]["accuracy"]
         calibrated_delta = statistics.mean(pouf) - zs["calibrated"]["accuracy"]
         best_deltas.append(best_delta)
@@ -51,7 +67,7 @@ def _text_rows(text: dict) -> tuple[list[str], dict]:
         pouf_all.append(statistics.mean(pouf))
         raw_all.append(statistics.mean(_without_check(r)["ensemble"]["accuracy"] for r in runs))
         bal = f"{100 * zs[best]['balanced_accuracy']:.1f} → {_fmt([_without_check(r)['calibrated']['balanced_accuracy'] for r in runs])}"
-        guard = sum(bool(r["fallback"]) and "adapted_before_fallback" not in r for r in runs)
+        guard = sum(bool(r["fallback"]) and "adapted_before_fallback" not in r and not _gated(r) for r in runs)
         checked = [r["pouf"]["calibrated"]["accuracy"] for r in runs]
         checked_deltas.append(statistics.mean(checked) - zs[best]["accuracy"])
         check_fell_back = sum("adapted_before_fallback" in r for r in runs)
@@ -61,7 +77,7 @@ def _text_rows(text: dict) -> tuple[list[str], dict]:
         cells = [f"{100 * zs[row]['accuracy']:.1f}" for row in ("single", "ensemble", "calibrated")]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * zs[best]['accuracy']:.1f} | "
                      f"{_fmt([_without_check(r)['ensemble']['accuracy'] for r in runs])} | {_fmt(pouf)} | {100 * best_delta:+.1f} | "
-                     f"{100 * calibrated_delta:+.1f} | {bal} | {guard}/{len(runs)} | {_fmt(checked)} | "
+                     f"{100 * calibrated_delta:+.1f} | {bal} | {_gate_cell(runs)} | {guard}/{len(runs)} | {_fmt(checked)} | "
                      f"{check_fell_back}/{len(runs)} | {kappa} |")
         plot[name] = ([100 * zs[row]["accuracy"] for row in ("single", "ensemble", "calibrated")], _mean_std(pouf))
     if best_deltas:
@@ -73,8 +89,17 @@ def _text_rows(text: dict) -> tuple[list[str], dict]:
                   f"average, worst {100 * min(calibrated_deltas):+.1f}. POUF read at its raw ensemble instead: "
                   f"{100 * statistics.mean(raw_all):.1f}. With the neighbour check (opt-in): "
                   f"{100 * statistics.mean(checked_deltas):+.1f} on average vs best zero-shot, worst {100 * min(checked_deltas):+.1f}. "
-                  f"Seeds per task: at least {seeds} of {len(text['seeds'])}.", ""]
+                  f"Seeds per task: at least {seeds} of {len(text['seeds'])}."]
+        for name, (before, after) in ungated.items():
+            lines[-1] += (f" The agreement gate kept {name} at zero-shot; its runs before the gate read "
+                          f"{100 * before:+.1f} against the calibrated row ({100 * after:+.1f} now).")
+        lines.append("")
     return lines, plot
+
+
+def _gate_command(data: dict) -> str:
+    """Runs stored before the agreement gate: the command that measured it on them (bench.py gate)."""
+    return f"; the agreement gate measured on these runs afterwards: `{data['gate_command']}`" if data.get("gate_command") else ""
 
 
 def _default_mark(data: dict) -> str:
@@ -95,11 +120,13 @@ def report() -> None:
                   f"batch {p['batch_size']}, lr {p['lr']}, the task's prompts as views; unlabeled data: {p['unlabeled']} texts of the "
                   f"train split (labels dropped); evaluation: {p['eval']} examples of the test/validation split (a fixed "
                   "random subset where larger; ag_news: disjoint halves of its test split). Seeds: "
-                  f"{', '.join(str(s) for s in text['seeds'])}. Command: `{text['command']}`.", "",
+                  f"{', '.join(str(s) for s in text['seeds'])}. Command: `{text['command']}`{_gate_command(text)}.", "",
                   "POUF is read with the calibrated prompt ensemble (the default readout, fixed before these runs). It is "
                   "compared with the *best* of the three label-free zero-shot rows of each task; picking that row takes "
                   "the labels, so this baseline is stronger than any a user could pick without them.", "",
-                  "POUF columns are what `unseen pouf adapt` gives by default. *With neighbour check* is the opt-in "
+                  "POUF columns are what `unseen pouf adapt` gives by default. The *agreement gate* (on by default) "
+                  "adapts only where the calibrated prompts' zero-shot answers on the unlabeled texts agree beyond "
+                  "chance (Fleiss κ, z ≥ 1.96; else the zero-shot weights are kept, *kept ZS*). *With neighbour check* is the opt-in "
                   "`--neighbour-check` (docs/pouf.md), measured on the same runs: it keeps the zero-shot weights where "
                   "the adapted answers agree less with their inputs' neighbours (MiniLM, 10 nearest, chance-corrected "
                   "kappa) than zero-shot's. *Kept zero-shot (guard)* counts the collapse guard's and the selection's own "
@@ -111,16 +138,16 @@ def report() -> None:
             lines += ["### Further tasks", "",
                       f"Tasks the neighbour check was not developed on, same protocol, prompts from {further['prompts']} "
                       f"(written before any run), seeds {', '.join(map(str, further['seeds']))}; finished here: "
-                      f"{', '.join(further['tasks'])}. Command: `{further['command']}`.", ""]
+                      f"{', '.join(further['tasks'])}. Command: `{further['command']}`{_gate_command(further)}.", ""]
             lines += _text_rows(further)[0]
         gemma = _load(GEMMA_JSON)
         if gemma.get("tasks"):
             lines += [f"### The same tasks on Gemma 3 270M{_default_mark(gemma)}", "",
                       "The other causal LM shipped offline (pretrained only, twice SmolLM2's parameters, most of them its "
                       "262k-word embedding), same protocol and prompts, fixed before its first run (top 4 of its 18 layers "
-                      f"tuned); seeds {', '.join(map(str, gemma['seeds']))}. Command: `{gemma['command']}`.", ""]
+                      f"tuned); seeds {', '.join(map(str, gemma['seeds']))}. Command: `{gemma['command']}`{_gate_command(gemma)}.", ""]
             lines += _text_rows(gemma)[0]
-        seconds = [r.get("adapt_seconds", 0) for e in text["tasks"].values() for r in e["seeds"].values()]
+        seconds = [r.get("adapt_seconds", 0) for e in text["tasks"].values() for r in e["seeds"].values() if not _gated(r)]
         if seconds:
             lines += [f"Adaptation wall time per run (caching the frozen layers included on the first seed): median "
                       f"{statistics.median(seconds):.0f} s on {text['machine'].get('cpus')} shared CPU cores.", ""]
