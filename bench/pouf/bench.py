@@ -16,6 +16,11 @@ Tasks beyond the nine (the neighbour check on tasks it was not developed on), on
     .venv/bin/python bench/pouf/bench.py text --fresh --seeds 0 --tasks snli,boolq \
         --prompts bench/pouf/further_tasks.yaml --json docs/results/pouf-text-further.json
 
+The same further tasks and two more (creak, strategyqa, prompts written before any run) on Gemma 3 270M:
+
+    .venv/bin/python bench/pouf/bench.py text --fresh --model gemma3-270m --seeds 0 --tasks snli,boolq,creak,strategyqa \
+        --prompts bench/pouf/further_tasks.yaml --json docs/results/pouf-text-further-gemma3.json
+
 `text` runs SmolLM2-135M-Instruct (docs/results/pouf-text.json, where the neighbour check, the
 interpolation and the further tasks were measured); `unseen pouf`'s text default is now Gemma 3
 270M. The same nine tasks on Gemma 3 270M (two shards, merged with `merge-text --into
@@ -53,6 +58,7 @@ RESULTS = REPO / "docs" / "results"
 RUNS = REPO / "runs" / "pouf-bench"
 TEXT_JSON, IMAGE_JSON, SPEED_JSON = RESULTS / "pouf-text.json", RESULTS / "pouf-image.json", RESULTS / "pouf-speed.json"
 FURTHER_JSON = RESULTS / "pouf-text-further.json"  # `text --prompts bench/pouf/further_tasks.yaml --json` this file
+FURTHER_GEMMA_JSON = RESULTS / "pouf-text-further-gemma3.json"  # `text --model gemma3-270m --prompts bench/pouf/further_tasks.yaml --json` this file
 GEMMA_JSON = RESULTS / "pouf-text-gemma3.json"  # `text --model gemma3-270m --json` this file (shards merged by merge-text --into)
 
 TEXT_TASKS = ["sst2", "mr", "cr", "mpqa", "subj", "trec", "ag_news", "rte", "mrpc"]

@@ -9,7 +9,7 @@ import statistics
 
 from unseen.pouf.text import DEFAULT_MODEL
 
-from bench import DEFAULT_IMAGE_MODE, FURTHER_JSON, GEMMA_JSON, IMAGE_JSON, IMAGE_MODE_TEXT, IMAGE_MODES, RESULTS, SPEED_JSON, TEXT_JSON, _load
+from bench import DEFAULT_IMAGE_MODE, FURTHER_GEMMA_JSON, FURTHER_JSON, GEMMA_JSON, IMAGE_JSON, IMAGE_MODE_TEXT, IMAGE_MODES, RESULTS, SPEED_JSON, TEXT_JSON, _load
 
 
 def _mean_std(values):
@@ -147,6 +147,14 @@ def report() -> None:
                       "262k-word embedding), same protocol and prompts, fixed before its first run (top 4 of its 18 layers "
                       f"tuned); seeds {', '.join(map(str, gemma['seeds']))}. Command: `{gemma['command']}`{_gate_command(gemma)}.", ""]
             lines += _text_rows(gemma)[0]
+        further_gemma = _load(FURTHER_GEMMA_JSON)
+        if further_gemma.get("tasks"):
+            lines += ["### Further tasks on Gemma 3 270M", "",
+                      "Tasks neither the default model nor the agreement gate was developed on: snli and boolq with the "
+                      "prompts above, creak and strategyqa with prompts added to the same file before their first run; "
+                      f"seeds {', '.join(map(str, further_gemma['seeds']))}; finished here: "
+                      f"{', '.join(further_gemma['tasks'])}. Command: `{further_gemma['command']}`.", ""]
+            lines += _text_rows(further_gemma)[0]
         seconds = [r.get("adapt_seconds", 0) for e in text["tasks"].values() for r in e["seeds"].values() if not _gated(r)]
         if seconds:
             lines += [f"Adaptation wall time per run (caching the frozen layers included on the first seed): median "

@@ -8,11 +8,14 @@
     tasks.py     text tasks (prompts.yaml) and image tasks (folders, class-name files, image_templates.yaml)
     adapt.py     the adaptation run on the core training loop, label-free selection, collapse guard,
                  fallback to the zero-shot weights, the calibrated prompt ensemble
+    agreement.py the gate before text adaptation: do the prompts agree beyond chance? (Fleiss' kappa)
+    neighbours.py the opt-in check after text adaptation: do the answers follow MiniLM neighbourhoods?
     text.py      zero-shot / adapt / eval of a text task;  image.py: the same for an image task
     quickstart.py  the POUF step of `unseen quickstart`
 """
 
 from unseen.pouf.adapt import AdaptConfig, Selection, adapt, predict_log_probs
+from unseen.pouf.agreement import AgreementGate, measure_agreement
 from unseen.pouf.image import ImageSetup
 from unseen.pouf.image import evaluate_run as evaluate_image_run
 from unseen.pouf.image import run_adapt as run_image_adapt
@@ -26,6 +29,7 @@ from unseen.pouf.text import zeroshot as text_zeroshot
 
 __all__ = [
     "AdaptConfig",
+    "AgreementGate",
     "ImageSetup",
     "PoufLoss",
     "Selection",
@@ -36,6 +40,7 @@ __all__ = [
     "image_zeroshot",
     "load_image_task",
     "load_text_task",
+    "measure_agreement",
     "mutual_information_loss",
     "pouf_loss",
     "predict_log_probs",

@@ -35,7 +35,7 @@ def run(console, data_dir=None) -> dict:
     console.print(f"POUF: {QUICK['model']} adapts the norms of its top {QUICK['tune_layers']} layers on "
                   f"{QUICK['unlabeled']} unlabeled {QUICK['task']} sentences ({QUICK['steps']} steps, labels never read)")
     with tempfile.TemporaryDirectory(prefix="unseen-pouf-") as folder:
-        _, selection = run_adapt(setup, config, folder, data_dir=data_dir)
+        _, selection = run_adapt(setup, config, folder, data_dir=data_dir, console=console)  # prints the agreement gate
         results = evaluate_run(folder, data_dir=data_dir)
     rows = []
     for label, key in (("zero-shot", "zeroshot"), ("after POUF", "pouf")):
