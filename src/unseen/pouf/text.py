@@ -138,7 +138,8 @@ def run_adapt(setup: TextSetup, config: AdaptConfig, out_dir, *, data_dir=None, 
     (out / "pouf.json").write_text(json.dumps(meta, indent=2) + "\n")
     assets = [setup.model_name] if "/" not in setup.model_name and not Path(setup.model_name).exists() else []
     data = _data_pairs(setup.task)
-    gated = gate and len(items) >= 2  # one prompt cannot disagree with itself
+    # one prompt cannot disagree with itself; a trained run being resumed was let through (or ran without the gate)
+    gated = gate and len(items) >= 2 and not (resume and (out / "metrics.jsonl").exists())
     if gated or neighbour_check:  # the zero-shot answers, for the gate and the check after selection
         zero_shot_log_probs = predict_log_probs(model, items)
         zero_shot_answers = calibrated_ensemble(zero_shot_log_probs).argmax(-1)
