@@ -87,7 +87,7 @@ def test_prompts_that_contradict_each_other_keep_zero_shot_without_training(tmp_
     # resuming that run with the gate on does not send its adapted weights back
     _, selection = run_adapt(setup, AdaptConfig(mode="ln", steps=9, batch_size=8, lr=1e-2, select_every=3), run, resume=True)
     assert [h["step"] for h in selection.history] == [0, 3, 6, 9] and "agree no more than chance" not in selection.reason
-    assert not json.loads((run / "selection.json").read_text()).get("trained") is False
+    assert json.loads((run / "selection.json").read_text()).get("trained") is not False
 
 
 def test_prompts_that_agree_go_on_to_adapt(tmp_path, monkeypatch):
