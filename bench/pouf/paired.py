@@ -111,6 +111,9 @@ def main() -> None:
         cal, best = row["vs_calibrated"], row["vs_best"]
         lines.append(f"| {task} | {row['n']} | {row['seeds']} | {100 * cal[0]:+.1f} | {100 * cal[1]:+.1f} … {100 * cal[2]:+.1f} | "
                      f"{row['best_row']} | {100 * best[0]:+.1f} | {100 * best[1]:+.1f} … {100 * best[2]:+.1f} |")
+    info = machine()
+    lines += ["", f"Machine: {info.get('cpu', info['platform'])}, {info['cpus']} CPUs, torch 1 thread; {started} (rows of "
+              "tasks not named by --tasks are kept from the earlier invocation, see the JSON's command)."]
     (RESULTS / f"pouf-text-paired-{name}.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {RESULTS / f'pouf-text-paired-{name}.md'}")
 
