@@ -75,7 +75,7 @@ def test_prompts_that_contradict_each_other_keep_zero_shot_without_training(tmp_
     config = AdaptConfig(mode="ln", steps=6, batch_size=8, lr=1e-2, select_every=3)
     _, selection = run_adapt(setup, config, tmp_path / "run")
     run = tmp_path / "run"
-    assert selection.fallback and "agree no more than chance" in selection.reason
+    assert selection.fallback and "do not agree beyond chance" in selection.reason
     assert not (run / "metrics.jsonl").exists()  # no training step ran
     saved = json.loads((run / "selection.json").read_text())
     assert saved["trained"] is False and not saved["agreement_gate"]["passes"] and saved["agreement_gate"]["kappa"] < -0.9
@@ -86,7 +86,7 @@ def test_prompts_that_contradict_each_other_keep_zero_shot_without_training(tmp_
     assert (run / "metrics.jsonl").exists() and [h["step"] for h in selection.history] == [0, 3, 6]
     # resuming that run with the gate on does not send its adapted weights back
     _, selection = run_adapt(setup, AdaptConfig(mode="ln", steps=9, batch_size=8, lr=1e-2, select_every=3), run, resume=True)
-    assert [h["step"] for h in selection.history] == [0, 3, 6, 9] and "agree no more than chance" not in selection.reason
+    assert [h["step"] for h in selection.history] == [0, 3, 6, 9] and "do not agree beyond chance" not in selection.reason
     assert json.loads((run / "selection.json").read_text()).get("trained") is not False
 
 

@@ -148,8 +148,9 @@ def run_adapt(setup: TextSetup, config: AdaptConfig, out_dir, *, data_dir=None, 
         if console is not None:
             console.print(agreement.describe())
         if not agreement.passes:
-            reason = (f"the prompts agree no more than chance on the unlabeled texts ({agreement.describe()}): the model does "
-                      "not read this task, and POUF would only sharpen noise; pass --no-agreement-gate to adapt anyway")
+            reason = (f"the prompts' answers do not agree beyond chance ({agreement.describe()}): the model may not "
+                      "read this task, and POUF would only sharpen noise (more unlabeled texts can show a weak agreement); "
+                      "pass --no-agreement-gate to adapt anyway")
             return model, keep_zero_shot(model, out, config, reason, agreement_gate=agreement.as_dict())
     if neighbour_check:  # the zero-shot weights, for the check after selection
         zero_shot_state = {name: tensor.clone() for name, tensor in trainable_state(model).items()}
