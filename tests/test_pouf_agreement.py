@@ -8,7 +8,7 @@ import torch
 from unseen.pouf.adapt import AdaptConfig
 from unseen.pouf.agreement import fleiss_kappa, measure_agreement
 from unseen.pouf.tasks import load_text_task
-from unseen.pouf.testing import sentiment_jsonl, tiny_causal_lm
+from unseen.pouf.testing import SENTIMENT_PROMPTS, sentiment_jsonl, tiny_causal_lm
 from unseen.pouf.text import TextSetup, evaluate_run, run_adapt
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -50,14 +50,8 @@ def test_gate_reads_the_calibrated_answers():
     assert not measure_agreement(independent).passes
 
 
-PROMPTS = """\
-dataset: {dataset}
-label_field: label
-classes: [negative, positive]
-prompts:
-  - {{template: "review: {{text}} \\nsentiment:", verbalizer: [" bad", " good"]}}
-  - {{template: "review: {{text}} \\nsentiment:", verbalizer: [{second}]}}
-"""
+# the toy sentiment task's first prompt, then the same template again with the answer words given per test
+PROMPTS = SENTIMENT_PROMPTS.rsplit("  - ", 1)[0] + '  - {{template: "review: {{text}} \\nsentiment:", verbalizer: [{second}]}}\n'
 
 
 def _setup(tmp_path, second):
