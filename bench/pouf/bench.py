@@ -118,10 +118,18 @@ def _header(kind: str, protocol: dict) -> dict:
 # --- text ----------------------------------------------------------------------------------
 
 
+def text_setup(model_name: str, task_name: str, prompts: str | None):
+    """A text task under the benchmark's protocol (TEXT)."""
+    from unseen.pouf.tasks import load_text_task
+    from unseen.pouf.text import TextSetup
+
+    return TextSetup(model_name, load_text_task(task_name, prompts), mode=TEXT["mode"], tune_layers=TEXT["tune_layers"],
+                     unlabeled_limit=TEXT["unlabeled"], eval_limit=TEXT["eval"])
+
+
 def run_text(args) -> None:
     from unseen.pouf.adapt import AdaptConfig
-    from unseen.pouf.tasks import load_text_task
-    from unseen.pouf.text import TextSetup, evaluate_run, run_adapt
+    from unseen.pouf.text import evaluate_run, run_adapt
 
     target = Path(args.json) if args.json else TEXT_JSON
     data = {} if args.fresh else _load(target)
@@ -133,9 +141,7 @@ def run_text(args) -> None:
             entry = data["tasks"].setdefault(name, {"seeds": {}})
             if str(seed) in entry["seeds"]:
                 continue
-            task = load_text_task(name, args.prompts)
-            setup = TextSetup(args.model, task, mode=TEXT["mode"], tune_layers=TEXT["tune_layers"],
-                              unlabeled_limit=TEXT["unlabeled"], eval_limit=TEXT["eval"])
+            setup = text_setup(args.model, name, args.prompts)
             config = AdaptConfig(mode=TEXT["mode"], steps=TEXT["steps"], batch_size=TEXT["batch_size"], lr=TEXT["lr"],
                                  seed=seed, scale=10.0, lambda_mi=0.6, select_every=TEXT["select_every"],
                                  calibrate_mi=args.calibrate_mi)
@@ -165,8 +171,7 @@ def run_gate(args) -> None:
     "seeds_before_gate" for the report's "without the gate" figures."""
     from unseen.pouf.adapt import predict_log_probs
     from unseen.pouf.agreement import measure_agreement
-    from unseen.pouf.tasks import load_text_task
-    from unseen.pouf.text import TextSetup, _items, build_model
+    from unseen.pouf.text import _items, build_model
 
     target = Path(args.json) if args.json else TEXT_JSON
     data = _load(target)
@@ -174,8 +179,7 @@ def run_gate(args) -> None:
     for name, entry in data["tasks"].items():
         if all(r.get("agreement_gate") for r in entry["seeds"].values()):
             continue
-        setup = TextSetup(model_name, load_text_task(name, data.get("prompts")), mode=TEXT["mode"],
-                          tune_layers=TEXT["tune_layers"], unlabeled_limit=TEXT["unlabeled"], eval_limit=TEXT["eval"])
+        setup = text_setup(model_name, name, data.get("prompts"))
         model = build_model(setup)
         gate = measure_agreement(predict_log_probs(model, _items(model, setup, "unlabeled", None)))
         print(f"{name}: {gate.describe()} -> {'passes' if gate.passes else 'keeps zero-shot: rerun'}", flush=True)

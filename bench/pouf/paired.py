@@ -29,28 +29,30 @@ from bench import GEMMA_JSON, RESULTS, RUNS, TEXT, _load, _store, machine  # noq
 RESAMPLES = 10_000
 
 
-def correct_vectors(run: Path) -> dict:
-    """Per-example correctness of the zero-shot rows and of the selected weights (calibrated readout)."""
+def correct_vectors(runs: list[Path]) -> dict:
+    """Per-example correctness of the zero-shot rows (once: the seeds share them) and of each seed's
+    POUF weights (calibrated readout): {"zeroshot/<readout>": [N], "pouf/calibrated": [[N] per run]}."""
     from unseen.core.training.checkpoint import load_trainable_state
     from unseen.pouf.adapt import calibrated_ensemble, ensemble, load_selected, predict_log_probs
     from unseen.pouf.tasks import eval_labels
     from unseen.pouf.text import TextSetup, _items, build_model
 
-    setup = TextSetup.from_dict(json.loads((run / "pouf.json").read_text()))
+    setup = TextSetup.from_dict(json.loads((runs[0] / "pouf.json").read_text()))
     model = build_model(setup)
     items = _items(model, setup, "eval", None)
     labels = torch.tensor(eval_labels(setup.task, limit=setup.eval_limit))
     before = predict_log_probs(model, items)
-    # POUF as it runs by default: the selected weights, or the adapted ones where the (opt-in) neighbour check,
-    # which the benchmark measures on every run, sent the run back to zero-shot
-    if (run / "adapted.safetensors").exists():
-        load_trainable_state(model, run / "adapted.safetensors")
-    else:
-        load_selected(model, run)
-    after = predict_log_probs(model, items)
     readouts = {"single": lambda lp: lp[0], "ensemble": ensemble, "calibrated": calibrated_ensemble}
     out = {f"zeroshot/{name}": (fn(before).argmax(-1) == labels).float() for name, fn in readouts.items()}
-    out["pouf/calibrated"] = (calibrated_ensemble(after).argmax(-1) == labels).float()
+    out["pouf/calibrated"] = []
+    for run in runs:
+        # POUF as it runs by default: the selected weights, or the adapted ones where the (opt-in) neighbour
+        # check, which the benchmark measures on every run, sent the run back to zero-shot
+        if (run / "adapted.safetensors").exists():
+            load_trainable_state(model, run / "adapted.safetensors")
+        else:
+            load_selected(model, run)
+        out["pouf/calibrated"].append((calibrated_ensemble(predict_log_probs(model, items)).argmax(-1) == labels).float())
     return out
 
 
@@ -81,21 +83,22 @@ def main() -> None:
             if task in stored_rows:
                 rows[task] = stored_rows[task]
             continue
-        vectors = {}
-        for seed, stored in entry["seeds"].items():
-            found = correct_vectors(RUNS / f"text{variant}" / task / f"seed{seed}")
-            for key, vector in found.items():  # the same examples and predictions as the benchmark's
+        seeds = list(entry["seeds"])
+        vectors = correct_vectors([RUNS / f"text{variant}" / task / f"seed{seed}" for seed in seeds])
+        for i, seed in enumerate(seeds):  # the same examples and predictions as the benchmark's
+            stored = entry["seeds"][seed]
+            for key, vector in vectors.items():
                 kind, readout = key.split("/")
+                vector = vector[i] if kind == "pouf" else vector
                 expected = (stored.get("adapted_before_fallback", stored["pouf"]) if kind == "pouf" else stored[kind])[readout]["accuracy"]
                 if round(float(vector.sum())) != round(expected * len(vector)):  # count of correct answers
                     raise SystemExit(f"{task} seed {seed} {key}: {float(vector.mean()):.4f} here, {expected:.4f} stored")
-                vectors.setdefault(key, []).append(vector)
         zs = entry["seeds"][next(iter(entry["seeds"]))]["zeroshot"]
         best = max(("single", "ensemble", "calibrated"), key=lambda row: zs[row]["accuracy"])
         pouf = torch.stack(vectors["pouf/calibrated"])
         rows[task] = {"n": pouf.shape[1], "seeds": pouf.shape[0], "best_row": best,
-                      "vs_calibrated": interval(pouf - torch.stack(vectors["zeroshot/calibrated"])),
-                      "vs_best": interval(pouf - torch.stack(vectors[f"zeroshot/{best}"]))}
+                      "vs_calibrated": interval(pouf - vectors["zeroshot/calibrated"]),
+                      "vs_best": interval(pouf - vectors[f"zeroshot/{best}"])}
         print(task, rows[task], flush=True)
     _store(RESULTS / f"pouf-text-paired-{name}.json",
            {"command": "; ".join(filter(None, [previous.get("command"), " ".join(["python", *sys.argv])])), "source": Path(args.json).name, "resamples": RESAMPLES,
