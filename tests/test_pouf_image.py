@@ -13,7 +13,6 @@ from unseen.pouf.image import ImageSetup, evaluate_run, image_items, run_adapt, 
 from unseen.pouf.tasks import load_image_task, read_class_names
 from unseen.pouf.testing import image_folder, tiny_clip
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -101,8 +100,8 @@ def test_augmented_views_are_deterministic(tiny):
 def test_adapt_and_eval_on_an_image_folder(tiny, tmp_path, mode):
     task = load_image_task(str(tiny["folder"]), tiny["classes"])
     setup = ImageSetup(task=task, model_name=str(tiny["clip"]), mode=mode, views=2)
-    config = AdaptConfig(mode=mode, steps=6, batch_size=6, lr=1e-3, scale=100.0, lambda_mi=0.3, mi_on_model_logits=False,
-                         select_every=3)
+    config = AdaptConfig(mode=mode, steps=6, batch_size=6, lr=1e-3, scale=100.0, lambda_mi=0.3,
+                         mi_on_model_logits=False, select_every=3)
     model, selection = run_adapt(setup, config, tmp_path / "run")
     assert [h["step"] for h in selection.history] == [0, 3, 6]
     if mode == "prompt":  # frozen image tower: the features of both views were cached

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 
 from unseen.pouf.loss import cosine_similarity, mutual_information_loss, pouf_loss, transport_loss
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -34,7 +33,9 @@ def test_matches_the_official_formulas():
     features, prototypes = torch.randn(16, 32), torch.randn(5, 32)
     for scale in (1.0, 10.0, 100.0):
         sim = cosine_similarity(features, prototypes)
-        assert transport_loss(sim, scale).item() == pytest.approx(_reference_transport(features, prototypes, scale).item(), abs=1e-5)
+        assert transport_loss(sim,
+                              scale).item() == pytest.approx(_reference_transport(features, prototypes, scale).item(),
+                                                             abs=1e-5)
         assert mutual_information_loss(scale * sim).item() == pytest.approx(_reference_im(scale * sim).item(), abs=1e-3)
 
 

@@ -10,7 +10,7 @@ from unseen.pouf import neighbours
 from unseen.pouf.adapt import AdaptConfig, calibrated_ensemble, predict_log_probs
 from unseen.pouf.tasks import load_text_task, unlabeled_inputs
 from unseen.pouf.testing import SENTIMENT_PROMPTS, sentiment_jsonl, tiny_causal_lm
-from unseen.pouf.text import TextSetup, _items, build_model, evaluate_run, run_adapt
+from unseen.pouf.text import TextSetup, build_model, evaluate_run, run_adapt, text_items
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -56,7 +56,8 @@ def test_sentence_encoder_places_paraphrases_together():
         asset_file(neighbours.ENCODER)
     except AssetMissingError as missing:
         pytest.skip(str(missing))
-    e = neighbours.embed_texts(["a wonderful, moving film", "a great and touching movie", "the bank raised interest rates"])
+    e = neighbours.embed_texts(["a wonderful, moving film", "a great and touching movie",
+                                "the bank raised interest rates"])
     assert torch.allclose(e.norm(dim=-1), torch.ones(3), atol=1e-5)
     assert e[0] @ e[1] > e[0] @ e[2] + 0.2
 
@@ -73,7 +74,7 @@ def test_a_run_whose_answers_lose_the_neighbour_check_keeps_the_zero_shot_weight
     lm, data, prompts = _tiny(tmp_path, monkeypatch)
     setup = TextSetup(str(lm), load_text_task(str(data), prompts), mode="ln", tune_layers=2)
     model = build_model(setup)
-    zero_shot = calibrated_ensemble(predict_log_probs(model, _items(model, setup, "unlabeled", None))).argmax(-1)
+    zero_shot = calibrated_ensemble(predict_log_probs(model, text_items(model, setup, "unlabeled", None))).argmax(-1)
     assert len(unlabeled_inputs(setup.task)) == len(zero_shot)
     # an encoder under which the zero-shot answers are the neighbourhoods exactly: no adapted answer can beat them
     monkeypatch.setattr(neighbours, "embed_texts", lambda texts, encoder=None: F.one_hot(zero_shot, 2).float())
@@ -94,7 +95,8 @@ def test_cli_runs_the_check_only_when_asked(tmp_path, monkeypatch):
     lm, data, prompts = _tiny(tmp_path, monkeypatch)
     # every input its own far-away point: no neighbour shares an answer by closeness, kappa < 0 for both
     monkeypatch.setattr(neighbours, "embed_texts", lambda texts, encoder=None: torch.eye(len(texts)))
-    common = ["adapt", "--model", str(lm), "--task", str(data), "--prompts", str(prompts), "--tune-layers", "2", "--mode", "ln", "--steps", "4", "--batch-size", "8",
+    common = ["adapt", "--model", str(lm), "--task", str(data), "--prompts", str(prompts), "--tune-layers", "2",
+              "--mode", "ln", "--steps", "4", "--batch-size", "8",
               "--select-every", "2", "--lr", "3e-2", "--no-agreement-gate"]
     runner = CliRunner()
     result = runner.invoke(app, [*common, "--out", str(tmp_path / "plain")])

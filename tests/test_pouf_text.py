@@ -13,9 +13,7 @@ from unseen.pouf.lm import CausalPromptLM, load_prompted_lm
 from unseen.pouf.masked_lm import MaskedPromptLM
 from unseen.pouf.tasks import eval_labels, eval_texts, load_text_task, unlabeled_texts
 from unseen.pouf.testing import SENTIMENT_PROMPTS, sentiment_jsonl, tiny_causal_lm, tiny_masked_lm, tiny_tokenizer
-from unseen.pouf.text import TextSetup, build_model, evaluate_run, run_adapt, zeroshot
-from unseen.pouf.text import _items as text_items
-
+from unseen.pouf.text import TextSetup, build_model, evaluate_run, run_adapt, text_items, zeroshot
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -116,7 +114,8 @@ def test_masked_lm_reads_the_mask_through_the_head_transform(tiny):
     batch = model.collate(model.prepare([prompt], 0), 0)
     with torch.no_grad():
         logits = model.class_logits(model(batch), 0)
-        full = model.lm(input_ids=batch["input_ids"], attention_mask=batch["mask"]).logits[0, batch["mask_positions"][0]]
+        full = model.lm(input_ids=batch["input_ids"],
+                        attention_mask=batch["mask"]).logits[0, batch["mask_positions"][0]]
     ids = [model.tokenizer.convert_tokens_to_ids(w) for w in ("bad", "good")]
     assert torch.allclose(logits[0], full[ids], atol=1e-4)
 
@@ -124,7 +123,8 @@ def test_masked_lm_reads_the_mask_through_the_head_transform(tiny):
 def test_multi_token_verbalizers(tiny):
     # several tokens with distinct first tokens: read at the first token
     model = load_prompted_lm(str(tiny["lm"]), [[[" very bad"], [" good"]]], mode="ln", tune_layers=1)
-    assert model.verbalizer_ids == [[[model.tokenizer.convert_tokens_to_ids("very")], [model.tokenizer.convert_tokens_to_ids("good")]]]
+    assert model.verbalizer_ids == [[[model.tokenizer.convert_tokens_to_ids("very")],
+                                     [model.tokenizer.convert_tokens_to_ids("good")]]]
     # the same first token for two classes cannot be told apart: a clear error
     with pytest.raises(UnseenError, match=r"'.*very bad' and '.*very good' start with the same token"):
         load_prompted_lm(str(tiny["lm"]), [[[" very bad"], [" very good"]]], mode="ln", tune_layers=1)
@@ -150,7 +150,8 @@ def test_adapt_then_eval_end_to_end(tiny, tmp_path):
     config = AdaptConfig(mode="prompt", steps=12, batch_size=8, lr=1e-2, select_every=4)
     _, selection = run_adapt(setup, config, tmp_path / "run", gate=False)  # a random LM: its prompts agree by chance
     run = tmp_path / "run"
-    for name in ("pouf.json", "config.yaml", "manifest.json", "metrics.jsonl", "selected.safetensors", "selection.json"):
+    for name in ("pouf.json", "config.yaml", "manifest.json", "metrics.jsonl", "selected.safetensors",
+                 "selection.json"):
         assert (run / name).exists(), name
     assert [h["step"] for h in selection.history] == [0, 4, 8, 12]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -166,8 +167,10 @@ def test_adapt_then_eval_end_to_end(tiny, tmp_path):
 
 def test_resume_continues_the_run(tiny, tmp_path):
     setup = TextSetup(str(tiny["lm"]), _task(tiny), mode="ln", tune_layers=1)
-    run_adapt(setup, AdaptConfig(mode="ln", steps=6, batch_size=8, lr=1e-2, select_every=3, save_every=3), tmp_path / "r", gate=False)
-    _, selection = run_adapt(setup, AdaptConfig(mode="ln", steps=9, batch_size=8, lr=1e-2, select_every=3, save_every=3),
+    run_adapt(setup, AdaptConfig(mode="ln", steps=6, batch_size=8, lr=1e-2, select_every=3, save_every=3),
+              tmp_path / "r", gate=False)
+    _, selection = run_adapt(setup,
+                             AdaptConfig(mode="ln", steps=9, batch_size=8, lr=1e-2, select_every=3, save_every=3),
                              tmp_path / "r", resume=True, gate=False)
     assert [h["step"] for h in selection.history] == [0, 3, 6, 9]
 

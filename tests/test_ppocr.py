@@ -164,12 +164,12 @@ def test_e2str_trains_on_ppocr_tokens_from_a_crnn_decoder(port_and_reference, tm
     """A store of PP-OCRv4 tokens, stage 1 started from a decoder of another encoder (its visual
     input layer replaced), stage 2 from that; the recognizer loads with the encoder it was trained on."""
     from unseen.core.assets.checks import render_word
+    from unseen.scenetext.e2str.model import E2STR, E2STRConfig
+    from unseen.scenetext.e2str.recognizer import Recognizer, save_model_file
+    from unseen.scenetext.e2str.store import FeatureStore
+    from unseen.scenetext.e2str.train import train_stage
     from unseen.scenetext.encoder import PPOCREncoder
-    from unseen.scenetext.model import E2STR, E2STRConfig
     from unseen.scenetext.pool import Pool
-    from unseen.scenetext.recognizer import Recognizer, save_model_file
-    from unseen.scenetext.store import FeatureStore
-    from unseen.scenetext.train import train_stage
 
     encoder = PPOCREncoder(port_and_reference[:2])
     words = ["exit", "Hotel", "2024", "SALE"]

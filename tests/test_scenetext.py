@@ -8,10 +8,10 @@ import torch
 from unseen.core.errors import DataError
 from unseen.scenetext import metrics
 from unseen.scenetext.charset import BOS, EOS, check_label, decode, encode
-from unseen.scenetext.data import model_inputs, pack
-from unseen.scenetext.model import E2STR, E2STRConfig, cross_mask
-from unseen.scenetext.render import WordRenderer, find_fonts
-from unseen.scenetext.splits import crop_span, random_span, transform
+from unseen.scenetext.e2str.data import model_inputs, pack
+from unseen.scenetext.e2str.model import E2STR, E2STRConfig, cross_mask
+from unseen.scenetext.e2str.render import WordRenderer, find_fonts
+from unseen.scenetext.e2str.splits import crop_span, random_span, transform
 
 TINY = E2STRConfig(d_model=32, n_layer=2, n_head=2, d_ff=64, dropout=0.0)
 
@@ -131,7 +131,7 @@ def test_generate_matches_teacher_forcing_and_batching():
 
 
 def test_tiny_training_learns():
-    from unseen.scenetext.train import finetune, loss_fn
+    from unseen.scenetext.e2str.train import finetune, loss_fn
 
     torch.manual_seed(0)
     words = ["ab", "ba", "abc", "cab"]
@@ -147,7 +147,7 @@ def test_tiny_training_learns():
 
 def test_model_file_round_trip(tmp_path):
     from unseen.core.errors import UnseenError
-    from unseen.scenetext.recognizer import load_model_file, save_model_file
+    from unseen.scenetext.e2str.recognizer import load_model_file, save_model_file
 
     model = E2STR(TINY)
     path = save_model_file(model, tmp_path / "w.safetensors", encoder="crnn-x", stage=1, half=True)
@@ -160,9 +160,9 @@ def test_model_file_round_trip(tmp_path):
 
 
 def test_neighbour_context_sequences_end_with_the_query_after_other_groups(tmp_path):
+    from unseen.scenetext.e2str.store import D_VISUAL, FeatureStore
+    from unseen.scenetext.e2str.train import ContextSequences
     from unseen.scenetext.encoder import FrozenEncoder
-    from unseen.scenetext.store import D_VISUAL, FeatureStore
-    from unseen.scenetext.train import ContextSequences
 
     store = FeatureStore.create(tmp_path / "store", "test-encoder")
     generator = torch.Generator().manual_seed(0)

@@ -2,12 +2,11 @@
 log-probabilities; the CLI on real crops is in test_scenetext_gate.py)."""
 
 import pytest
-import torch
+from test_scenetext_gate import FakeEncoder as GateFakeEncoder  # tests/ is on sys.path
+from test_scenetext_gate import log_probs as gate_log_probs
 
 from unseen.scenetext.batch_lexicon import BatchLexicon, apply, best_word, lexicon_of, read_batch, read_crops
 from unseen.scenetext.lexicon_gate import GateSetting, LexiconGate, score_log_probs
-
-from test_scenetext_gate import FakeEncoder as GateFakeEncoder, log_probs as gate_log_probs  # tests/ is on sys.path
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -1,7 +1,6 @@
 """unseen.scenetext on real word crops: data loading, encoder, pools, metrics, CLI and bad input."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from unseen.core.errors import DataError, UnseenError
-from unseen.scenetext.model import E2STR, E2STRConfig
+from unseen.scenetext.e2str.model import E2STR, E2STRConfig
 
 TINY = E2STRConfig(d_model=32, n_layer=2, n_head=2, d_ff=64, dropout=0.0)
 
@@ -38,7 +37,7 @@ def ic15(shared_data):
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory, encoder):
-    from unseen.scenetext.recognizer import save_model_file
+    from unseen.scenetext.e2str.recognizer import save_model_file
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
@@ -127,8 +126,8 @@ def test_pool_bad_input(tmp_path, crops, encoder):
 
 
 def test_recognizer_reads_with_context(tiny_weights, ic15, encoder):
+    from unseen.scenetext.e2str.recognizer import Recognizer
     from unseen.scenetext.pool import Pool, PoolSample
-    from unseen.scenetext.recognizer import Recognizer
 
     rec = Recognizer.load(tiny_weights, encoder)
     pool = Pool.new(encoder)
@@ -175,7 +174,7 @@ def test_cli_pool_read_eval(tmp_path, crops, tiny_weights):
     row = json.loads(result.output.strip().splitlines()[-1])
     assert set(row) == {"image", "text", "confidence", "context"} and len(row["context"]) == 2
     out = tmp_path / "eval.json"
-    result = runner.invoke(app, ["eval", "--dataset", str(crops), "--pool", str(pool), "--n", "1", "--baseline", "easyocr",
+    result = runner.invoke(app, ["eval", "--dataset", str(crops), "--pool", str(pool), "--baseline", "easyocr",
                                  "--weights", str(tiny_weights), "--out", str(out)])
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
@@ -211,7 +210,7 @@ def test_every_command_has_an_example():
 
 
 def test_shipped_weights_read_real_crops(ic15, encoder):
-    from unseen.scenetext.recognizer import Recognizer, default_weights
+    from unseen.scenetext.e2str.recognizer import Recognizer, default_weights
 
     path = default_weights()
     assert path.exists(), "the shipped recognizer is missing: bench/scenetext/train_default.sh makes it"
@@ -234,7 +233,7 @@ def test_ctc_log_likelihood_prefers_the_crnn_reading(ic15, encoder):
 
 def test_joint_ctc_rescoring_picks_among_candidates(ic15, encoder, tiny_weights):
     """With the CTC weight at 1 the reading is the candidate the CRNN likes best; at 0, the decoder's own."""
-    from unseen.scenetext.recognizer import Recognizer
+    from unseen.scenetext.e2str.recognizer import Recognizer
 
     rec = Recognizer.load(tiny_weights, encoder)
     visuals = rec.encode([r["image"] for r in ic15[:4]])

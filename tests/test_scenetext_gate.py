@@ -9,8 +9,15 @@ import torch
 from typer.testing import CliRunner
 
 from unseen.core.errors import DataError, UnseenError
-from unseen.scenetext.lexicon_gate import (GATE_OFF, GateSetting, LexiconGate, choose_setting, gated_text,
-                                           leave_one_out_setting, score_log_probs)
+from unseen.scenetext.lexicon_gate import (
+    GATE_OFF,
+    GateSetting,
+    LexiconGate,
+    choose_setting,
+    gated_text,
+    leave_one_out_setting,
+    score_log_probs,
+)
 from unseen.scenetext.pool import Pool
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -58,7 +58,8 @@ def test_single_token_options_batched_with_left_padding(tiny_lm):
             assert value == pytest.approx(_reference(model, tokenizer, prompt, option), abs=1e-4)
 
 
-PROMPTS = ["Premise: a cat sat.\nAnswer:", "Q?", "short", "a much longer prompt than the other ones", "mid-sized prompt"]
+PROMPTS = ["Premise: a cat sat.\nAnswer:", "Q?", "short", "a much longer prompt than the other ones",
+           "mid-sized prompt"]
 OPTIONS = [[" yes", " no", " maybe not", "x"], [" entailment", " contradiction"], ["a", "b"], ["a", "b"], [" c", "dd"]]
 
 
@@ -92,7 +93,8 @@ def test_a_prefix_shared_by_every_prompt_runs_once_and_changes_no_score(tiny_lm,
 def test_shared_prefix_on_a_sliding_window_model():
     """Gemma 3 alternates sliding-window and global layers; prompts shorter than the window share."""
     torch.manual_seed(0)
-    config = Gemma3TextConfig(vocab_size=258, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+    config = Gemma3TextConfig(vocab_size=258, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                              num_attention_heads=4,
                               num_key_value_heads=2, head_dim=8, sliding_window=512, max_position_embeddings=1024,
                               layer_types=["sliding_attention", "full_attention"] * 2)
     model, tokenizer = Gemma3ForCausalLM(config).eval(), ByteTokenizer()

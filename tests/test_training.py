@@ -1,7 +1,6 @@
 """The training core: exact resume after SIGKILL, 1 vs 2 processes, LoRA, checkpoints."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from unseen.core.errors import DivergenceError, UnseenError
 from unseen.core.training import TrainConfig, apply_lora, best_device, count_parameters, global_batch_indices, train
-from unseen.core.errors import UnseenError
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "scripts" / "tiny_lm_train.py"
@@ -29,7 +28,7 @@ def _losses(run_dir):
     return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, shared_data):
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, data_dir):
     args = ["--steps", "24", "--save-every", "4"]
     _run(tmp_path / "straight", *args)
 
@@ -53,7 +52,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, shared_data):
     assert _losses(interrupted) == _losses(tmp_path / "straight")  # metrics log has no duplicate or missing step
 
 
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path, shared_data):
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, data_dir):
     args = ["--steps", "5", "--dropout", "0", "--batch-size", "8", "--grad-accum", "2", "--save-every", "0"]
     _run(tmp_path / "one", *args)
     accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
@@ -65,7 +64,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, shared_dat
         torch.testing.assert_close(one[name], two[name], atol=1e-4, rtol=1e-4)
 
 
-def test_run_directory_has_config_manifest_metrics(tmp_path, shared_data):
+def test_run_directory_has_config_manifest_metrics(tmp_path, data_dir):
     _run(tmp_path / "run", "--steps", "3", "--save-every", "2")
     run = tmp_path / "run"
     manifest = json.loads((run / "manifest.json").read_text())
@@ -114,7 +113,7 @@ def test_global_batches_cover_each_epoch_once():
 
 def test_diverging_loss_is_a_clear_error(tmp_path):
     model = torch.nn.Linear(2, 1)
-    with pytest.raises(UnseenError, match="diverged"):
+    with pytest.raises(DivergenceError, match="diverged"):
         train(model, lambda m, b: m(b).sum() * float("inf"), [torch.ones(2)] * 4,
               TrainConfig(out_dir=str(tmp_path / "d"), steps=1, batch_size=2))
 

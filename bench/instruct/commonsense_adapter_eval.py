@@ -56,11 +56,11 @@ def cell(summary: dict) -> str:
 
 def report(sides: dict, meta: dict) -> str:
     lines = ["# The shipped adapter: Gemma 3 270M base vs commonsense-held-out LoRA, on held-out commonsense", "",
-             f"Command: `{meta['command']}`; seed {meta['seed']}; {meta['limit']} first validation examples per dataset, "
-             f"2 direct OPTIONS templates each ({', '.join(TEMPLATES)}); fp32, {meta['threads']} thread; "
+             f"Command: `{meta['command']}`; seed {meta['seed']}; {meta['limit']} first validation examples per "
+             f"dataset, 2 direct OPTIONS templates each ({', '.join(TEMPLATES)}); fp32, {meta['threads']} thread; "
              f"machine: {meta['machine']} (shared with other jobs, so seconds are only indicative: "
-             f"base {sides['base']['wall_seconds'] / 60:.1f} min, tuned {sides['tuned']['wall_seconds'] / 60:.1f} min). "
-             f"Adapter: {meta['adapter']}.", "",
+             f"base {sides['base']['wall_seconds'] / 60:.1f} min, tuned {sides['tuned']['wall_seconds'] / 60:.1f} "
+             f"min). Adapter: {meta['adapter']}.", "",
              "Mean ± std over the 2 templates, in %. Generation: greedy, the first line read back as an option "
              "(invalid = wrong).", "",
              "| task | model | " + " | ".join(label for label, _ in COLUMNS) + " | majority | uniform |",
@@ -103,9 +103,10 @@ def main():
              for side in ([args.only] if args.only else ["base", "tuned"])}
     if args.only:
         return
+    adapter = args.adapter.resolve()
     meta = {"command": f"OMP_NUM_THREADS=1 python bench/instruct/commonsense_adapter_eval.py --limit {args.limit}",
             "seed": 0, "limit": args.limit, "threads": args.threads, "eval_config": asdict(config),
-            "adapter": str(args.adapter.resolve().relative_to(ROOT)) if args.adapter.resolve().is_relative_to(ROOT) else str(args.adapter),
+            "adapter": str(adapter.relative_to(ROOT)) if adapter.is_relative_to(ROOT) else str(args.adapter),
             "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     training = args.adapter / "training.json"

@@ -45,7 +45,8 @@ def old_generate(model, tokenizer, prompts, batch_size):
                 batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True)
                 generated = model.generate(**batch, max_new_tokens=OLD_MAX_NEW_TOKENS, do_sample=False,
                                            pad_token_id=tokenizer.pad_token_id)
-                outputs += [tokenizer.decode(s, skip_special_tokens=True) for s in generated[:, batch["input_ids"].shape[1] :]]
+                new_tokens = generated[:, batch["input_ids"].shape[1] :]
+                outputs += [tokenizer.decode(s, skip_special_tokens=True) for s in new_tokens]
     finally:
         tokenizer.padding_side = previous_side
     return [text.strip().split("\n")[0].strip() for text in outputs]
@@ -57,7 +58,8 @@ def new_generate(model, tokenizer, prompts, caps, batch_size):
 
 
 def exact_match(outputs, examples, chain_of_thought=False):
-    right = [canonical_prediction(parse_answer(o, ex.answer_choices, chain_of_thought), ex.target_index, ex.answer_choices)
+    right = [canonical_prediction(parse_answer(o, ex.answer_choices, chain_of_thought), ex.target_index,
+                                  ex.answer_choices)
              == ex.target_index for o, ex in zip(outputs, examples)]
     return sum(right) / len(right)
 

@@ -76,7 +76,8 @@ def plot(rows: list[dict], path: Path) -> None:
                 if setting == "base":
                     values.append(row[key]["base"] * 100)
                 else:
-                    values.append(next(r for r in rows if r["task"] == task and r["setting"] == setting)[key]["tuned"] * 100)
+                    tuned = next(r for r in rows if r["task"] == task and r["setting"] == setting)
+                    values.append(tuned[key]["tuned"] * 100)
             axis.bar([t + (s - (len(settings) - 1) / 2) * width for t in range(len(tasks))], values, width=width,
                      label=setting)
         axis.set_xticks(range(len(tasks)), tasks)
@@ -97,8 +98,9 @@ def main():
     parser.add_argument("--templates", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--only", default=None, help="Comma-separated run folders (no-templates, one-cluster): compute "
-                        "only these, without the report (for one worker per core)")
+    parser.add_argument("--only", default=None,
+                        help="Comma-separated run folders (no-templates, one-cluster): compute only these, without the "
+                             "report (for one worker per core)")
     parser.add_argument("--main-results", type=Path, default=ROOT / "docs/results/instruct_heldout_all.json",
                         help="heldout_all.py's results (base model and the all-clusters model)")
     parser.add_argument("--out", type=Path, default=Path("runs/heldout-ablations"))
@@ -125,22 +127,23 @@ def main():
     if args.only:
         return
     lines = [f"# FLAN ablations on held-out {args.cluster}: templates and number of training clusters", "",
-             f"Command: `OMP_NUM_THREADS=1 python bench/instruct/heldout_ablations.py`; seed {args.seed}; Gemma 3 270M base, "
-             f"LoRA, {args.steps} steps × batch 4 × 128 tokens each; evaluation as in instruct_heldout_all.md (first "
-             f"{args.templates} templates, first {args.limit} examples, zero-shot); machine: {platform.node()} "
+             f"Command: `OMP_NUM_THREADS=1 python bench/instruct/heldout_ablations.py`; seed {args.seed}; Gemma 3 270M "
+             f"base, LoRA, {args.steps} steps × batch 4 × 128 tokens each; evaluation as in instruct_heldout_all.md "
+             f"(first {args.templates} templates, first {args.limit} examples, zero-shot); machine: {platform.node()} "
              f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
              "| task | trained on | " + " | ".join(label for _, label in METRICS) + " |",
              "|---|---|" + "---|" * len(METRICS)]
     for task in dict.fromkeys(row["task"] for row in rows):
         first = next(row for row in rows if row["task"] == task)
-        lines.append(f"| {task} | (base model) | "
-                     + " | ".join(f"{first[key]['base'] * 100:.1f}" if key in first else "–" for key, _ in METRICS) + " |")
+        cells = [f"{first[key]['base'] * 100:.1f}" if key in first else "–" for key, _ in METRICS]
+        lines.append(f"| {task} | (base model) | " + " | ".join(cells) + " |")
         for row in (r for r in rows if r["task"] == task):
-            lines.append(f"| {task} | {row['setting']} | "
-                         + " | ".join(f"{row[key]['tuned'] * 100:.1f}" if key in row else "–" for key, _ in METRICS) + " |")
+            cells = [f"{row[key]['tuned'] * 100:.1f}" if key in row else "–" for key, _ in METRICS]
+            lines.append(f"| {task} | {row['setting']} | " + " | ".join(cells) + " |")
     lines += ["", "![ablations](instruct_heldout_ablations.png)", ""]
-    args.results.write_text(json.dumps({"rows": rows, "ablations": {k: v[1] for k, v in ABLATIONS.items()}, "cluster": args.cluster}, indent=2) + "\n")
+    args.results.write_text(json.dumps({"rows": rows, "ablations": {k: v[1] for k, v in ABLATIONS.items()},
+                                        "cluster": args.cluster}, indent=2) + "\n")
     plot(rows, args.results.with_suffix(".png"))
     args.results.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -76,7 +76,8 @@ def run_clusters(clusters: list[str], args) -> dict:
 
 
 def _baseline_clusters(rows: list[dict]) -> str:
-    return ", ".join(dict.fromkeys(row["cluster"] for row in rows if row.get("exact_match", {}).get("baselines"))) or "none"
+    clusters = dict.fromkeys(row["cluster"] for row in rows if row.get("exact_match", {}).get("baselines"))
+    return ", ".join(clusters) or "none"
 
 
 def targets(clusters: list[dict], rows: list[dict]) -> dict:
@@ -85,7 +86,8 @@ def targets(clusters: list[dict], rows: list[dict]) -> dict:
         return (entry[key]["tuned"] - entry[key]["base"]) if key in entry else None
 
     em_gains = {e["cluster"]: gain(e, "exact_match") for e in clusters}
-    above_uniform = {e["cluster"]: e["exact_match"]["tuned"] > e["uniform"] for e in clusters if "exact_match" in e and e["uniform"]}
+    above_uniform = {e["cluster"]: e["exact_match"]["tuned"] > e["uniform"]
+                     for e in clusters if "exact_match" in e and e["uniform"]}
     rank_changes = [gain(e, "balanced_accuracy") for e in clusters]
     option_rates = {row["task"]: row["option_rate"]["tuned_mean"] for row in rows if "option_rate" in row}
     return {
@@ -105,24 +107,25 @@ def _seeds_note(rows: list[dict]) -> str:
         clusters = by_seeds.setdefault(", ".join(map(str, seeds)), [])
         if seeds and row["cluster"] not in clusters:
             clusters.append(row["cluster"])
-    return ("Training seeds: " + "; ".join(f"{seeds} ({', '.join(clusters)})" for seeds, clusters in by_seeds.items() if seeds)
-            + "; the shipped adapter is one model. 'tuned' is the mean over seeds, ± the spread over seeds.")
+    runs = "; ".join(f"{seeds} ({', '.join(clusters)})" for seeds, clusters in by_seeds.items() if seeds)
+    return (f"Training seeds: {runs}; the shipped adapter is one model. 'tuned' is the mean over seeds, ± the spread "
+            "over seeds.")
 
 
 def report(summary: dict, meta: dict, checks: dict) -> str:
     lines = ["# The FLAN protocol over every held-out cluster: Gemma 3 270M base vs instruction-tuned (LoRA)", "",
-             f"Command: `{meta['command']}` (two workers, then the report); seeds {', '.join(map(str, meta['seeds']))}; "
-             f"machine: {meta['machine']}; {meta['date']}.", "",
-             f"Training: LoRA r={meta['train']['lora_r']} on every linear layer, {meta['train']['steps']} steps × batch "
-             f"{meta['train']['batch_size']} × {meta['train']['max_length']} tokens, lr {meta['train']['lr']}, at most "
-             f"{meta['train']['mixture']['cap']} examples per dataset, all other clusters (FLAN's rule: `clusters.yaml`); "
-             f"commonsense: the shipped adapter ({meta['shipped_adapter']['steps']} steps × batch "
+             f"Command: `{meta['command']}` (two workers, then the report); seeds "
+             f"{', '.join(map(str, meta['seeds']))}; machine: {meta['machine']}; {meta['date']}.", "",
+             f"Training: LoRA r={meta['train']['lora_r']} on every linear layer, {meta['train']['steps']} steps × "
+             f"batch {meta['train']['batch_size']} × {meta['train']['max_length']} tokens, lr {meta['train']['lr']}, "
+             f"at most {meta['train']['mixture']['cap']} examples per dataset, all other clusters (FLAN's rule: "
+             f"`clusters.yaml`); commonsense: the shipped adapter ({meta['shipped_adapter']['steps']} steps × batch "
              f"{meta['shipped_adapter']['batch_size']}, same settings otherwise). {_seeds_note(summary['rows'])}", "",
              f"Evaluation: zero-shot, the first {meta['eval']['max_templates']} templates of each dataset (file order, "
              f"direct answers), the first n validation examples of each dataset (n per dataset below: "
              f"{meta['limits']}); rank scoring and greedy generation "
-             "(stopping at the answer's line; invalid answers count as wrong). Baselines: majority class, uniform guessing "
-             f"over the options, SmolLM2-135M-Instruct as it ships ("
+             "(stopping at the answer's line; invalid answers count as wrong). Baselines: majority class, uniform "
+             "guessing over the options, SmolLM2-135M-Instruct as it ships ("
              + ("on every cluster)." if all(c in meta["baseline_clusters"] for c in meta["clusters_reported"]) else
                 f"evaluated on {meta['baseline_clusters']}; left out elsewhere for lack of CPU time)."), "",
              *([f"Not finished in the session's CPU time, so not reported: "
@@ -133,10 +136,12 @@ def report(summary: dict, meta: dict, checks: dict) -> str:
              f"- valid-option rate of the tuned model ≥ 95 % on every held-out dataset: "
              f"**{'met' if checks['valid_option_rate_at_least_95_every_dataset'] else 'not met'}** "
              f"({', '.join(f'{t} {v * 100:.0f}' for t, v in checks['tuned_option_rates'].items())});",
-             f"- generation exact match ≥ 10 points above base on ≥ 4 clusters: **{checks['clusters_exact_match_plus_10']} of "
-             f"{len(checks['exact_match_gain_by_cluster'])}** "
-             f"({', '.join(f'{c} {g * 100:+.1f}' for c, g in checks['exact_match_gain_by_cluster'].items() if g is not None)});",
-             f"- tuned exact match above uniform guessing on ≥ 4 clusters: **{checks['clusters_exact_match_above_uniform']}**;",
+             "- generation exact match ≥ 10 points above base on ≥ 4 clusters: "
+             f"**{checks['clusters_exact_match_plus_10']} of {len(checks['exact_match_gain_by_cluster'])}** "
+             "(" + ", ".join(f"{c} {g * 100:+.1f}" for c, g in checks["exact_match_gain_by_cluster"].items()
+                             if g is not None) + ");",
+             "- tuned exact match above uniform guessing on ≥ 4 clusters: "
+             f"**{checks['clusters_exact_match_above_uniform']}**;",
              f"- rank-scoring balanced accuracy on average no more than 1 point below base: "
              f"**{checks['rank_balanced_accuracy_mean_change'] * 100:+.1f} points**.", "",
              "## Per held-out dataset", "", flan_table(summary), "",
@@ -155,10 +160,12 @@ def run_and_describe(clusters: list[str], args) -> tuple[dict | None, dict | Non
     for row in summary["rows"]:
         by_n.setdefault(row["n"], set()).add(row["cluster"])
     meta = {"command": "OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py", "seeds": args.seeds,
-            "train": asdict(config.train), "eval": asdict(config.eval), "tasks": config.tasks, "shipped_adapter": shipped,
+            "train": asdict(config.train), "eval": asdict(config.eval), "tasks": config.tasks,
+            "shipped_adapter": shipped,
             "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "limits": "; ".join(f"{n} for {', '.join(sorted(names))}" for n, names in sorted(by_n.items(), reverse=True)),
+            "limits": "; ".join(f"{n} for {', '.join(sorted(names))}"
+                                for n, names in sorted(by_n.items(), reverse=True)),
             "clusters_reported": clusters,
             "baseline_clusters": _baseline_clusters(summary["rows"])}
     return summary, meta

@@ -2,7 +2,7 @@
 
 Needs lm-eval (installs nothing itself):  pip install -e '.[bench]'   (pins lm-eval==0.4.13)
 
-    python bench/instruct/speed_vs_lmeval.py                      # full run: writes docs/results/instruct_speed.{json,md}
+    python bench/instruct/speed_vs_lmeval.py           # full run: writes docs/results/instruct_speed.{json,md}
     python bench/instruct/speed_vs_lmeval.py --limit 60 --threads 1 --out /tmp/speed.json   # a short probe
     python bench/instruct/speed_vs_lmeval.py --shots 2 --out docs/results/instruct_speed_2shot.json
 
@@ -65,7 +65,8 @@ def write_task(folder: Path, name: str, records: list[dict], exemplars: list[dic
     return task
 
 
-def run_lmeval(model_dir: str, records: dict[str, list[dict]], exemplars: dict[str, list[dict]], batch_size: int) -> dict:
+def run_lmeval(model_dir: str, records: dict[str, list[dict]], exemplars: dict[str, list[dict]],
+               batch_size: int) -> dict:
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
@@ -114,8 +115,8 @@ def run_ours(model, tokenizer, records: dict[str, list[dict]], exemplars: dict[s
     for name, recs in records.items():
         choices = TASKS[name][1]
         prompts = task_prompts(name, recs, exemplars[name])
-        scores = score_options(model, tokenizer, prompts, [[" " + c for c in choices]] * len(recs), batch_size=batch_size,
-                               share_prefix=share_prefix)
+        scores = score_options(model, tokenizer, prompts, [[" " + c for c in choices]] * len(recs),
+                               batch_size=batch_size, share_prefix=share_prefix)
         predictions[name] = [max(range(len(s.loglik)), key=s.loglik.__getitem__) for s in scores]
     return {"seconds": time.perf_counter() - started, "predictions": predictions}
 
@@ -137,7 +138,8 @@ def compute_budget(model, tokenizer, records: dict[str, list[dict]]) -> dict:
     body = total - model.get_input_embeddings().weight.numel()  # the input embedding is a lookup
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    lengths = [len(tokenizer(prompt)["input_ids"]) for name, recs in records.items() for prompt in task_prompts(name, recs)]
+    lengths = [len(tokenizer(prompt)["input_ids"])
+               for name, recs in records.items() for prompt in task_prompts(name, recs)]
     attention = sum(2 * config.num_hidden_layers * heads * head_dim * t * t for t in lengths)  # QK^T and AV, causal
     body_flops = sum(2 * body * t for t in lengths) + attention
     head_row = 2 * head.shape[0] * head.shape[1]
@@ -165,33 +167,40 @@ def summarize(run: dict, records: dict[str, list[dict]], reference: dict | None)
         predicted = run["predictions"][name]
         row[f"{name}_accuracy"] = round(100 * sum(p == r["label"] for p, r in zip(predicted, recs)) / len(recs), 2)
         if reference is not None:  # how many predictions match lm-eval's, example by example
-            row[f"{name}_agreement"] = round(100 * sum(a == b for a, b in zip(predicted, reference[name])) / len(recs), 2)
+            same = sum(a == b for a, b in zip(predicted, reference[name]))
+            row[f"{name}_agreement"] = round(100 * same / len(recs), 2)
     return row
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = platform.processor()
+    if Path("/proc/cpuinfo").exists():
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), cpu)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout)
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "quantized_engine": torch.backends.quantized.engine, "python": platform.python_version(),
-            "git_commit": commit + ("-dirty" if dirty else "")}
+    status = ["git", "status", "--porcelain", "--untracked-files=no"]
+    dirty = bool(subprocess.run(status, capture_output=True, text=True).stdout)
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "quantized_engine": torch.backends.quantized.engine,
+            "python": platform.python_version(), "git_commit": commit + ("-dirty" if dirty else "")}
 
 
 def markdown(report: dict) -> str:
     shots = report["runs"][0].get("shots", 0) if report["runs"] else 0
     lines = ["# Rank scoring speed: unseen vs lm-evaluation-harness" + (f", {shots}-shot prompts" if shots else ""), "",
-             f"Command: `{report['command']}`  ", f"Seed {report['seed']}; machine: {json.dumps(report['machine'])}", "",
-             "| model | tasks | n | scorer | scoring s | examples/s | speed-up vs lm-eval | accuracy | agreement with lm-eval |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"Command: `{report['command']}`  ",
+             f"Seed {report['seed']}; machine: {json.dumps(report['machine'])}", "",
+             "| model | tasks | n | scorer | scoring s | examples/s | speed-up vs lm-eval | accuracy | agreement with "
+             "lm-eval |", "|---|---|---|---|---|---|---|---|---|"]
     for run in report["runs"]:
         base = run["scorers"]["lm-eval"]["examples_per_s"]
         for scorer, row in run["scorers"].items():
             accuracy = ", ".join(f"{t} {row[f'{t}_accuracy']:.1f}" for t in run["tasks"])
-            agreement = ", ".join(f"{t} {row[f'{t}_agreement']:.1f}" for t in run["tasks"] if f"{t}_agreement" in row) or "–"
-            lines.append(f"| {run['model']} | {','.join(run['tasks'])} | {run['n']} | {scorer} | {row['seconds']:.1f} | "
-                         f"{row['examples_per_s']:.2f} | {row['examples_per_s'] / base:.2f}x | {accuracy} | {agreement} |")
+            agreement = ", ".join(f"{t} {row[f'{t}_agreement']:.1f}" for t in run["tasks"]
+                                  if f"{t}_agreement" in row) or "–"
+            lines.append(f"| {run['model']} | {','.join(run['tasks'])} | {run['n']} | {scorer} | {row['seconds']:.1f} "
+                         f"| {row['examples_per_s']:.2f} | {row['examples_per_s'] / base:.2f}x | {accuracy} | "
+                         f"{agreement} |")
     lines += ["", "Scoring time excludes model loading and, for lm-eval, task set-up: it is the time inside "
               "`HFLM.loglikelihood` (`harness_s` in the JSON is the whole `simple_evaluate`); ours is `score_options` "
               "(tokenizing included). Accuracy is the argmax of the summed log-likelihood (lm-eval's `acc`); "
@@ -200,18 +209,20 @@ def markdown(report: dict) -> str:
         return "\n".join(lines) + "\n"
     lines += ["", "## Where the time goes", "",
               "FLOPs counted from the model's shapes (`compute_budget`): every prompt token through every body weight, "
-              "causal attention, and the output layer at every position (lm-eval) or at the last one (ours). The matrix-"
-              "product rate is one body-shaped fp32 `torch.mm` (1024 tokens) in the same process: no exact fp32 scorer "
-              "runs faster than the minimal FLOPs at that rate, which bounds its speed-up over lm-eval.", "",
-              "| model | tokens | body params | output-layer params | GFLOP lm-eval | GFLOP ours | lm-eval GFLOP/s | ours GFLOP/s | "
-              "matmul GFLOP/s | ceiling of an exact fp32 scorer |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "causal attention, and the output layer at every position (lm-eval) or at the last one (ours). The "
+              "matrix-product rate is one body-shaped fp32 `torch.mm` (1024 tokens) in the same process: no exact fp32 "
+              "scorer runs faster than the minimal FLOPs at that rate, which bounds its speed-up over lm-eval.", "",
+              "| model | tokens | body params | output-layer params | GFLOP lm-eval | GFLOP ours | lm-eval GFLOP/s | "
+              "ours GFLOP/s | matmul GFLOP/s | ceiling of an exact fp32 scorer |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for run in report["runs"]:
         c = run.get("compute")
         if c:
-            lines.append(f"| {run['model']} | {c['tokens']} | {c['body_params'] / 1e6:.0f}M | {c['head_params'] / 1e6:.0f}M | "
-                         f"{c['lmeval_flops'] / 1e9:.0f} | {c['ours_flops'] / 1e9:.0f} | "
-                         f"{run['scorers']['lm-eval']['gflops_per_s']:.0f} | {run['scorers']['unseen fp32']['gflops_per_s']:.0f} | "
-                         f"{c['matmul_gflops_per_s']:.0f} | {c['exact_fp32_ceiling_speedup']:.2f}x |")
+            lines.append(f"| {run['model']} | {c['tokens']} | {c['body_params'] / 1e6:.0f}M | "
+                         f"{c['head_params'] / 1e6:.0f}M | {c['lmeval_flops'] / 1e9:.0f} | {c['ours_flops'] / 1e9:.0f} "
+                         f"| {run['scorers']['lm-eval']['gflops_per_s']:.0f} | "
+                         f"{run['scorers']['unseen fp32']['gflops_per_s']:.0f} | {c['matmul_gflops_per_s']:.0f} | "
+                         f"{c['exact_fp32_ceiling_speedup']:.2f}x |")
     return "\n".join(lines) + "\n"
 
 
@@ -240,13 +251,15 @@ def main() -> None:
         lmeval = run_lmeval(model_dir, records, exemplars, args.batch_size)
         for t in tasks:  # the race is only fair if both score the very same strings
             if lmeval["contexts"][t] != task_prompts(t, records[t], exemplars[t]):
-                sys.exit(f"{t}: our prompts differ from the contexts lm-eval scored; the race would not be like for like")
+                sys.exit(f"{t}: our prompts differ from the contexts lm-eval scored; "
+                         "the race would not be like for like")
         started = time.perf_counter()
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         load = time.perf_counter() - started
         fp32 = run_ours(model, tokenizer, records, exemplars, args.batch_size) | {"load_s": load}
-        scorers = {"lm-eval": summarize(lmeval, records, None), "unseen fp32": summarize(fp32, records, lmeval["predictions"])}
+        scorers = {"lm-eval": summarize(lmeval, records, None),
+                   "unseen fp32": summarize(fp32, records, lmeval["predictions"])}
         if args.shots:  # the same scorer without the shared-prefix cache: what running the exemplars once buys
             whole = run_ours(model, tokenizer, records, exemplars, args.batch_size, share_prefix=False)
             scorers["unseen fp32, whole prompts"] = summarize(whole, records, lmeval["predictions"])
@@ -256,8 +269,9 @@ def main() -> None:
             load = time.perf_counter() - started
             int8 = run_ours(quantized, tokenizer, records, exemplars, args.batch_size) | {"load_s": load}
             scorers["unseen int8"] = summarize(int8, records, lmeval["predictions"])
-            scorers["unseen int8"].update({f"{t}_agreement_with_fp32": round(100 * sum(
-                a == b for a, b in zip(int8["predictions"][t], fp32["predictions"][t])) / len(records[t]), 2) for t in tasks})
+            for t in tasks:
+                same = sum(a == b for a, b in zip(int8["predictions"][t], fp32["predictions"][t]))
+                scorers["unseen int8"][f"{t}_agreement_with_fp32"] = round(100 * same / len(records[t]), 2)
         run = {"model": name, "model_dir": model_dir, "tasks": tasks, "n": sum(map(len, records.values())),
                "shots": args.shots, "lm_eval_version": lmeval["version"], "scorers": scorers}
         report["runs"].append(run)

@@ -35,7 +35,8 @@ MAX_BYTES = 10 * 1024 * 1024
 def export(run_dir: Path, weights: Path, config: InstructConfig, threads: int, last_step: int | None = None) -> dict:
     """The adapter in fp16 plus its config; what was trained and how long it took."""
     model_dir = run_dir / "model"
-    tensors = {name: tensor.to(torch.float16).contiguous() for name, tensor in load_file(model_dir / "adapter_model.safetensors").items()}
+    trained = load_file(model_dir / "adapter_model.safetensors")
+    tensors = {name: tensor.to(torch.float16).contiguous() for name, tensor in trained.items()}
     weights.mkdir(parents=True, exist_ok=True)
     save_file(tensors, weights / "adapter_model.safetensors", metadata={"format": "pt", "dtype": "float16"})
     shutil.copy(model_dir / "adapter_config.json", weights / "adapter_config.json")
@@ -62,9 +63,11 @@ def export(run_dir: Path, weights: Path, config: InstructConfig, threads: int, l
         "train_seconds": elapsed,  # since the last (re)start when a run was resumed
         "seconds_per_step": elapsed / max(1, metrics[-1]["step"] - metrics[0]["step"] + 1),
         "torch_threads": threads,
-        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores (shared), torch {torch.__version__}",
+        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores (shared), "
+                   f"torch {torch.__version__}",
         "command": "OMP_NUM_THREADS=1 python bench/instruct/train_commonsense_adapter.py "
-                   f"--steps {config.steps} --batch-size {config.batch_size} --max-length {config.max_length} --seed {config.seed}",
+                   f"--steps {config.steps} --batch-size {config.batch_size} --max-length {config.max_length} "
+                   f"--seed {config.seed}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     (weights / "training.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -95,11 +98,13 @@ def main():
     parser.add_argument("--run-dir", type=Path, default=Path("runs/flan-commonsense-heldout"))
     parser.add_argument("--weights", type=Path, default=WEIGHTS)
     parser.add_argument("--export-only", action="store_true")
-    parser.add_argument("--from-checkpoint", type=Path, help="Export this checkpoint of --run-dir instead of the finished run.")
+    parser.add_argument("--from-checkpoint", type=Path,
+                        help="Export this checkpoint of --run-dir instead of the finished run.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    config = InstructConfig(model="gemma3-270m", mixture=MixtureConfig(heldout=["commonsense"], cap=args.cap, seed=args.seed),
+    config = InstructConfig(model="gemma3-270m",
+                            mixture=MixtureConfig(heldout=["commonsense"], cap=args.cap, seed=args.seed),
                             max_length=args.max_length, lora=True, steps=args.steps, batch_size=args.batch_size,
                             save_every=25, seed=args.seed)
     if not args.export_only:

@@ -18,16 +18,19 @@ Tasks beyond the nine (the neighbour check on tasks it was not developed on), on
 
 The same further tasks and two more (creak, strategyqa, prompts written before any run) on Gemma 3 270M:
 
-    .venv/bin/python bench/pouf/bench.py text --fresh --model gemma3-270m --seeds 0 --tasks snli,boolq,creak,strategyqa \
-        --prompts bench/pouf/further_tasks.yaml --json docs/results/pouf-text-further-gemma3.json
+    .venv/bin/python bench/pouf/bench.py text --fresh --model gemma3-270m --seeds 0 \
+        --tasks snli,boolq,creak,strategyqa --prompts bench/pouf/further_tasks.yaml \
+        --json docs/results/pouf-text-further-gemma3.json
 
 `text` runs SmolLM2-135M-Instruct (docs/results/pouf-text.json, where the neighbour check, the
 interpolation and the further tasks were measured); `unseen pouf`'s text default is now Gemma 3
 270M. The same nine tasks on Gemma 3 270M (two shards, merged with `merge-text --into
 docs/results/pouf-text-gemma3.json`):
 
-    .venv/bin/python bench/pouf/bench.py text --fresh --model gemma3-270m --tasks sst2,cr,subj,rte,mpqa --json runs/gemma-a.json &
-    .venv/bin/python bench/pouf/bench.py text --fresh --model gemma3-270m --tasks mr,trec,ag_news,mrpc --json runs/gemma-b.json
+    .venv/bin/python bench/pouf/bench.py text --fresh --model gemma3-270m --tasks sst2,cr,subj,rte,mpqa \
+        --json runs/gemma-a.json &
+    .venv/bin/python bench/pouf/bench.py text --fresh --model gemma3-270m --tasks mr,trec,ag_news,mrpc \
+        --json runs/gemma-b.json
 
 Which model is `unseen pouf`'s text default (rule written 2026-12-06 07:03 UTC, when seed 0 of sst2
 and mr had finished on Gemma): the one whose POUF average over the nine tasks x 3 seeds is higher,
@@ -44,70 +47,27 @@ to runs/pouf-bench/ (not committed). Labels are read only by `evaluate_run`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-RESULTS = REPO / "docs" / "results"
-RUNS = REPO / "runs" / "pouf-bench"
-TEXT_JSON, IMAGE_JSON, SPEED_JSON = RESULTS / "pouf-text.json", RESULTS / "pouf-image.json", RESULTS / "pouf-speed.json"
-FURTHER_JSON = RESULTS / "pouf-text-further.json"  # `text --prompts bench/pouf/further_tasks.yaml --json` this file
-FURTHER_GEMMA_JSON = RESULTS / "pouf-text-further-gemma3.json"  # `text --model gemma3-270m --prompts bench/pouf/further_tasks.yaml --json` this file
-GEMMA_JSON = RESULTS / "pouf-text-gemma3.json"  # `text --model gemma3-270m --json` this file (shards merged by merge-text --into)
-
-TEXT_TASKS = ["sst2", "mr", "cr", "mpqa", "subj", "trec", "ag_news", "rte", "mrpc"]
-# the benchmark's protocol (fixed before looking at any evaluation split; see docs/pouf.md)
-TEXT = {"model": "smollm2-135m-instruct", "mode": "ln", "tune_layers": 4, "unlabeled": 400, "eval": 500,
-        "steps": 80, "batch_size": 16, "lr": 3e-3, "select_every": 20}
-# transductive, as the official code: each target's evaluated images (a fixed random subset of 1000)
-# are also its unlabeled data
-IMAGE = {"model": "conse", "targets": ["cartoon", "sketch"], "reference": "photo", "top_k": 20, "eval": 1000,
-         "modes": {"prompt": {"steps": 300, "lr": 5e-3, "batch_size": 64, "select_every": 50, "views": 2, "unlabeled": 1000},
-                   "ln": {"steps": 60, "lr": 1e-3, "batch_size": 16, "select_every": 20, "views": 1, "unlabeled": 1000},
-                   "full": {"steps": 60, "lr": 1e-5, "batch_size": 16, "select_every": 20, "views": 1, "unlabeled": 1000}}}
-IMAGE_MODES = list(IMAGE["modes"])
-DEFAULT_IMAGE_MODE = "ln"  # what `unseen pouf adapt --images` runs without --mode (unseen.pouf.image.DEFAULT_MODE)
-IMAGE_MODE_TEXT = {"prompt": "CoOp context vectors in place of \"a photo of a\", both towers frozen, image features cached",
-                   "ln": "the affine weights of every norm layer (EfficientNet's BatchNorm, MiniLM's LayerNorm)",
-                   "full": "every EfficientNet and MiniLM weight"}
-SEEDS = [0, 1, 2]
-
-
-def machine() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-        info["memory_gib"] = round(int(Path("/proc/meminfo").read_text().split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    import torch
-
-    info["torch"] = torch.__version__
-    info["torch_threads"] = torch.get_num_threads()
-    from unseen.core.run import git_commit
-
-    info["git_commit"] = git_commit()
-    return info
-
-
-def _load(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _store(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(temporary, path)
+from protocol import (
+    IMAGE,
+    IMAGE_JSON,
+    IMAGE_MODES,
+    RUNS,
+    SEEDS,
+    SPEED_JSON,
+    TEXT,
+    TEXT_JSON,
+    TEXT_TASKS,
+    load_json,
+    machine,
+    store_json,
+)
 
 
 def _header(kind: str, protocol: dict) -> dict:
@@ -132,9 +92,10 @@ def run_text(args) -> None:
     from unseen.pouf.text import evaluate_run, run_adapt
 
     target = Path(args.json) if args.json else TEXT_JSON
-    data = {} if args.fresh else _load(target)
+    data = {} if args.fresh else load_json(target)
     if not data:
-        data = _header("text", TEXT | {"model": args.model}) | {"tasks": {}, "seeds": args.seeds, "prompts": args.prompts}
+        data = _header("text", TEXT | {"model": args.model})
+        data |= {"tasks": {}, "seeds": args.seeds, "prompts": args.prompts}
     # seed-major: every task's first seed lands before any second seed (a cut-short run still covers every task)
     for seed in args.seeds:
         for name in args.tasks:
@@ -145,7 +106,8 @@ def run_text(args) -> None:
             config = AdaptConfig(mode=TEXT["mode"], steps=TEXT["steps"], batch_size=TEXT["batch_size"], lr=TEXT["lr"],
                                  seed=seed, scale=10.0, lambda_mi=0.6, select_every=TEXT["select_every"],
                                  calibrate_mi=args.calibrate_mi)
-            variant = ("-" + args.model if args.model != TEXT["model"] else "") + ("-calibrated-mi" if args.calibrate_mi else "")
+            variant = ("-" + args.model if args.model != TEXT["model"] else "")
+            variant += "-calibrated-mi" if args.calibrate_mi else ""
             out = RUNS / f"text{variant}" / name / f"seed{seed}"
             shutil.rmtree(out, ignore_errors=True)
             started = time.perf_counter()
@@ -155,12 +117,12 @@ def run_text(args) -> None:
             results["adapt_seconds"] = adapt_seconds
             entry["seeds"][str(seed)] = results
             data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-            _store(target, data)
+            store_json(target, data)
             z, p = results["zeroshot"], results["pouf"]
             print(f"{name} seed {seed}: zero-shot single/raw/calibrated {z['single']['accuracy']:.3f}/"
-                  f"{z['ensemble']['accuracy']:.3f}/{z['calibrated']['accuracy']:.3f} POUF {p['single']['accuracy']:.3f}/"
-                  f"{p['ensemble']['accuracy']:.3f}/{p['calibrated']['accuracy']:.3f} (step {results['selected_step']}, "
-                  f"{adapt_seconds:.0f} s)", flush=True)
+                  f"{z['ensemble']['accuracy']:.3f}/{z['calibrated']['accuracy']:.3f} POUF "
+                  f"{p['single']['accuracy']:.3f}/{p['ensemble']['accuracy']:.3f}/{p['calibrated']['accuracy']:.3f} "
+                  f"(step {results['selected_step']}, {adapt_seconds:.0f} s)", flush=True)
 
 
 def run_gate(args) -> None:
@@ -171,17 +133,17 @@ def run_gate(args) -> None:
     "seeds_before_gate" for the report's "without the gate" figures."""
     from unseen.pouf.adapt import predict_log_probs
     from unseen.pouf.agreement import measure_agreement
-    from unseen.pouf.text import _items, build_model
+    from unseen.pouf.text import build_model, text_items
 
     target = Path(args.json) if args.json else TEXT_JSON
-    data = _load(target)
+    data = load_json(target)
     model_name, rerun, seeds = data["protocol"]["model"], [], set()
     for name, entry in data["tasks"].items():
         if all(r.get("agreement_gate") for r in entry["seeds"].values()):
             continue
         setup = text_setup(model_name, name, data.get("prompts"))
         model = build_model(setup)
-        gate = measure_agreement(predict_log_probs(model, _items(model, setup, "unlabeled", None)))
+        gate = measure_agreement(predict_log_probs(model, text_items(model, setup, "unlabeled", None)))
         print(f"{name}: {gate.describe()} -> {'passes' if gate.passes else 'keeps zero-shot: rerun'}", flush=True)
         if gate.passes:
             for run in entry["seeds"].values():
@@ -190,9 +152,9 @@ def run_gate(args) -> None:
             rerun.append(name)
             seeds.update(int(seed) for seed in entry["seeds"])
             entry["seeds_before_gate"], entry["seeds"] = entry["seeds"], {}
-        _store(target, data)
+        store_json(target, data)
     data["gate_command"] = " ".join([Path(sys.executable).name, *sys.argv])
-    _store(target, data)
+    store_json(target, data)
     if rerun:
         run_text(argparse.Namespace(json=str(target), fresh=False, model=model_name, prompts=data.get("prompts"),
                                     tasks=rerun, seeds=sorted(seeds), calibrate_mi=False))
@@ -206,7 +168,7 @@ def run_image(args) -> None:
     from unseen.pouf.image import ImageSetup, evaluate_run, run_adapt, zeroshot
     from unseen.pouf.tasks import load_image_task
 
-    data = {} if args.fresh else _load(IMAGE_JSON)
+    data = {} if args.fresh else load_json(IMAGE_JSON)
     if not data or _shared(data["protocol"]) != _shared(IMAGE):  # runs of another protocol are not comparable
         data = _header("image", IMAGE) | {"domains": {}}
     for mode, knobs in data["protocol"]["modes"].items():  # a mode whose knobs changed starts over
@@ -218,9 +180,10 @@ def run_image(args) -> None:
         entry = data["domains"].setdefault(domain, {"runs": {}})
         task = load_image_task(f"pacs/{domain}")
         if "calibrated" not in entry.get("zeroshot", {}):  # zero-shot rows are cheap: recomputed when a readout is new
-            setup = ImageSetup(task=task, model_name=IMAGE["model"], views=1, top_k=IMAGE["top_k"], eval_limit=IMAGE["eval"])
+            setup = ImageSetup(task=task, model_name=IMAGE["model"], views=1, top_k=IMAGE["top_k"],
+                               eval_limit=IMAGE["eval"])
             entry["zeroshot"] = {k: v for k, v in zeroshot(setup).items() if k != "seconds"}
-            _store(IMAGE_JSON, data)
+            store_json(IMAGE_JSON, data)
             print(f"{domain}: zero-shot single {entry['zeroshot']['single']['accuracy']:.3f} "
                   f"ensemble {entry['zeroshot']['ensemble']['accuracy']:.3f} "
                   f"calibrated {entry['zeroshot']['calibrated']['accuracy']:.3f}", flush=True)
@@ -232,10 +195,12 @@ def run_image(args) -> None:
                 key = f"{mode}/{seed}"
                 if key in entry["runs"]:
                     continue
-                setup = ImageSetup(task=task, model_name=IMAGE["model"], mode=mode, views=knobs["views"], top_k=IMAGE["top_k"],
-                                   templates="single", unlabeled_limit=knobs.get("unlabeled"), eval_limit=IMAGE["eval"])
-                config = AdaptConfig(mode=mode, steps=knobs["steps"], batch_size=knobs["batch_size"], lr=knobs["lr"], seed=seed,
-                                     scale=100.0, lambda_mi=0.3, mi_on_model_logits=False, select_every=knobs["select_every"])
+                setup = ImageSetup(task=task, model_name=IMAGE["model"], mode=mode, views=knobs["views"],
+                                   top_k=IMAGE["top_k"], templates="single", unlabeled_limit=knobs.get("unlabeled"),
+                                   eval_limit=IMAGE["eval"])
+                config = AdaptConfig(mode=mode, steps=knobs["steps"], batch_size=knobs["batch_size"], lr=knobs["lr"],
+                                     seed=seed, scale=100.0, lambda_mi=0.3, mi_on_model_logits=False,
+                                     select_every=knobs["select_every"])
                 out = RUNS / "image" / domain / mode / f"seed{seed}"
                 shutil.rmtree(out, ignore_errors=True)
                 started = time.perf_counter()
@@ -245,7 +210,7 @@ def run_image(args) -> None:
                 results["adapt_seconds"] = adapt_seconds
                 entry["runs"][key] = results
                 data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-                _store(IMAGE_JSON, data)
+                store_json(IMAGE_JSON, data)
                 print(f"{domain} {mode} seed {seed}: {results['pouf']['single']['accuracy']:.3f} "
                       f"(zero-shot {results['zeroshot']['single']['accuracy']:.3f}, step {results['selected_step']}, "
                       f"{adapt_seconds:.0f} s)", flush=True)
@@ -264,10 +229,10 @@ def run_speed(args) -> None:
     from cached image features, and re-encoding the images through the frozen EfficientNet."""
     import torch
 
+    from unseen.core.data import load_dataset
     from unseen.pouf.adapt import AdaptConfig, batch_loss
     from unseen.pouf.dual import ImageRef
     from unseen.pouf.image import ImageSetup, build_model
-    from unseen.core.data import load_dataset
     from unseen.pouf.tasks import load_image_task
 
     torch.manual_seed(0)
@@ -304,7 +269,7 @@ def run_speed(args) -> None:
     ratio = timings["re-encoding images"]["median_s"] / timings["cached features"]["median_s"]
     data = _header("speed", {"batch": args.batch, "repeats": args.repeats, "model": "conse", "mode": "prompt",
                              "views": "augmented view 1 of 32 PACS sketches"}) | {"timings": timings, "ratio": ratio}
-    _store(SPEED_JSON, data)
+    store_json(SPEED_JSON, data)
     print(f"re-encoding / cached: {ratio:.0f}x", flush=True)
 
 
@@ -313,14 +278,14 @@ def run_speed(args) -> None:
 
 def merge_text(args) -> None:
     """Shards of `text --json` (e.g. two one-thread processes on two cores) into pouf-text.json."""
-    shards = [_load(Path(path)) for path in args.shards]
+    shards = [load_json(Path(path)) for path in args.shards]
     tasks = {name: entry for shard in shards for name, entry in shard["tasks"].items()}
-    merged = shards[0] | {"command": " & ".join(shard["command"] for shard in shards) + "; " + " ".join([Path(sys.executable).name, *sys.argv]),
-                          "started": min(shard["started"] for shard in shards),
+    command = " & ".join(shard["command"] for shard in shards) + "; " + " ".join([Path(sys.executable).name, *sys.argv])
+    merged = shards[0] | {"command": command, "started": min(shard["started"] for shard in shards),
                           "finished": max(shard.get("finished", "") for shard in shards),
                           "tasks": {name: tasks[name] for name in TEXT_TASKS if name in tasks}}
     target = Path(args.into) if args.into else TEXT_JSON
-    _store(target, merged)
+    store_json(target, merged)
     print(f"merged {len(merged['tasks'])} tasks into {target}")
 
 
@@ -331,15 +296,21 @@ def main() -> None:
     text.add_argument("--tasks", default=",".join(TEXT_TASKS))
     text.add_argument("--fresh", action="store_true")
     text.add_argument("--seeds", default=",".join(map(str, SEEDS)))
-    text.add_argument("--prompts", default=None, help="a prompts YAML for tasks beyond the built-in ones (bench/pouf/further_tasks.yaml)")
-    text.add_argument("--json", default=None, help="write to this file instead of docs/results/pouf-text.json (a shard; see merge-text)")
-    text.add_argument("--model", default=TEXT["model"], help="another causal LM (docs/results/pouf-text-gemma3.json: gemma3-270m)")
-    text.add_argument("--calibrate-mi", action="store_true", help="the MI term reads calibrated scores (AdaptConfig.calibrate_mi)")
-    gate = sub.add_parser("gate", help="record the agreement gate in text runs stored before it; rerun the tasks it keeps at zero-shot")
+    text.add_argument("--prompts", default=None,
+                      help="a prompts YAML for tasks beyond the built-in ones (bench/pouf/further_tasks.yaml)")
+    text.add_argument("--json", default=None,
+                      help="write to this file instead of docs/results/pouf-text.json (a shard; see merge-text)")
+    text.add_argument("--model", default=TEXT["model"],
+                      help="another causal LM (docs/results/pouf-text-gemma3.json: gemma3-270m)")
+    text.add_argument("--calibrate-mi", action="store_true",
+                      help="the MI term reads calibrated scores (AdaptConfig.calibrate_mi)")
+    gate = sub.add_parser("gate", help="record the agreement gate in text runs stored before it; "
+                                       "rerun the tasks it keeps at zero-shot")
     gate.add_argument("--json", default=None, help="instead of docs/results/pouf-text.json")
     merge = sub.add_parser("merge-text")
     merge.add_argument("shards", nargs="+")
-    merge.add_argument("--into", default=None, help="instead of docs/results/pouf-text.json (e.g. pouf-text-gemma3.json)")
+    merge.add_argument("--into", default=None,
+                       help="instead of docs/results/pouf-text.json (e.g. pouf-text-gemma3.json)")
     image = sub.add_parser("image")
     image.add_argument("--modes", default=",".join(IMAGE_MODES))
     image.add_argument("--fresh", action="store_true")
@@ -365,7 +336,8 @@ def main() -> None:
         from report import report  # bench/pouf/report.py: the tables and the plot
 
         return report()
-    {"text": run_text, "gate": run_gate, "merge-text": merge_text, "image": run_image, "speed": run_speed}[args.command](args)
+    commands = {"text": run_text, "gate": run_gate, "merge-text": merge_text, "image": run_image, "speed": run_speed}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

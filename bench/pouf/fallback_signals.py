@@ -24,7 +24,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench" / "pouf"))
-from bench import RESULTS, RUNS, TEXT_JSON, TEXT_TASKS  # noqa: E402
+from protocol import RESULTS, RUNS, TEXT_JSON, TEXT_TASKS  # noqa: E402
 
 
 def statistics_of(log_probs: torch.Tensor) -> dict:
@@ -40,7 +40,7 @@ def statistics_of(log_probs: torch.Tensor) -> dict:
 
 def main() -> None:
     from unseen.pouf.adapt import load_selected, predict_log_probs
-    from unseen.pouf.text import TextSetup, _items, build_model
+    from unseen.pouf.text import TextSetup, build_model, text_items
 
     torch.set_num_threads(1)
     bench = json.loads(TEXT_JSON.read_text())
@@ -50,7 +50,7 @@ def main() -> None:
         meta = json.loads((run / "pouf.json").read_text())
         setup = TextSetup.from_dict(meta)
         model = build_model(setup)
-        items = _items(model, setup, "unlabeled", None)
+        items = text_items(model, setup, "unlabeled", None)
         n, seed = len(items[0]), meta["adapt"]["seed"]
         # the slice adapt() held out for selection (same draw as unseen.pouf.adapt.adapt)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7)).tolist()
@@ -70,7 +70,8 @@ def main() -> None:
              "| task | POUF − ZS calibrated | all templates agree | pairwise agreement | ensemble confidence |",
              "|---|---|---|---|---|"]
     for task, gain, before, after in sorted(rows, key=lambda row: row[1]):
-        lines.append(f"| {task} | {100 * gain:+.1f} | " + " | ".join(f"{before[k]:.3f} → {after[k]:.3f}" for k in ("all", "pair", "conf")) + " |")
+        changes = [f"{before[k]:.3f} → {after[k]:.3f}" for k in ("all", "pair", "conf")]
+        lines.append(f"| {task} | {100 * gain:+.1f} | " + " | ".join(changes) + " |")
     (RESULTS / "pouf-fallback-signals.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {RESULTS / 'pouf-fallback-signals.md'}")
 

@@ -47,10 +47,12 @@ def accuracy(log_probs: torch.Tensor, labels: list[int]) -> float:
 def measure_run(run: Path) -> dict:
     setup = text.TextSetup.from_dict(json.loads((run / "pouf.json").read_text()))
     model = text.build_model(setup)
-    items = text._items(model, setup, "eval", None)
+    items = text.text_items(model, setup, "eval", None)
     labels = eval_labels(setup.task, limit=setup.eval_limit)
     zero_shot = {k: v.clone() for k, v in trainable_state(model).items()}
-    adapted_file = run / "adapted.safetensors" if (run / "adapted.safetensors").exists() else run / "selected.safetensors"
+    adapted_file = run / "adapted.safetensors"
+    if not adapted_file.exists():
+        adapted_file = run / "selected.safetensors"
     adapted = load_file(str(adapted_file))
     result = {}
     for alpha in ALPHAS:
@@ -99,7 +101,8 @@ def write_report(done: dict, best_zero_shot: dict, path: Path) -> None:
         means = {a: statistics.mean(r[str(a)] for r in runs) for a in ALPHAS}
         for a in ALPHAS:
             deltas[a].append(100 * (means[a] - best_zero_shot[task]))
-        lines.append(f"| {task} | {100 * best_zero_shot[task]:.1f} | " + " | ".join(f"{100 * means[a]:.1f}" for a in ALPHAS) + " |")
+        cells = [f"{100 * means[a]:.1f}" for a in ALPHAS]
+        lines.append(f"| {task} | {100 * best_zero_shot[task]:.1f} | " + " | ".join(cells) + " |")
     lines += ["", "| alpha | mean Δ vs best ZS row | worst task Δ |", "|---|---|---|"]
     lines += [f"| {a} | {statistics.mean(deltas[a]):+.2f} | {min(deltas[a]):+.2f} |" for a in ALPHAS if deltas[a]]
     candidate, plain = deltas[CANDIDATE], deltas[1.0]

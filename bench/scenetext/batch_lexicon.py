@@ -28,8 +28,15 @@ from pathlib import Path
 
 import torch
 
-from unseen.scenetext.batch_lexicon import (DEFAULT_BATCH_LEXICON, BatchLexicon, apply, ascii_columns, best_word, lexicon_of,
-                                            read_crops)
+from unseen.scenetext.batch_lexicon import (
+    DEFAULT_BATCH_LEXICON,
+    BatchLexicon,
+    apply,
+    ascii_columns,
+    best_word,
+    lexicon_of,
+    read_crops,
+)
 from unseen.scenetext.encoder import PPOCREncoder
 from unseen.scenetext.evaluate import benchmark_pool_records, load_records
 from unseen.scenetext.lexicon_gate import DELTAS, TAUS, GateSetting, LexiconGate

@@ -55,9 +55,16 @@ import torch
 
 from unseen.core.data import dataset_spec, load_dataset, resolve_data_dir
 from unseen.core.models.ppocr import READ_BATCH_SIZE
-from unseen.scenetext.batch_lexicon import DEFAULT_BATCH_LEXICON, ascii_columns, best_word, lexicon_of, read_batch, read_crops
+from unseen.scenetext.batch_lexicon import (
+    DEFAULT_BATCH_LEXICON,
+    ascii_columns,
+    best_word,
+    lexicon_of,
+    read_batch,
+    read_crops,
+)
 from unseen.scenetext.charset import in_charset
-from unseen.scenetext.corpus import random_label
+from unseen.scenetext.e2str.corpus import random_label
 from unseen.scenetext.encoder import load_encoder
 from unseen.scenetext.evaluate import benchmark_pool_records, load_records
 from unseen.scenetext.lexicon_gate import (
@@ -172,14 +179,14 @@ def main():
                "PP-OCRv4, our port (greedy, no pool)": lambda im: read_plain(encoder, [im])[0].text,
                "PP-OCRv4, our port + 100-crop pool (lexicon gate)": lambda im: gate.read(encoder, [im])[0].text}
     if not args.no_e2str:
-        from unseen.scenetext.recognizer import Recognizer
+        from unseen.scenetext.e2str.recognizer import Recognizer
 
         recognizer = Recognizer.load()
         e2str_pool = saved_pool(recognizer.encoder, pool_records, tmp / "e2str", gate=False)
         readers["E2STR-lite on the EasyOCR CRNN, no pool"] = lambda im: recognizer.read([im], n=0)[0].text
         readers["E2STR-lite on the EasyOCR CRNN + 100-crop pool, n = 2"] = lambda im: recognizer.read([im], pool=e2str_pool, n=2)[0].text
     if args.e2str_ppocr:
-        from unseen.scenetext.recognizer import Recognizer
+        from unseen.scenetext.e2str.recognizer import Recognizer
 
         weights = Path(args.e2str_ppocr)
         on_ppocr = Recognizer.load(weights / "recognizer.safetensors" if weights.is_dir() else weights, encoder)

@@ -37,11 +37,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from unseen.scenetext.evaluate import benchmark_pool, benchmark_pool_records, cached_visuals, hard_case_split, load_records, ppocr_baseline
+from unseen.scenetext.e2str.recognizer import Recognizer
+from unseen.scenetext.e2str.train import finetune
+from unseen.scenetext.evaluate import (
+    benchmark_pool,
+    benchmark_pool_records,
+    cached_visuals,
+    hard_case_split,
+    load_records,
+    ppocr_baseline,
+)
 from unseen.scenetext.lexicon_gate import LexiconGate, gated_text, score_images
 from unseen.scenetext.metrics import correct
-from unseen.scenetext.recognizer import Recognizer
-from unseen.scenetext.train import finetune
 
 REPO = Path(__file__).resolve().parents[2]
 SETS = [("IIIT5K-3000", "iiit5k", "test", "iiit5k"), ("IC13-857", "ic13", "test_857", "iiit5k"),

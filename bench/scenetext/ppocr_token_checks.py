@@ -23,10 +23,10 @@ import torch
 
 from unseen.core.models.ppocr import ctc_greedy
 from unseen.scenetext.charset import CHARSET
+from unseen.scenetext.e2str.recognizer import Recognizer
 from unseen.scenetext.evaluate import load_records
 from unseen.scenetext.lexicon_gate import read_plain
 from unseen.scenetext.metrics import correct
-from unseen.scenetext.recognizer import Recognizer
 
 REPO = Path(__file__).resolve().parents[2]
 THRESHOLDS = [0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 1.01]

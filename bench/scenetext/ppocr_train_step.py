@@ -26,11 +26,11 @@ import torch
 
 from unseen.core.assets.checks import render_word
 from unseen.core.models.ppocr import to_tensor
-from unseen.scenetext.data import pack
+from unseen.scenetext.e2str.data import pack
+from unseen.scenetext.e2str.model import E2STR, E2STRConfig
+from unseen.scenetext.e2str.store import FeatureStore
+from unseen.scenetext.e2str.train import loss_fn
 from unseen.scenetext.encoder import PPOCREncoder
-from unseen.scenetext.model import E2STR, E2STRConfig
-from unseen.scenetext.store import FeatureStore
-from unseen.scenetext.train import loss_fn
 
 REPO = Path(__file__).resolve().parents[2]
 

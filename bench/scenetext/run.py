@@ -22,11 +22,18 @@ from pathlib import Path
 
 import torch
 
-from unseen.scenetext.evaluate import BENCHMARKS, benchmark_pool, cached_visuals, easyocr_baseline, hard_case_split, load_records
+from unseen.scenetext.e2str.recognizer import Recognizer
+from unseen.scenetext.e2str.train import finetune
+from unseen.scenetext.evaluate import (
+    BENCHMARKS,
+    benchmark_pool,
+    cached_visuals,
+    easyocr_baseline,
+    hard_case_split,
+    load_records,
+)
 from unseen.scenetext.metrics import correct, normalize, report
 from unseen.scenetext.pool import Pool
-from unseen.scenetext.recognizer import Recognizer
-from unseen.scenetext.train import finetune
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -258,7 +265,7 @@ def measure_cost(rec, data: dict, pools: dict, args) -> dict:
     cost["decoder only, ICL n=2 (ms/word)"] = round(1000 * (time.perf_counter() - t0) / len(visuals), 2)
     cost["ICL n=2 / no context (end to end)"] = round(cost["ours, ICL n=2 (ms/word)"] / cost["ours, no context (ms/word)"], 3)
     # retrieval at a 10k pool: cached training samples (feature store), or the pools repeated
-    from unseen.scenetext.store import FeatureStore
+    from unseen.scenetext.e2str.store import FeatureStore
 
     size = 10_000 if not args.quick else 1000
     store_dir = Path(args.store)

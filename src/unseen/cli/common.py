@@ -29,8 +29,24 @@ class _State:
 console = _Consoles()
 state = _State()
 
+
+def _existing_data_dir(ctx: typer.Context, param: typer.CallbackParam, value: Optional[str]) -> Optional[str]:
+    """A data directory given with --data-dir must exist: checked as the command line is read, so a
+    typo fails at once (one line naming it), before any model loads. ($UNSEEN_DATA is checked where
+    data is read: the commands that need data check it before their slow steps, and one that reads
+    only a user's own files does not need it.)"""
+    from click.core import ParameterSource
+
+    if value and ctx.get_parameter_source(param.name) == ParameterSource.COMMANDLINE:
+        from unseen.core.data import resolve_data_dir
+
+        resolve_data_dir(value)
+    return value
+
+
 DataDirOption = typer.Option(
-    None, "--data-dir", envvar="UNSEEN_DATA", help="Data directory (default: ../shared/data when it exists).", show_default=False
+    None, "--data-dir", envvar="UNSEEN_DATA", help="Data directory (default: ../shared/data when it exists).",
+    show_default=False, callback=_existing_data_dir,
 )
 
 

@@ -8,8 +8,10 @@ import typer
 
 from unseen.cli.common import DataDirOption, console, table
 from unseen.core.data import dataset_names, dataset_spec, load_dataset, resolve_data_dir, split_names, split_size
+from unseen.core.tables import shorten
 
-app = typer.Typer(help="List and inspect datasets (shared data directory or the Hugging Face hub).", no_args_is_help=True)
+app = typer.Typer(help="List and inspect datasets (shared data directory or the Hugging Face hub).",
+                  no_args_is_help=True)
 
 
 @app.command("list")
@@ -31,13 +33,14 @@ def list_datasets(data_dir: Optional[str] = DataDirOption):
 def _short(value, width: int = 90) -> str:
     if hasattr(value, "size") and hasattr(value, "mode"):
         return f"<image {value.size[0]}x{value.size[1]} {value.mode}>"
-    text = str(value).replace("\n", "\\n")
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return shorten(str(value).replace("\n", "\\n"), width)
 
 
 @app.command("show")
 def show(
-    name: str = typer.Argument(..., help="Dataset name, or a path to a .jsonl file, labels.tsv folder, LMDB or image folder."),
+    name: str = typer.Argument(...,
+                               help="Dataset name, or a path to a .jsonl file, labels.tsv folder, LMDB or image "
+                                    "folder."),
     split: Optional[str] = typer.Option(None, "--split", "-s", help="Split (default: the only one)."),
     n: int = typer.Option(3, "-n", help="Number of records to show."),
     data_dir: Optional[str] = DataDirOption,

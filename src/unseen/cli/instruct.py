@@ -9,9 +9,10 @@ import typer
 from rich.markup import escape
 
 from unseen.cli.common import DataDirOption, console, table
+from unseen.core.data import check_available
 from unseen.core.errors import UnseenError
-from unseen.core.tables import markdown_tables
-from unseen.instruct import lint, load_records, load_templates, render
+from unseen.core.tables import markdown_tables, shorten
+from unseen.instruct import lint, load_clusters, load_records, load_templates, render
 
 app = typer.Typer(
     help="FLAN instruction tuning: templates, lint, zero-shot evaluation, training, the held-out protocol.",
@@ -19,7 +20,8 @@ app = typer.Typer(
 )
 
 TemplatesDirOption = typer.Option(
-    None, "--templates-dir", help="An extra template YAML file or folder (repeatable); it replaces the package file of its dataset."
+    None, "--templates-dir", help="An extra template YAML file or folder (repeatable); it replaces the package file of "
+                                  "its dataset."
 )
 
 
@@ -27,7 +29,8 @@ TemplatesDirOption = typer.Option(
 def templates(
     dataset: str = typer.Argument(..., help="Dataset name, e.g. rte."),
     n: int = typer.Option(2, "--n", min=0, help="Examples rendered per template."),
-    split: Optional[str] = typer.Option(None, "--split", help="Split name or role (train, eval); default: the eval split."),
+    split: Optional[str] = typer.Option(None, "--split",
+                                        help="Split name or role (train, eval); default: the eval split."),
     template_id: Optional[str] = typer.Option(None, "--template", help="Show only this template id."),
     max_chars: int = typer.Option(600, "--max-chars", min=0, help="Shorten longer inputs (0: never)."),
     templates_dir: Optional[List[Path]] = TemplatesDirOption,
@@ -48,13 +51,15 @@ def templates(
     splits = ", ".join(f"{key}={value}" for key, value in task.splits.items())
     console.print(
         f"[bold]{escape(dataset)}[/]: cluster {escape(task.cluster)}, metric {task.metric}, splits {escape(splits)}; "
-        f"{len(task.templates)} templates ({turned} turned around); showing split {escape(task.splits.get(role, role))}",
+        f"{len(task.templates)} templates ({turned} turned around); showing split "
+        f"{escape(task.splits.get(role, role))}",
         highlight=False,
     )
     rows = []
     for template in chosen:
         kind = ", ".join(
-            [("options" if template.options else "no options") if template.classification else f"generative ({template.metric})"]
+            [("options" if template.options else "no options") if template.classification
+             else f"generative ({template.metric})"]
             + (["turned around"] if template.turned_around else [])
             + ([f"filter: {template.filter}"] if template.filter else [])
         )
@@ -63,7 +68,7 @@ def templates(
             example = render(template, record)
             if example is None:
                 continue
-            text = example.input if not max_chars or len(example.input) <= max_chars else example.input[:max_chars] + " …"
+            text = shorten(example.input, max_chars) if max_chars else example.input
             rows.append([escape(template.id), escape(kind), index, escape(text), escape(example.target)])
             shown += 1
             if shown == n:
@@ -97,7 +102,8 @@ def lint_command(
     count = sum(len(task.templates) for task in tasks.values())
     if problems:
         rows = [[escape(p.source), escape(p.template or "-"), escape(p.message)] for p in problems]
-        console.print(table(f"{len(problems)} problem(s) in {len(tasks)} datasets", ["file", "template", "problem"], rows))
+        console.print(table(f"{len(problems)} problem(s) in {len(tasks)} datasets",
+                            ["file", "template", "problem"], rows))
         raise typer.Exit(1)
     console.print(
         f"ok: {len(tasks)} datasets, {count} templates, the first {max_examples} examples of every split: no problems",
@@ -111,23 +117,30 @@ def _split_list(value: str) -> list[str]:
 
 @app.command("eval")
 def eval_command(
-    model: str = typer.Option("smollm2-135m-instruct", "--model", help="Asset name, model folder, hub id, or a run's model/ folder."),
-    adapter: Optional[Path] = typer.Option(None, "--adapter", help="A LoRA adapter folder (peft; or a run folder holding "
-                                           "model/) applied to --model, e.g. a shipped instruction-tuned adapter."),
+    model: str = typer.Option("smollm2-135m-instruct", "--model",
+                              help="Asset name, model folder, hub id, or a run's model/ folder."),
+    adapter: Optional[Path] = typer.Option(None, "--adapter",
+                                           help="A LoRA adapter folder (peft; or a run folder holding model/) applied "
+                                                "to --model, e.g. a shipped instruction-tuned adapter."),
     tasks: str = typer.Option("rte", "--tasks", help="Comma-separated datasets."),
     templates: str = typer.Option("all", "--templates", help="'all' or comma-separated template ids."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="First N examples of each task."),
     shots: int = typer.Option(0, "--shots", min=0, help="Exemplars from the train split, in the same template."),
     calibrate: bool = typer.Option(False, "--calibrate", help="Also report content-free calibrated scores."),
-    generate: bool = typer.Option(False, "--generate", help="Also decode greedily (stopping at the end of the answer's line) "
-                                  "and read the answer back as an option: exact match, valid-option rate, balanced "
-                                  "accuracy, beside the majority and uniform baselines; runs the chain-of-thought templates."),
-    turned_around: bool = typer.Option(False, "--turned-around", help="Also evaluate turned-around (generative) templates."),
+    generate: bool = typer.Option(False, "--generate",
+                                  help="Also decode greedily (stopping at the end of the answer's line) and read the "
+                                       "answer back as an option: exact match, valid-option rate, balanced accuracy, "
+                                       "beside the majority and uniform baselines; runs the chain-of-thought "
+                                       "templates."),
+    turned_around: bool = typer.Option(False, "--turned-around",
+                                       help="Also evaluate turned-around (generative) templates."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
-    int8: bool = typer.Option(False, "--int8", help="CPU only: int8 dynamic quantization of the transformer body's linear "
-                              "layers (embeddings and output layer stay fp32). Faster scoring; scores "
-                              "move slightly, so predictions with close options can change (docs/instruct.md, 'Scoring speed')."),
-    out: Path = typer.Option(Path("results/instruct_eval.json"), "--out", help="Results JSON; a Markdown table goes beside it."),
+    int8: bool = typer.Option(False, "--int8",
+                              help="CPU only: int8 dynamic quantization of the transformer body's linear layers "
+                                   "(embeddings and output layer stay fp32). Faster scoring; scores move slightly, so "
+                                   "predictions with close options can change (docs/instruct.md, 'Scoring speed')."),
+    out: Path = typer.Option(Path("results/instruct_eval.json"), "--out",
+                             help="Results JSON; a Markdown table goes beside it."),
     templates_dir: Optional[List[Path]] = TemplatesDirOption,
     data_dir: Optional[str] = DataDirOption,
 ):
@@ -135,9 +148,9 @@ def eval_command(
 
     The default scoring is exact fp32; --int8 is the faster, approximate CPU path.
 
-    Example: unseen instruct eval --model smollm2-135m-instruct --tasks rte,cb --templates all --limit 50 --out results/rte_cb.json
+    Example: unseen instruct eval --model smollm2-135m-instruct --tasks rte,cb --limit 50 --out results/rte_cb.json
 
-    Example: unseen instruct eval --model gemma3-270m --adapter runs/flan-commonsense --tasks ecqa --generate --limit 100
+    Example: unseen instruct eval --model gemma3-270m --adapter runs/flan-commonsense --tasks ecqa --generate
     """
     from unseen.instruct.evaluate import EvalConfig, evaluate, markdown_table, write_results
     from unseen.instruct.train import load_model
@@ -149,6 +162,7 @@ def eval_command(
     for name in config.tasks:
         if name not in loaded:
             raise UnseenError(f"no templates for task {name!r}; tasks: {', '.join(sorted(loaded))}")
+    check_available([loaded[name].dataset for name in config.tasks], data_dir)  # before the model loads
     label = f"{model} + {adapter}" if adapter else model
     with console.stdout.status(f"loading {label}..."):
         lm, tokenizer = load_model(model, adapter)
@@ -177,13 +191,15 @@ def train_command(
     steps: int = typer.Option(200, "--steps", min=1),
     lora: bool = typer.Option(True, "--lora/--full", help="LoRA adapters (default) or full fine-tuning."),
     cap: int = typer.Option(1000, "--cap", min=1, help="Examples per dataset at most (examples-proportional mixing)."),
-    fewshot_fraction: float = typer.Option(0.0, "--fewshot-fraction", min=0.0, max=1.0, help="Share of few-shot examples."),
+    fewshot_fraction: float = typer.Option(0.0, "--fewshot-fraction", min=0.0, max=1.0,
+                                           help="Share of few-shot examples."),
     max_length: int = typer.Option(256, "--max-length", min=16, help="Tokens per packed row."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     lr: float = typer.Option(2e-4, "--lr"),
     seed: int = typer.Option(0, "--seed"),
     save_every: int = typer.Option(50, "--save-every", min=0),
-    raw_inputs: bool = typer.Option(False, "--raw-inputs", help="Ablation: no templates, the record's fields as inputs."),
+    raw_inputs: bool = typer.Option(False, "--raw-inputs",
+                                    help="Ablation: no templates, the record's fields as inputs."),
     datasets: Optional[str] = typer.Option(None, "--datasets", help="Only these training datasets (ablation)."),
     out: Path = typer.Option(..., "--out", help="Run directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
@@ -193,11 +209,12 @@ def train_command(
 
     Example: unseen instruct train --model smollm2-135m-instruct --heldout nli --steps 200 --lora --out runs/flan-nli
     """
-    from unseen.instruct.mixture import MixtureConfig
+    from unseen.instruct.mixture import MixtureConfig, mixture_datasets
     from unseen.instruct.train import InstructConfig, instruction_tune
 
     mixture = MixtureConfig(heldout=_split_list(heldout), cap=cap, fewshot_fraction=fewshot_fraction,
                             datasets=_split_list(datasets) if datasets else None, raw_inputs=raw_inputs, seed=seed)
+    check_available(mixture_datasets(mixture), data_dir)  # before the model loads
     config = InstructConfig(model=model, mixture=mixture, max_length=max_length, lora=lora, steps=steps,
                             batch_size=batch_size, lr=lr, save_every=save_every, seed=seed)
     result = instruction_tune(config, out, resume=resume, data_dir=data_dir)
@@ -216,7 +233,8 @@ def _cluster_paths(values: list[str]) -> dict[str, str]:
 
 @app.command("heldout")
 def heldout_command(
-    models: str = typer.Option("gemma3-270m", "--models", help="Comma-separated models (asset names, folders, hub ids)."),
+    models: str = typer.Option("gemma3-270m", "--models",
+                               help="Comma-separated models (asset names, folders, hub ids)."),
     clusters: str = typer.Option("nli", "--clusters", help="Comma-separated clusters, each held out in its own run."),
     seeds: str = typer.Option("0,1", "--seeds", help="Training seeds."),
     steps: int = typer.Option(200, "--steps", min=1),
@@ -224,14 +242,18 @@ def heldout_command(
     cap: int = typer.Option(1000, "--cap", min=1),
     templates: str = typer.Option("all", "--templates", help="'all' or comma-separated template ids."),
     max_templates: Optional[int] = typer.Option(None, "--max-templates", min=1,
-                                                help="The first N templates of each task (file order, direct answers first)."),
+                                                help="The first N templates of each task (file order, direct answers "
+                                                     "first)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="First N examples of each evaluated task."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate"),
-    baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated models evaluated as they are, beside "
-                                            "base and tuned (e.g. an off-the-shelf instruct model)."),
-    adapters: Optional[List[str]] = typer.Option(None, "--adapter", help="CLUSTER=PATH: a LoRA adapter already trained with "
-                                                 "CLUSTER held out, evaluated instead of training one (repeatable)."),
-    generate: bool = typer.Option(False, "--generate", help="Also evaluate by greedy generation (exact match, valid options)."),
+    baselines: Optional[str] = typer.Option(None, "--baselines",
+                                            help="Comma-separated models evaluated as they are, beside base and tuned "
+                                                 "(e.g. an off-the-shelf instruct model)."),
+    adapters: Optional[List[str]] = typer.Option(None, "--adapter",
+                                                 help="CLUSTER=PATH: a LoRA adapter already trained with CLUSTER held "
+                                                      "out, evaluated instead of training one (repeatable)."),
+    generate: bool = typer.Option(False, "--generate",
+                                  help="Also evaluate by greedy generation (exact match, valid options)."),
     out: Path = typer.Option(Path("runs/heldout"), "--out"),
     data_dir: Optional[str] = DataDirOption,
 ):
@@ -239,11 +261,11 @@ def heldout_command(
 
     Finished pieces under --out are reused, so an interrupted protocol continues where it stopped.
 
-    Example: unseen instruct heldout --models smollm2-135m-instruct --clusters nli --seeds 0 --steps 100 --limit 100 --out runs/heldout
+    Example: unseen instruct heldout --models smollm2-135m-instruct --clusters nli --seeds 0 --steps 100 --limit 100
     """
     from unseen.instruct.evaluate import EvalConfig
     from unseen.instruct.heldout import HeldoutConfig, run_heldout
-    from unseen.instruct.mixture import MixtureConfig
+    from unseen.instruct.mixture import MixtureConfig, mixture_datasets
     from unseen.instruct.train import InstructConfig
 
     config = HeldoutConfig(
@@ -253,6 +275,11 @@ def heldout_command(
                         limit=limit, calibrate=calibrate, generate=generate),
         baselines=_split_list(baselines) if baselines else [], adapters=_cluster_paths(adapters or []),
     )
+    members = load_clusters()
+    needed = [dataset for cluster in config.clusters for dataset in members.get(cluster, [])]
+    needed += [dataset for cluster in config.clusters if cluster not in config.adapters
+               for dataset in mixture_datasets(MixtureConfig(heldout=[cluster]))]
+    check_available(needed, data_dir)  # before the first model loads
     run_heldout(config, out, data_dir=data_dir, console=console.stdout)
     for block in markdown_tables((out / "summary.md").read_text()):
         console.print(block)

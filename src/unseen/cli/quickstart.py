@@ -20,11 +20,13 @@ def _defaults() -> dict:
 
 def quickstart(
     out: Path = typer.Option(Path("runs/quickstart"), "--out", help="Where results.json and results.md go."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Examples in the zero-shot evaluation (default from the config)."),
+    limit: Optional[int] = typer.Option(None, "--limit",
+                                        help="Examples in the zero-shot evaluation (default from the config)."),
     skip_assets: bool = typer.Option(False, "--skip-assets", help="Skip loading every asset."),
     data_dir: Optional[str] = DataDirOption,
 ):
-    """Check the assets, tour the data, then one short step per method: zero-shot, FLAN held-out, the shipped FLAN adapter, POUF, scene text.
+    """Check the assets, tour the data, then one short step per method: zero-shot, FLAN held-out,
+    the shipped FLAN adapter, POUF, scene text.
 
     Takes a few minutes on 2 CPU cores (the first run also converts the language
     models to safetensors once).
@@ -33,10 +35,14 @@ def quickstart(
     """
     from unseen.cli.data import show
     from unseen.core.assets.checks import check_asset
-    from unseen.core.data import load_dataset
+    from unseen.core.data import check_available, load_dataset
     from unseen.core.metrics import classification_report
 
     config = _defaults()
+    check_available(_datasets(config), data_dir)  # missing data fails here, in a second, not after the slow steps
+    from unseen.scenetext.icdar import dataset_root
+
+    dataset_root(data_dir)  # the ICDAR 2015 photos of the scene-text step (a folder, not a registered dataset)
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {"config": config}
 
@@ -56,7 +62,8 @@ def quickstart(
 
     step = config["zeroshot"]
     limit = limit or step["limit"]
-    console.print(f"[bold]3. Zero-shot[/]: {step['model']} on {step['dataset']}/{step['split']} (first {limit}), rank scoring")
+    console.print(f"[bold]3. Zero-shot[/]: {step['model']} on {step['dataset']}/{step['split']} "
+                  f"(first {limit}), rank scoring")
     from unseen.core.assets import load_causal_lm
     from unseen.core.scoring import score_options
 
@@ -80,14 +87,17 @@ def quickstart(
         )
     )
     instruct_step = config["instruct"]
-    console.print(f"[bold]4. Instruct[/]: {instruct_step['model']} zero-shot on held-out {instruct_step['task']} with {len(instruct_step['templates'])} templates")
+    console.print(f"[bold]4. Instruct[/]: {instruct_step['model']} zero-shot on held-out {instruct_step['task']} "
+                  f"with {len(instruct_step['templates'])} templates")
     from unseen.instruct.evaluate import EvalConfig, evaluate
 
     if instruct_step["model"] != config["zeroshot"]["model"]:
         model, tokenizer = load_causal_lm(instruct_step["model"])
 
     instruct_results = evaluate(
-        model, tokenizer, EvalConfig(tasks=[instruct_step["task"]], templates=instruct_step["templates"], limit=instruct_step["limit"]), data_dir=data_dir
+        model, tokenizer,
+        EvalConfig(tasks=[instruct_step["task"]], templates=instruct_step["templates"], limit=instruct_step["limit"]),
+        data_dir=data_dir,
     )
     console.print(table("Instruct: held-out task, rank scoring, mean ± std (max) over templates",
                         ["model", "task", "n", "templates", "accuracy", "balanced acc.", "always-majority"],
@@ -112,10 +122,20 @@ def quickstart(
 
     from unseen.scenetext import quickstart as str_step
 
-    console.print("[bold]7. Scene text[/]: read IC15 crops without and with a small in-context pool")
+    console.print("[bold]7. Scene text[/]: read two ICDAR 2015 photos end to end, then IC15 crops without and with "
+                  "a small pool")
+    results["scenetext_photos"] = str_step.run_photos(console.stdout, data_dir, out)
+    _write(out, results)
     results["scenetext"] = str_step.run(console.stdout, data_dir)
     _write(out, results)
     console.print(f"results written to {out}/results.json and results.md")
+
+
+def _datasets(config: dict) -> list[str]:
+    """Every dataset the quickstart reads: the config's, and those of the POUF step (sst2) and the
+    scene-text step (ic15), which keep their settings in their own modules."""
+    return [item["dataset"] for item in config["data_tour"]["show"]] + [
+        config["zeroshot"]["dataset"], config["instruct"]["task"], config["instruct_adapter"]["task"], "sst2", "ic15"]
 
 
 def _percent(summary: dict) -> str:
@@ -124,7 +144,8 @@ def _percent(summary: dict) -> str:
 
 def _instruct_rows(per_task: dict, model: str) -> list[list]:
     return [[model, task, m["n"], m.get("accuracy", {}).get("templates", 0), _percent(m.get("accuracy", {})),
-             _percent(m.get("balanced_accuracy", {})), f"{m['constant_baseline'] * 100:.1f}" if "constant_baseline" in m else "–"]
+             _percent(m.get("balanced_accuracy", {})),
+             f"{m['constant_baseline'] * 100:.1f}" if "constant_baseline" in m else "–"]
             for task, m in per_task.items()]
 
 
@@ -138,8 +159,8 @@ def results_markdown(results: dict) -> str:
     lines = ["# unseen quickstart results", ""]
     if "zeroshot" in results:
         step, report = results["config"]["zeroshot"], results["zeroshot"]
-        lines += ["## Zero-shot rank classification", "", "| model | task | n | accuracy | balanced accuracy | always-majority |",
-                  "|---|---|---|---|---|---|",
+        lines += ["## Zero-shot rank classification", "",
+                  "| model | task | n | accuracy | balanced accuracy | always-majority |", "|---|---|---|---|---|---|",
                   f"| {step['model']} | {step['dataset']}/{step['split']} | {report['n']} | {report['accuracy']:.3f} | "
                   f"{report['balanced_accuracy']:.3f} | {report['constant_baseline']:.3f} |", ""]
     if "instruct" in results:
@@ -158,11 +179,21 @@ def results_markdown(results: dict) -> str:
             for readout, r in pouf[key].items():
                 lines.append(f"| {label} | {readout} | {r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} |")
         lines.append("")
+    if "scenetext_photos" in results:
+        lines += ["## Scene text in whole photos (ICDAR 2015 test)", "",
+                  "| photo | words read | drawn |", "|---|---|---|"]
+        step = results["scenetext_photos"]
+        for i, photo in enumerate(step["photos"]):
+            words = " ".join(w["text"] for w in photo["words"]) or "(none)"
+            drawn = Path(step["drawn"][i]).name if i < len(step["drawn"]) else ""
+            lines.append(f"| {Path(photo['path']).name} | {words} | {drawn} |")
+        lines.append("")
     if "scenetext" in results:
         s = results["scenetext"]
         lines += ["## Scene text (IC15 test crops, 36-character word accuracy)", "",
-                  "| crops | recognizer | pool | no context | with pool + batch lexicon | fixed | broken |", "|---|---|---|---|---|---|---|",
-                  f"| {s['queries']} | {s.get('encoder', 'e2str-lite')} | {s['pool_size']} IC15-train crops ({s['n']}) | "
-                  f"{s['accuracy_no_context']:.3f} | "
+                  "| crops | recognizer | pool | no context | with pool + batch lexicon | fixed | broken |",
+                  "|---|---|---|---|---|---|---|",
+                  f"| {s['queries']} | {s.get('encoder', 'e2str-lite')} | "
+                  f"{s['pool_size']} IC15-train crops ({s['n']}) | {s['accuracy_no_context']:.3f} | "
                   f"{s['accuracy_with_pool']:.3f} | {s['fixed']} | {s['broken']} |", ""]
     return "\n".join(lines) + "\n"

@@ -15,3 +15,7 @@ class AssetMissingError(UnseenError):
 
 class DataError(UnseenError):
     """A data file or record is unreadable or malformed."""
+
+
+class DivergenceError(UnseenError):
+    """Training diverged: a loss became inf or nan (the message names the step and what to lower)."""

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from unseen.core.io import atomic_write
+
 PACKAGES = ["unseen", "torch", "transformers", "accelerate", "peft", "safetensors", "datasets", "numpy", "pillow"]
 
 
@@ -53,7 +55,7 @@ def write_run_files(run_dir: Path, config, *, assets=(), data=()) -> None:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     config_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-    _write(run_dir / "config.yaml", yaml.safe_dump(_plain(config_dict), sort_keys=False))
+    atomic_write(run_dir / "config.yaml", yaml.safe_dump(_plain(config_dict), sort_keys=False))
     manifest = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join(sys.argv),
@@ -65,7 +67,7 @@ def write_run_files(run_dir: Path, config, *, assets=(), data=()) -> None:
         "assets": {name: asset_version(name) for name in assets},
         "data": {f"{name}/{split}": fingerprint(name, split) for name, split in data},
     }
-    _write(run_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    atomic_write(run_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
 
 class MetricsLog:
@@ -80,7 +82,7 @@ class MetricsLog:
         if not self.enabled or not self.path.exists():
             return
         kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
-        _write(self.path, "".join(line + "\n" for line in kept))
+        atomic_write(self.path, "".join(line + "\n" for line in kept))
 
     def log(self, row: dict) -> None:
         if self.enabled:
@@ -92,12 +94,6 @@ class MetricsLog:
 def read_metrics(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
-
-
-def _write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def _plain(value):

@@ -56,7 +56,8 @@ def quantize_for_cpu(model):
     if next(model.parameters()).device.type != "cpu":
         raise UnseenError("int8 dynamic quantization runs on the CPU only; drop --int8 on a GPU")
     head = model.get_output_embeddings()
-    names = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear) and module is not head}
+    names = {name for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Linear) and module is not head}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao's notice that eager quantization moves to torchao
         return torch.ao.quantization.quantize_dynamic(model.eval(), names, dtype=torch.qint8, inplace=True)
@@ -102,7 +103,8 @@ def score_options(
                 if encoder_decoder:
                     scored = _score_seq2seq(model, batch_prompts, batch_options, tokenizer, device)
                 else:
-                    scored = _score_batch_with_shared_prompts(model, batch_prompts, batch_options, tokenizer, device, shared)
+                    scored = _score_batch_with_shared_prompts(model, batch_prompts, batch_options, tokenizer,
+                                                              device, shared)
                 for i, result in zip(chunk, scored):
                     results[i] = result
                 bar.advance(task, len(chunk))
@@ -216,7 +218,8 @@ def _score_seq2seq(model, prompts, options, tokenizer, device) -> list[OptionSco
     label_width = max(len(ids) for _, ids in rows)
     labels = torch.tensor([ids + [-100] * (label_width - len(ids)) for _, ids in rows], device=device)
     owners = torch.tensor([b for b, _ in rows], device=device)
-    logits = model(encoder_outputs=(encoded.last_hidden_state[owners],), attention_mask=mask[owners], labels=labels).logits
+    logits = model(encoder_outputs=(encoded.last_hidden_state[owners],), attention_mask=mask[owners],
+                   labels=labels).logits
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     token_scores = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * (labels != -100)
     totals = token_scores.sum(-1).tolist()

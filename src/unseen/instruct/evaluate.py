@@ -36,12 +36,14 @@ from unseen.instruct.templates import Template, load_records, load_templates, re
 class EvalConfig:
     tasks: list[str] = field(default_factory=lambda: ["rte"])
     templates: str | list[str] = "all"  # "all", or template ids
-    max_templates: int | None = None  # the first N chosen templates of each task (direct answers before chains of thought)
+    # the first N chosen templates of each task (direct answers before chains of thought)
+    max_templates: int | None = None
     limit: int | dict[str, int] | None = None  # first N examples of each task's eval split (or per task)
     shots: int = 0  # exemplars from the train split, rendered with the same template
     calibrate: bool = False  # content-free calibration of classification scores
     generate: bool = False  # also decode classification templates, and run chain-of-thought ones
-    rank_scoring: bool = True  # False (with generate): classification templates by generation only, as the quickstart runs them
+    # False (with generate): classification templates by generation only, as the quickstart runs them
+    rank_scoring: bool = True
     include_turned_around: bool = False
     batch_size: int = 8
     max_new_tokens: int = 48  # generative templates (translation, struct-to-text, turned around)
@@ -95,7 +97,8 @@ def _classify(model, tokenizer, template, examples, prefix, config, progress) ->
     fixed_choices = all(o == options[0] for o in options)
     if config.calibrate and fixed_choices:
         content_free = render(template, _content_free(examples[0][1]))
-        reference = score_options(model, tokenizer, [prefix + content_free.input + PROMPT_SUFFIX], [options[0]])[0].loglik
+        reference = score_options(model, tokenizer, [prefix + content_free.input + PROMPT_SUFFIX],
+                                  [options[0]])[0].loglik
         log_norm = math.log(sum(math.exp(v - max(reference)) for v in reference)) + max(reference)
         prior = [v - log_norm for v in reference]
         calibrated = [_argmax([a - b for a, b in zip(s.loglik, prior)]) for s in scores]
@@ -185,7 +188,8 @@ def evaluate(model, tokenizer, config: EvalConfig, *, data_dir=None, progress: b
         if not config.include_turned_around:
             chosen = [t for t in chosen if not t.turned_around]
         if not config.generate:  # a chain of thought has to be generated: rank scoring has nothing to rank
-            skipped, chosen = [t.id for t in chosen if t.chain_of_thought], [t for t in chosen if not t.chain_of_thought]
+            skipped = [t.id for t in chosen if t.chain_of_thought]
+            chosen = [t for t in chosen if not t.chain_of_thought]
             if skipped and not chosen:
                 raise UnseenError(f"{task.source}: chain-of-thought templates ({', '.join(skipped)}) need --generate")
         if not chosen:
@@ -226,7 +230,8 @@ def _task_summary(per_template: dict[str, dict]) -> dict:
     chains of thought with a _cot suffix; BLEU and exact match of generative templates."""
     summary = {metric: value for metric in RANK_METRICS if (value := _summary(per_template, metric))}
     for kind, suffix in (("classification", ""), ("chain_of_thought", "_cot")):
-        summary |= {metric + suffix: value for metric in GENERATION_METRICS if (value := _summary(per_template, metric, kind))}
+        summary |= {metric + suffix: value for metric in GENERATION_METRICS
+                    if (value := _summary(per_template, metric, kind))}
     summary |= {name: value for name, metric in (("bleu", "bleu"), ("exact_match_generative", "exact_match"))
                 if (value := _summary(per_template, metric, "generative"))}
     for baseline in ("constant_baseline", "uniform_baseline"):  # majority class; uniform guessing over the options
@@ -238,8 +243,8 @@ def _task_summary(per_template: dict[str, dict]) -> dict:
 
 def markdown_table(results: dict, label: str = "") -> str:
     """One row per task: mean ± std (max) over templates of each metric."""
-    rows = ["| model | task | n | templates | accuracy | accuracy (norm.) | balanced acc. | calibrated bal. acc. | always-same baseline | BLEU |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| model | task | n | templates | accuracy | accuracy (norm.) | balanced acc. | calibrated bal. acc. | "
+            "always-same baseline | BLEU |", "|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(summary: dict, scale: float = 100.0) -> str:
         if not summary:
@@ -252,20 +257,24 @@ def markdown_table(results: dict, label: str = "") -> str:
         rows.append(
             f"| {label} | {task} | {metrics['n']} | {templates} | {cell(metrics.get('accuracy', {}))} | "
             f"{cell(metrics.get('accuracy_norm', {}))} | {cell(metrics.get('balanced_accuracy', {}))} | "
-            f"{cell(metrics.get('balanced_accuracy_calibrated', {}))} | {constant} | {cell(metrics.get('bleu', {}), 1.0)} |"
+            f"{cell(metrics.get('balanced_accuracy_calibrated', {}))} | {constant} | "
+            f"{cell(metrics.get('bleu', {}), 1.0)} |"
         )
     generated = [(task, m) for task, m in results["results"].items() if "exact_match" in m or "exact_match_cot" in m]
     if generated:
         rows += ["", ("Greedy generation, the answer read back as an option (invalid = wrong); chain of thought (CoT): "
                       "the answer after the rationale."), "",
                  ("| model | task | direct templates | exact match | valid options | balanced acc. (generated) | "
-                  "CoT templates | CoT exact match | CoT valid options | CoT balanced acc. | majority class | uniform guess |"),
+                  "CoT templates | CoT exact match | CoT valid options | CoT balanced acc. | majority class | "
+                  "uniform guess |"),
                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for task, m in generated:
-            baselines = [f"{m[key] * 100:.1f}" if key in m else "–" for key in ("constant_baseline", "uniform_baseline")]
+            baselines = [f"{m[key] * 100:.1f}" if key in m else "–"
+                         for key in ("constant_baseline", "uniform_baseline")]
             rows.append(
-                f"| {label} | {task} | {m.get('exact_match', {}).get('templates', 0)} | {cell(m.get('exact_match', {}))} | "
-                f"{cell(m.get('option_rate', {}))} | {cell(m.get('balanced_accuracy_generated', {}))} | "
+                f"| {label} | {task} | {m.get('exact_match', {}).get('templates', 0)} | "
+                f"{cell(m.get('exact_match', {}))} | {cell(m.get('option_rate', {}))} | "
+                f"{cell(m.get('balanced_accuracy_generated', {}))} | "
                 f"{m.get('exact_match_cot', {}).get('templates', 0)} | {cell(m.get('exact_match_cot', {}))} | "
                 f"{cell(m.get('option_rate_cot', {}))} | {cell(m.get('balanced_accuracy_generated_cot', {}))} | "
                 f"{baselines[0]} | {baselines[1]} |"
@@ -276,8 +285,8 @@ def markdown_table(results: dict, label: str = "") -> str:
 def write_results(results: dict, out: Path, label: str = "") -> None:
     import json
 
+    from unseen.core.io import atomic_write
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.tmp")
-    temporary.write_text(json.dumps(results, indent=2) + "\n")
-    temporary.replace(out)
+    atomic_write(out, json.dumps(results, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown_table(results, label))

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from rich.progress import Progress
 
-from unseen.core.scoring import pad_id, run_prompts, SharedPrefix
+from unseen.core.scoring import SharedPrefix, pad_id, run_prompts
 
 __all__ = ["answer_token_cap", "greedy_generate"]
 

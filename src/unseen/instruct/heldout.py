@@ -30,13 +30,16 @@ class HeldoutConfig:
     train: InstructConfig = field(default_factory=InstructConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)  # its tasks are replaced by the cluster's datasets
     tasks: dict[str, list[str]] = field(default_factory=dict)  # cluster -> evaluated datasets (default: all)
-    # cluster -> a LoRA adapter already trained with that cluster held out (e.g. a shipped one): evaluated, not retrained
+    # cluster -> a LoRA adapter already trained with that cluster held out (e.g. a shipped one): evaluated,
+    # not retrained
     adapters: dict[str, str] = field(default_factory=dict)
-    # off-the-shelf models evaluated as they are beside base and tuned (e.g. an instruct model a user could pick instead)
+    # off-the-shelf models evaluated as they are beside base and tuned (e.g. an instruct model a user could
+    # pick instead)
     baselines: list[str] = field(default_factory=list)
 
 
-def cached_evaluation(path: Path, model_name_or_dir: str, eval_config: EvalConfig, data_dir, label: str, adapter=None) -> dict:
+def cached_evaluation(path: Path, model_name_or_dir: str, eval_config: EvalConfig, data_dir, label: str,
+                      adapter=None) -> dict:
     """The results kept at ``path``; the model is loaded (onto best_device()) only when they are missing."""
     if path.exists():
         return json.loads(path.read_text())
@@ -47,7 +50,8 @@ def cached_evaluation(path: Path, model_name_or_dir: str, eval_config: EvalConfi
 
 
 # (row key, per-template metric, template kind): generation metrics of direct answers and of chains of thought
-GENERATION_ROWS = [(metric + suffix, metric, kind) for kind, suffix in (("classification", ""), ("chain_of_thought", "_cot"))
+GENERATION_ROWS = [(metric + suffix, metric, kind)
+                   for kind, suffix in (("classification", ""), ("chain_of_thought", "_cot"))
                    for metric in ("exact_match", "option_rate", "balanced_accuracy_generated")]
 
 
@@ -110,19 +114,22 @@ def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, co
                                                             name, eval_config, data_dir, Path(name).name)
                          for name in config.baselines}
             if cluster in config.adapters:
-                console.print(f"[bold]{cluster}[/] held out, {model_name}: the given adapter {config.adapters[cluster]}")
-                tuned_runs = [cached_evaluation(out_dir / cluster / label / "adapter_eval.json", model_name, eval_config,
-                                                data_dir, f"{label} + adapter", adapter=config.adapters[cluster])]
+                console.print(f"[bold]{cluster}[/] held out, {model_name}: the given adapter "
+                              f"{config.adapters[cluster]}")
+                tuned_runs = [cached_evaluation(out_dir / cluster / label / "adapter_eval.json", model_name,
+                                                eval_config, data_dir, f"{label} + adapter",
+                                                adapter=config.adapters[cluster])]
             else:
-                tuned_runs = [tune_and_evaluate(config, cluster, model_name, seed, eval_config, out_dir / cluster / label,
-                                                data_dir, console) for seed in config.seeds]
+                tuned_runs = [tune_and_evaluate(config, cluster, model_name, seed, eval_config,
+                                                out_dir / cluster / label, data_dir, console) for seed in config.seeds]
             for task in tasks:
                 row = {"cluster": cluster, "model": model_name, "task": task,
                        "n": base["results"][task]["n"],
                        "constant_baseline": base["results"][task].get("constant_baseline"),
                        "uniform_baseline": base["results"][task].get("uniform_baseline"),
                        "classes": len(next(iter(base["templates"][task].values())).get("predicted_distribution", [])),
-                       "tuned_from": config.adapters.get(cluster, f"{len(tuned_runs)} seed(s) of {config.train.steps} steps")}
+                       "tuned_from": config.adapters.get(
+                           cluster, f"{len(tuned_runs)} seed(s) of {config.train.steps} steps")}
                 for key, values in template_values(base, task).items():
                     row[key] = {"base_mean": statistics.fmean(values),
                                 "base_std_templates": statistics.stdev(values) if len(values) > 1 else 0.0,
@@ -157,4 +164,5 @@ def tune_and_evaluate(config: HeldoutConfig, cluster: str, model_name: str, seed
         instruction_tune(train_config, run_dir, resume=(run_dir / "checkpoints").exists(), data_dir=data_dir)
     if not results_path.exists():
         console.print(f"[bold]{cluster}[/] held out, {model_name}: tuned model, seed {seed}")
-    return cached_evaluation(results_path, str(run_dir / "model"), eval_config, data_dir, f"{Path(model_name).name} seed {seed}")
+    return cached_evaluation(results_path, str(run_dir / "model"), eval_config, data_dir,
+                             f"{Path(model_name).name} seed {seed}")

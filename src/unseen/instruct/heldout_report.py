@@ -21,7 +21,8 @@ def _change(entry: dict | None) -> str:
 
 
 def _baseline_names(summary: dict) -> list[str]:
-    return sorted({name for row in summary["rows"] for key, _ in METRICS for name in row.get(key, {}).get("baselines", {})})
+    return sorted({name for row in summary["rows"] for key, _ in METRICS
+                   for name in row.get(key, {}).get("baselines", {})})
 
 
 def flan_table(summary: dict) -> str:
@@ -36,18 +37,21 @@ def flan_table(summary: dict) -> str:
             f"| {row['cluster']} | {row['model']} | {row['task']} | {row['n']} | {_pct(row['constant_baseline'])} | "
             f"{_change(acc)} | {bal['base_mean'] * 100:.1f} ± {bal['base_std_templates'] * 100:.1f} | "
             f"{bal['tuned_mean'] * 100:.1f} ± {bal['tuned_std_seeds'] * 100:.1f} | "
-            f"{(bal['tuned_mean'] - bal['base_mean']) * 100:+.1f} | {_change(row.get('balanced_accuracy_calibrated'))} |"
+            f"{(bal['tuned_mean'] - bal['base_mean']) * 100:+.1f} | "
+            f"{_change(row.get('balanced_accuracy_calibrated'))} |"
             + "".join(f" {_pct(bal['baselines'].get(name))} |" for name in baselines)
         )
     generated = [row for row in summary["rows"] if "exact_match" in row or "exact_match_cot" in row]
     if generated:
-        lines += ["", "Greedy generation, base → tuned (mean over templates and seeds); invalid answers count as wrong.", "",
-                  ("| held out | model | task | majority | uniform | exact match | valid options | balanced acc. (generated) | "
-                   "CoT exact match | CoT valid options |" + "".join(f" {name} exact match / valid |" for name in baselines)),
+        header = ("| held out | model | task | majority | uniform | exact match | valid options | balanced acc. "
+                  "(generated) | CoT exact match | CoT valid options |")
+        note = "Greedy generation, base → tuned (mean over templates and seeds); invalid answers count as wrong."
+        lines += ["", note, "", header + "".join(f" {name} exact match / valid |" for name in baselines),
                   "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(baselines)]
         for row in generated:
             others = "".join(f" {_pct(row.get('exact_match', {}).get('baselines', {}).get(name))} / "
-                             f"{_pct(row.get('option_rate', {}).get('baselines', {}).get(name))} |" for name in baselines)
+                             f"{_pct(row.get('option_rate', {}).get('baselines', {}).get(name))} |"
+                             for name in baselines)
             lines.append(f"| {row['cluster']} | {row['model']} | {row['task']} | {_pct(row['constant_baseline'])} | "
                          f"{_pct(row.get('uniform_baseline'))} | {_change(row.get('exact_match'))} | "
                          f"{_change(row.get('option_rate'))} | {_change(row.get('balanced_accuracy_generated'))} | "
@@ -62,12 +66,12 @@ def cluster_summary(summary: dict) -> list[dict]:
         groups.setdefault((row["cluster"], row["model"]), []).append(row)
     out = []
     for (cluster, model), rows in groups.items():
+        uniform = [row["uniform_baseline"] for row in rows if row.get("uniform_baseline") is not None]
         entry = {"cluster": cluster, "model": model, "tasks": [row["task"] for row in rows],
                  "majority": statistics.fmean(row["constant_baseline"] for row in rows),
-                 "uniform": statistics.fmean(row["uniform_baseline"] for row in rows if row.get("uniform_baseline") is not None)
-                 if any(row.get("uniform_baseline") is not None for row in rows) else None,
-                 "min_tuned_option_rate": min((row["option_rate"]["tuned_mean"] for row in rows if "option_rate" in row),
-                                              default=None)}
+                 "uniform": statistics.fmean(uniform) if uniform else None,
+                 "min_tuned_option_rate": min((row["option_rate"]["tuned_mean"] for row in rows
+                                               if "option_rate" in row), default=None)}
         for key, _ in METRICS:
             present = [row[key] for row in rows if key in row]
             if not present:
@@ -121,8 +125,10 @@ def plot_heldout(summary: dict, path: Path) -> None:
     for axis, (key, label) in zip(axes[:, 0], panels):
         x = list(range(len(rows)))
         entries = [row.get(key) for row in rows]
-        columns = [(f"base ({f'{shots}-shot' if shots else 'zero-shot'})", [e["base_mean"] if e else 0 for e in entries], None),
-                   ("instruction-tuned", [e["tuned_mean"] if e else 0 for e in entries], [e["tuned_std_seeds"] if e else 0 for e in entries])]
+        columns = [(f"base ({f'{shots}-shot' if shots else 'zero-shot'})",
+                    [e["base_mean"] if e else 0 for e in entries], None),
+                   ("instruction-tuned", [e["tuned_mean"] if e else 0 for e in entries],
+                    [e["tuned_std_seeds"] if e else 0 for e in entries])]
         columns += [(name, [e["baselines"].get(name, 0) if e else 0 for e in entries], None) for name in baselines]
         for k, (name, values, errors) in enumerate(columns):
             offsets = [i - 0.4 + width * (k + 0.5) for i in x]
@@ -136,7 +142,8 @@ def plot_heldout(summary: dict, path: Path) -> None:
         axis.set_ylabel(f"{label} (%)", fontsize=8)
         axis.set_xticks(x, labels, fontsize=7)
         axis.set_ylim(0, 100)
-    axes[0, 0].set_title("Held-out clusters, zero-shot: mean over templates (dashes: chance / uniform guess)", fontsize=9)
+    axes[0, 0].set_title("Held-out clusters, zero-shot: mean over templates (dashes: chance / uniform guess)",
+                         fontsize=9)
     axes[0, 0].legend(fontsize=7, ncol=series)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -22,11 +22,11 @@ from unseen.core.errors import UnseenError
 from unseen.instruct.answers import canonical_prediction, parse_answer
 from unseen.instruct.templates import (
     _ENV,
+    TaskTemplates,
+    Template,
     _clusters_file,
     _jinja_fields,
     _subscript_fields,
-    TaskTemplates,
-    Template,
     load_records,
     render,
 )
@@ -66,7 +66,8 @@ def _duplicate_ids(tasks: list[TaskTemplates]) -> list[Problem]:
         for template in task.templates:
             if counts[template.id] > 1 and template.id not in seen:
                 seen.add(template.id)
-                problems.append(Problem(task.source, template.id, f"duplicate template id ({counts[template.id]} templates use it)"))
+                problems.append(Problem(task.source, template.id,
+                                        f"duplicate template id ({counts[template.id]} templates use it)"))
     return problems
 
 
@@ -75,12 +76,17 @@ def _static_problems(task: TaskTemplates) -> list[Problem]:
     clusters = _clusters_file()["clusters"]
     listed = [name for name, entry in clusters.items() if task.dataset in (entry.get("datasets") or [])]
     if task.cluster not in clusters:
-        problems.append(Problem(task.source, None, f"cluster: unknown cluster {task.cluster!r}; clusters.yaml has {', '.join(clusters)}"))
+        problems.append(Problem(task.source, None,
+                                f"cluster: unknown cluster {task.cluster!r}; clusters.yaml has {', '.join(clusters)}"))
     elif listed and task.cluster not in listed:
-        problems.append(Problem(task.source, None, f"cluster: {task.cluster!r}, but clusters.yaml lists {task.dataset!r} under {', '.join(listed)}"))
+        problems.append(Problem(task.source, None,
+                                f"cluster: {task.cluster!r}, but clusters.yaml lists {task.dataset!r} under "
+                                f"{', '.join(listed)}"))
     turned = [template.id for template in task.templates if template.turned_around]
     if len(turned) > MAX_TURNED_AROUND:
-        problems.append(Problem(task.source, None, f"{len(turned)} turned-around templates (at most {MAX_TURNED_AROUND}): {', '.join(turned)}"))
+        problems.append(Problem(task.source, None,
+                                f"{len(turned)} turned-around templates (at most {MAX_TURNED_AROUND}): "
+                                f"{', '.join(turned)}"))
     seen: dict[tuple[str, str], str] = {}
     for template in task.templates:
         key = (template.input, template.target)
@@ -90,7 +96,8 @@ def _static_problems(task: TaskTemplates) -> list[Problem]:
         for name, source in (("input", template.input), ("target", template.target)):
             literal = "".join(node.data for node in _ENV.parse(source).find_all(nodes.TemplateData))
             if re.search(r"\}\}n\b", source):
-                problems.append(Problem(task.source, template.id, f"{name}: 'n' right after '}}}}' (a '\\n' missing its backslash?)"))
+                problems.append(Problem(task.source, template.id,
+                                        f"{name}: 'n' right after '}}}}' (a '\\n' missing its backslash?)"))
             if literal.count("{") != literal.count("}"):
                 problems.append(Problem(task.source, template.id, f"{name}: unbalanced braces in the template text"))
     if task.dataset in dataset_names():
@@ -98,7 +105,8 @@ def _static_problems(task: TaskTemplates) -> list[Problem]:
         required = dataset_spec(task.dataset).get("fields", [])
         unused = [name for name in required if name not in used and name not in task.unused_fields]
         if unused:
-            problems.append(Problem(task.source, None, f"record field(s) {', '.join(map(repr, unused))} used by no template "
+            problems.append(Problem(task.source, None,
+                                    f"record field(s) {', '.join(map(repr, unused))} used by no template "
                                     "(use them, or list them under unused_fields)"))
     return problems
 
@@ -116,7 +124,8 @@ def _data_problems(task: TaskTemplates, data_dir, max_examples: int) -> list[Pro
     available = split_names(task.dataset, data_dir) if registered else []
     for role, split in task.splits.items():
         if registered and split not in available:
-            problems.append(Problem(task.source, None, f"splits.{role}: dataset {task.dataset!r} has no split {split!r}; "
+            problems.append(Problem(task.source, None,
+                                    f"splits.{role}: dataset {task.dataset!r} has no split {split!r}; "
                                     f"splits: {', '.join(available) or 'none found'}"))
     checked_features = False
     for split in available or sorted(set(task.splits.values())):
@@ -145,7 +154,8 @@ def _feature_problems(task: TaskTemplates, features: dict) -> list[Problem]:
         for name in _subscript_fields(template.target) + _subscript_fields(template.input):
             classes = features.get(name)
             if classes and len(classes) != len(template.answer_choices):
-                problems.append(Problem(task.source, template.id, f"answer_choices has {len(template.answer_choices)} entries "
+                problems.append(Problem(task.source, template.id,
+                                        f"answer_choices has {len(template.answer_choices)} entries "
                                         f"but {name} has {len(classes)} classes ({', '.join(classes)})"))
     return problems
 
@@ -163,9 +173,11 @@ def _render_problem(template: Template, sample: list[dict], split: str, records)
             continue
         applied += 1
         if template.classification and example.target_index is None:
-            return f"{'answer' if template.chain_of_thought else 'target'} {example.answer!r} is not among the answer choices {example.answer_choices} {where}"
+            what = "answer" if template.chain_of_thought else "target"
+            return f"{what} {example.answer!r} is not among the answer choices {example.answer_choices} {where}"
         parsed = parse_answer(example.target, example.answer_choices, True) if template.chain_of_thought else None
-        if template.chain_of_thought and canonical_prediction(parsed, example.target_index, example.answer_choices) != example.target_index:
+        if template.chain_of_thought and canonical_prediction(parsed, example.target_index,
+                                                              example.answer_choices) != example.target_index:
             return f"the answer parser does not read {example.answer!r} back from the target {example.target!r} {where}"
         if not example.input.strip() or not example.target.strip():
             return f"{'input' if not example.input.strip() else 'target'} renders empty {where}"

@@ -105,7 +105,8 @@ def _causal_lm_parts(model):
 def target_only_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean cross-entropy over target tokens, with the output layer applied only where needed."""
     decoder, head, config = _causal_lm_parts(model)
-    hidden = decoder(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).last_hidden_state
+    hidden = decoder(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                     use_cache=False).last_hidden_state
     targets = batch["labels"][:, 1:]
     where = targets != IGNORE
     logits = head(hidden[:, :-1][where])
@@ -130,7 +131,9 @@ def collate_seq2seq(rows: list[dict[str, torch.Tensor]], pad_token_id: int = 0) 
     width = max(len(row["input_ids"]) for row in rows)
     label_width = max(len(row["labels"]) for row in rows)
     return {
-        "input_ids": torch.stack([F.pad(r["input_ids"], (0, width - len(r["input_ids"])), value=pad_token_id) for r in rows]),
-        "attention_mask": torch.stack([F.pad(torch.ones_like(r["input_ids"]), (0, width - len(r["input_ids"]))) for r in rows]),
+        "input_ids": torch.stack([F.pad(r["input_ids"], (0, width - len(r["input_ids"])), value=pad_token_id)
+                                  for r in rows]),
+        "attention_mask": torch.stack([F.pad(torch.ones_like(r["input_ids"]), (0, width - len(r["input_ids"])))
+                                       for r in rows]),
         "labels": torch.stack([F.pad(r["labels"], (0, label_width - len(r["labels"])), value=IGNORE) for r in rows]),
     }

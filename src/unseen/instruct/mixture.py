@@ -45,7 +45,8 @@ def _raw_render(task: TaskTemplates, record: dict):
     for template in task.templates:
         rendered = render(template, record)
         if rendered is not None and not template.turned_around:
-            fields = [f"{key}: {value}" for key, value in record.items() if key not in ("label", "idx", "answerKey", "rationale")]
+            fields = [f"{key}: {value}" for key, value in record.items()
+                      if key not in ("label", "idx", "answerKey", "rationale")]
             return "\n".join(fields), rendered.target
     return None
 
@@ -58,7 +59,9 @@ def _render_with_random_template(task: TaskTemplates, record: dict, rng: random.
     return None, None
 
 
-def build_mixture(config: MixtureConfig, *, tasks: dict | None = None, data_dir: str | Path | None = None) -> list[Example]:
+def mixture_datasets(config: MixtureConfig, tasks: dict | None = None) -> list[str]:
+    """The datasets the mixture draws from: not held out (or the ablation's choice), with a train
+    split (evaluation-only datasets, e.g. PIQA here, have none)."""
     tasks = tasks or load_templates()
     names = training_datasets(config.heldout, tasks)
     if config.datasets is not None:
@@ -66,12 +69,16 @@ def build_mixture(config: MixtureConfig, *, tasks: dict | None = None, data_dir:
         if unknown:
             raise UnseenError(f"dataset {unknown[0]!r} is held out or has no templates; trainable: {', '.join(names)}")
         names = list(config.datasets)
+    return [name for name in names if "train" in tasks[name].splits]
+
+
+def build_mixture(config: MixtureConfig, *, tasks: dict | None = None,
+                  data_dir: str | Path | None = None) -> list[Example]:
+    tasks = tasks or load_templates()
     rng = random.Random(config.seed)
     mixture: list[Example] = []
-    for name in track(names, description="building the mixture", transient=True):
+    for name in track(mixture_datasets(config, tasks), description="building the mixture", transient=True):
         task = tasks[name]
-        if "train" not in task.splits:
-            continue  # evaluation-only datasets (e.g. PIQA has no training split here)
         records = load_records(task, "train", data_dir)
         chosen = rng.sample(range(len(records)), min(config.cap, len(records)))
         for index in chosen:

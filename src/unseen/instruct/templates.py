@@ -43,8 +43,10 @@ __all__ = [
 ]
 
 METRICS = ("accuracy", "bleu", "exact_match")
-TASK_KEYS = {"dataset", "cluster", "metric", "splits", "answer_choices", "filter", "references", "unused_fields", "templates"}
-TEMPLATE_KEYS = {"id", "input", "target", "answer", "options", "turned_around", "filter", "answer_choices", "metric", "references"}
+TASK_KEYS = {"dataset", "cluster", "metric", "splits", "answer_choices", "filter", "references", "unused_fields",
+             "templates"}
+TEMPLATE_KEYS = {"id", "input", "target", "answer", "options", "turned_around", "filter", "answer_choices", "metric",
+                 "references"}
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -163,7 +165,8 @@ def _parse_task(source: str, text: str, path: Path | None) -> TaskTemplates:
         _check_keys(raw, TEMPLATE_KEYS, {"id", "input", "target"}, where)
         for key in ("input", "target", "answer", "filter", "references"):
             if key in raw and not isinstance(raw[key], str):
-                raise UnseenError(f"{where}: {key}: expected a string (a Jinja template), got {type(raw[key]).__name__}")
+                raise UnseenError(f"{where}: {key}: expected a string (a Jinja template), got "
+                                  f"{type(raw[key]).__name__}")
         turned = bool(raw.get("turned_around", False))
         choices = _choices(raw.get("answer_choices", data.get("answer_choices")), where)
         filters = [f"({f})" for f in (task_filter, raw.get("filter")) if f is not None]
@@ -184,7 +187,8 @@ def _parse_task(source: str, text: str, path: Path | None) -> TaskTemplates:
         if template.options and not template.classification:
             raise UnseenError(f"{where}: options: true needs answer_choices and a template that is not turned around")
         if template.answer is not None and not template.classification:
-            raise UnseenError(f"{where}: answer: a chain-of-thought answer needs answer_choices and a template that is not turned around")
+            raise UnseenError(f"{where}: answer: a chain-of-thought answer needs answer_choices and a template that is "
+                              "not turned around")
         _compile_all(template, where)
         templates.append(template)
     unused = data.get("unused_fields") or []
@@ -267,12 +271,14 @@ def render(template: Template, record: dict, options_suffix: bool = True) -> Ren
             raise _error(template, "answer_choices", f"expected a non-empty list, got {value!r}")
         choices = [str(choice) for choice in value]
     context = {**_ENV.globals, **record, "answer_choices": list(choices) if choices is not None else None}
-    texts = [("input", template.input), ("target", template.target)] + ([("answer", template.answer)] if template.answer else [])
+    texts = [("input", template.input), ("target", template.target)]
+    texts += [("answer", template.answer)] if template.answer else []
     for name, source in texts:
         for index_field in _subscript_fields(source) if choices is not None else ():
             value = context.get(index_field)
             if isinstance(value, int) and not 0 <= value < len(choices):
-                raise _error(template, name, f"{index_field} {value} is out of range of the {len(choices)} answer choices")
+                raise _error(template, name,
+                             f"{index_field} {value} is out of range of the {len(choices)} answer choices")
     text = _render_field(template, "input", template.input, context, choices)
     target = _render_field(template, "target", template.target, context, choices)
     references = [target]
@@ -351,7 +357,8 @@ def load_records(task: TaskTemplates, split: str = "eval", data_dir: str | Path 
     except UnseenError as err:
         raise UnseenError(f"{task.source}: {where}: {err}") from None
     if len(records) == 0:
-        raise UnseenError(f"{task.source}: {where}: split {name!r} of dataset {task.dataset!r} has no records ({records.name})")
+        raise UnseenError(f"{task.source}: {where}: split {name!r} of dataset {task.dataset!r} has no records "
+                          f"({records.name})")
     return records
 
 
@@ -360,7 +367,8 @@ def load_records(task: TaskTemplates, split: str = "eval", data_dir: str | Path 
 
 @cache
 def _clusters_file() -> dict:
-    return yaml.load(resources.files("unseen.instruct").joinpath("clusters.yaml").read_text(encoding="utf-8"), Loader=_LOADER)
+    return yaml.load(resources.files("unseen.instruct").joinpath("clusters.yaml").read_text(encoding="utf-8"),
+                     Loader=_LOADER)
 
 
 def load_clusters(tasks: dict[str, TaskTemplates] | None = None) -> dict[str, list[str]]:
@@ -368,7 +376,8 @@ def load_clusters(tasks: dict[str, TaskTemplates] | None = None) -> dict[str, li
     clusters = {name: list(entry.get("datasets") or []) for name, entry in _clusters_file()["clusters"].items()}
     for task in (load_templates() if tasks is None else tasks).values():
         if task.cluster not in clusters:
-            raise UnseenError(f"{task.source}: cluster: unknown cluster {task.cluster!r}; clusters.yaml has {', '.join(clusters)}")
+            raise UnseenError(f"{task.source}: cluster: unknown cluster {task.cluster!r}; clusters.yaml has "
+                              f"{', '.join(clusters)}")
         if task.dataset not in clusters[task.cluster]:
             clusters[task.cluster].append(task.dataset)
     return clusters

@@ -12,6 +12,7 @@ from pathlib import Path
 from unseen.core.assets import load_causal_lm
 from unseen.core.errors import UnseenError
 from unseen.core.training import TrainConfig, TrainResult, apply_lora, count_parameters, seed_everything, train
+from unseen.core.training.lora import quiet_peft
 from unseen.instruct.lm import (
     collate_packed,
     collate_seq2seq,
@@ -59,14 +60,18 @@ def load_model(name_or_path: str, adapter: str | Path | None = None):
         from peft import PeftModel
 
         model, tokenizer = load_model(name_or_path)
-        return PeftModel.from_pretrained(model, adapter_folder(adapter)).merge_and_unload().eval(), tokenizer
+        with quiet_peft():
+            model = PeftModel.from_pretrained(model, adapter_folder(adapter))
+        return model.merge_and_unload().eval(), tokenizer
     path = Path(name_or_path)
     if (path / "adapter_config.json").exists():
         from peft import PeftModel
 
         base_name = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
         model, tokenizer = load_model(base_name)
-        return PeftModel.from_pretrained(model, path).merge_and_unload().eval(), tokenizer
+        with quiet_peft():
+            model = PeftModel.from_pretrained(model, path)
+        return model.merge_and_unload().eval(), tokenizer
     if path.is_dir() and (path / "config.json").exists():
         config = json.loads((path / "config.json").read_text())
         if config.get("is_encoder_decoder"):
@@ -76,13 +81,15 @@ def load_model(name_or_path: str, adapter: str | Path | None = None):
     return load_causal_lm(name_or_path)
 
 
-def instruction_tune(config: InstructConfig, out_dir: str | Path, *, resume: bool = False, data_dir=None) -> TrainResult:
+def instruction_tune(config: InstructConfig, out_dir: str | Path, *, resume: bool = False,
+                     data_dir=None) -> TrainResult:
     seed_everything(config.seed)
     model, tokenizer = load_model(config.model)
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
     if config.lora:
         targets = ("q", "k", "v", "o") if encoder_decoder else None
-        model = apply_lora(model, r=config.lora_r, alpha=config.lora_alpha, **({"target_modules": targets} if targets else {}))
+        model = apply_lora(model, r=config.lora_r, alpha=config.lora_alpha,
+                           **({"target_modules": targets} if targets else {}))
     mixture = build_mixture(dataclasses.replace(config.mixture, seed=config.seed), data_dir=data_dir)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     if encoder_decoder:

@@ -1,6 +1,7 @@
 """POUF (Tanwisuth et al., ICML 2023): adapt a zero-shot, prompt-based model with unlabeled target data.
 
     loss.py      the POUF objective (transport + mutual information)
+    prompted.py  what a prompted LM is to POUF (the interface, verbalizer words as answer-slot tokens)
     lm.py        prompted causal LMs (answer-slot features, verbalizer prototypes, cached bottom layers);
                  masked_lm.py: the same read at a masked LM's <mask>
     dual.py      image-text models: one DualEncoder interface; dual_models.py: HF CLIP / open_clip adapters,

@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from unseen.core.errors import UnseenError
+from unseen.core.errors import DivergenceError, UnseenError
+from unseen.core.io import atomic_path, atomic_write
 from unseen.core.training import TrainConfig, seed_everything, train, trainable_state
 from unseen.core.training.checkpoint import load_trainable_state
 from unseen.pouf.loss import pouf_loss
@@ -101,7 +102,8 @@ class PoufBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         chosen, views = self.batches[i]
-        return self.model.collate([self.items[v][j] for j, v in zip(chosen, views)], views[0] if len(set(views)) == 1 else views)
+        return self.model.collate([self.items[v][j] for j, v in zip(chosen, views)],
+                                  views[0] if len(set(views)) == 1 else views)
 
 
 def _single(batch):
@@ -202,7 +204,8 @@ def selection_stats(model, items, indices: Sequence[int], config: AdaptConfig, l
                 loss, _ = batch_loss(model, batch, config, features=features, log_prior=log_prior)
                 objective += loss.item() * len(chunk)
                 count += len(chunk)
-            log_probs[view, start : start + len(chunk)] = model.class_logits(features, view).float().log_softmax(-1).cpu()
+            scores = model.class_logits(features, view).float()
+            log_probs[view, start : start + len(chunk)] = scores.log_softmax(-1).cpu()
     model.train(was_training)
     predictions = log_probs.argmax(-1)  # [V, N]
     agreement = float((predictions == predictions[0]).all(0).float().mean())
@@ -220,15 +223,12 @@ def selection_stats(model, items, indices: Sequence[int], config: AdaptConfig, l
 
 
 def _write_json(path: Path, data) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(temporary, path)
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
 def _save_state(model, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    save_file(trainable_state(model), temporary)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        save_file(trainable_state(model), temporary)
 
 
 def adapt(model, items: Sequence[Sequence], config: AdaptConfig, out_dir: str | Path, *, resume: bool = False,
@@ -278,7 +278,8 @@ def adapt(model, items: Sequence[Sequence], config: AdaptConfig, out_dir: str | 
         if step % config.select_every and step != config.steps:
             return {}
         stats = {"step": step, **selection_stats(current, items, select_indices, config, log_prior)}
-        collapsed = (stats["balance"] < config.collapse_ratio * zero_shot["balance"]) or not math.isfinite(stats["objective"])
+        collapsed = (stats["balance"] < config.collapse_ratio * zero_shot["balance"]
+                     or not math.isfinite(stats["objective"]))
         stats["collapsed"] = collapsed
         selection.history.append(stats)
         value = score(stats)
@@ -299,11 +300,9 @@ def adapt(model, items: Sequence[Sequence], config: AdaptConfig, out_dir: str | 
         extra={"pouf": config.to_dict(), "pouf_batch_size": config.batch_size, **(extra or {})},
     )
     try:
-        train(model, lambda m, b: batch_loss(m, b, config, log_prior=log_prior), dataset, train_config, collate=_single, resume=resume,
-              assets=assets, data=data, on_step=on_step, progress_label=progress_label)
-    except UnseenError as err:
-        if "diverged" not in str(err):
-            raise
+        train(model, lambda m, b: batch_loss(m, b, config, log_prior=log_prior), dataset, train_config, collate=_single,
+              resume=resume, assets=assets, data=data, on_step=on_step, progress_label=progress_label)
+    except DivergenceError as err:  # the best checkpoint before it (or zero-shot) stands
         selection.history.append({"step": None, "diverged": str(err)})
         if selection.fallback:
             selection.reason = f"zero-shot weights: training diverged ({err})"
@@ -334,9 +333,8 @@ def fall_back(out_dir: str | Path, selection: Selection, zero_shot_state: dict, 
     selection.json says why and keeps what the check measured."""
     out = Path(out_dir)
     os.replace(out / "selected.safetensors", out / "adapted.safetensors")  # still there for a user who wants them
-    temporary = out / ".selected.safetensors.tmp"
-    save_file(zero_shot_state, temporary)
-    os.replace(temporary, out / "selected.safetensors")
+    with atomic_path(out / "selected.safetensors") as temporary:
+        save_file(zero_shot_state, temporary)
     adapted_step = selection.step
     selection.step, selection.fallback, selection.reason = 0, True, f"zero-shot weights: {reason}"
     update_selection_file(out, **asdict(selection), adapted_step=adapted_step, **record)

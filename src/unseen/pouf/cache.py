@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from unseen.core.assets import cache_dir
+from unseen.core.io import atomic_path
 
 
 def cache_key(**parts) -> str:
@@ -32,9 +32,9 @@ def cache_path(kind: str, key: str) -> Path:
 def save_items(path: Path, items: list[torch.Tensor]) -> None:
     lengths = torch.tensor([len(x) for x in items], dtype=torch.long)
     data = torch.cat([x.reshape(len(x), -1) for x in items]) if items else torch.zeros(0)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({"data": data.contiguous(), "lengths": lengths, "shape": torch.tensor(list(items[0].shape[1:]))}, temporary)
-    os.replace(temporary, path)  # a killed run never leaves half a cache file under the real name
+    shape = torch.tensor(list(items[0].shape[1:]))
+    with atomic_path(path) as temporary:  # a killed run never leaves half a cache file under the real name
+        save_file({"data": data.contiguous(), "lengths": lengths, "shape": shape}, temporary)
 
 
 def load_items(path: Path) -> list[torch.Tensor] | None:

@@ -67,8 +67,8 @@ class ImageRef:
 class DualEncoder(nn.Module):
     kind = "image_text"
 
-    def __init__(self, class_names: Sequence[str], templates: Sequence[str], *, mode: str = "prompt", num_views: int = 1,
-                 scale: float = 100.0, context_template: str | None = None, lora_r: int = 8):
+    def __init__(self, class_names: Sequence[str], templates: Sequence[str], *, mode: str = "prompt",
+                 num_views: int = 1, scale: float = 100.0, context_template: str | None = None, lora_r: int = 8):
         super().__init__()
         if mode not in MODES:
             raise UnseenError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -127,13 +127,15 @@ class DualEncoder(nn.Module):
         elif self.mode == "ln":
             for tower in towers:
                 for module in tower.modules():
-                    if isinstance(module, (nn.LayerNorm, nn.BatchNorm2d, nn.GroupNorm)) or "norm" in type(module).__name__.lower():
+                    norm_layer = isinstance(module, (nn.LayerNorm, nn.BatchNorm2d, nn.GroupNorm))
+                    if norm_layer or "norm" in type(module).__name__.lower():
                         for parameter in module.parameters(recurse=False):
                             parameter.requires_grad_(True)
         elif self.mode == "lora":
             from peft import LoraConfig, inject_adapter_in_model
 
-            config = LoraConfig(r=self.lora_r, lora_alpha=2 * self.lora_r, target_modules=self.lora_targets(), bias="none")
+            config = LoraConfig(r=self.lora_r, lora_alpha=2 * self.lora_r, target_modules=self.lora_targets(),
+                                bias="none")
             for tower in towers:
                 inject_adapter_in_model(config, tower)
             for name, parameter in self.named_parameters():
@@ -158,7 +160,8 @@ class DualEncoder(nn.Module):
         tokens = self.tokenize(prompts)
         core = self.plain_ids(prefix)
         ids0 = tokens["input_ids"][0].tolist()
-        found = next(((start, core) for start in range(len(ids0) - len(core) + 1) if ids0[start : start + len(core)] == core), None)
+        found = next(((start, core) for start in range(len(ids0) - len(core) + 1)
+                      if ids0[start : start + len(core)] == core), None)
         if not core or found is None:
             raise UnseenError(f"cannot locate the words {prefix!r} at the start of the tokenized prompts")
         offset, core = found
@@ -180,7 +183,8 @@ class DualEncoder(nn.Module):
 
     def class_embeddings(self, templates: Sequence[str]) -> torch.Tensor:
         """CLIP's template ensembling: normalise each template's class embedding, average, renormalise."""
-        per_template = [F.normalize(self.encode_texts([t.format(c) for c in self.class_names]), dim=-1) for t in templates]
+        per_template = [F.normalize(self.encode_texts([t.format(c) for c in self.class_names]), dim=-1)
+                        for t in templates]
         return F.normalize(torch.stack(per_template).mean(0), dim=-1)
 
     def prototypes(self, view: int = 0) -> torch.Tensor:

@@ -18,7 +18,6 @@ from unseen.core.assets import mean_pooled
 from unseen.core.errors import UnseenError
 from unseen.pouf.dual import CLIP_MEAN, CLIP_STD, DualEncoder, resize_normalize
 
-
 # --- Hugging Face CLIPModel -------------------------------------------------------------
 
 
@@ -123,7 +122,8 @@ class OpenCLIP(DualEncoder):
         x = embeddings + clip.positional_embedding.to(embeddings.dtype)
         x = clip.transformer(x, attn_mask=clip.attn_mask)
         x = clip.ln_final(x)
-        x = text_global_pool(x, tokens["input_ids"], clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
+        x = text_global_pool(x, tokens["input_ids"], clip.text_pool_type,
+                             eos_token_id=getattr(clip, "text_eos_id", None))
         if clip.text_projection is not None:
             x = clip.text_projection(x) if isinstance(clip.text_projection, nn.Linear) else x @ clip.text_projection
         return x
@@ -134,7 +134,8 @@ def load_open_clip(name: str, class_names, templates, *, pretrained: str | None 
         import open_clip
     except Exception as err:  # noqa: BLE001 - torchvision mismatches raise all sorts of errors at import
         raise UnseenError(f"open_clip is not importable here ({type(err).__name__}: {err}); "
-                          "pip install open_clip_torch with a matching torchvision, or use a Hugging Face CLIP folder") from None
+                          "pip install open_clip_torch with a matching torchvision, or use a Hugging Face CLIP "
+                          "folder") from None
     model = open_clip.create_model(name, pretrained=pretrained).eval()
     tokenizer = open_clip.get_tokenizer(name)
     size = model.visual.image_size
@@ -215,7 +216,8 @@ def load_conse(class_names, templates, *, top_k: int = 20, **kwargs) -> ConSE:
 
     image_net = load_asset("efficientnet-lite0")
     text_encoder, tokenizer = load_sentence_encoder("minilm-l6-v2")
-    return ConSE(image_net, text_encoder, tokenizer, imagenet_class_names(), class_names, templates, top_k=top_k, **kwargs)
+    return ConSE(image_net, text_encoder, tokenizer, imagenet_class_names(), class_names, templates, top_k=top_k,
+                 **kwargs)
 
 
 OFFLINE_IMAGE_MODEL = "conse"

@@ -60,7 +60,8 @@ class ImageSetup:
 
 
 def _progress():
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    transient=True)
 
 
 def build_model(setup: ImageSetup, mode: str | None = None):
@@ -112,7 +113,8 @@ def image_items(model, setup: ImageSetup, role: str, data_dir=None, *, views: in
     records = _Unlabeled(_records(setup, data_dir))
     indices = _indices(setup, len(records), role)
     if not indices:
-        raise DataError(f"{setup.task.root}: the {'unlabeled target' if role == 'unlabeled' else 'evaluation'} set is empty")
+        raise DataError(f"{setup.task.root}: the {'unlabeled target' if role == 'unlabeled' else 'evaluation'} set is "
+                        "empty")
     out = []
     fingerprint = _fingerprint(setup, data_dir) if model.caches_features and setup.use_cache else None
     with _progress() as bar:
@@ -121,10 +123,11 @@ def image_items(model, setup: ImageSetup, role: str, data_dir=None, *, views: in
             if not model.caches_features:
                 out.append(refs)
                 continue
-            key = cache.cache_key(model=setup.model_name, top_k=setup.top_k, root=setup.task.root, indices=indices, view=view,
-                                  n=len(records), fingerprint=fingerprint)
+            key = cache.cache_key(model=setup.model_name, top_k=setup.top_k, root=setup.task.root, indices=indices,
+                                  view=view, n=len(records), fingerprint=fingerprint)
             job = bar.add_task(f"{role} view {view}: encoding {len(refs)} images (frozen image tower)", total=len(refs))
-            out.append(cache.cached("image-features", key, lambda: model.prepare(refs, view, progress=lambda n: bar.advance(job, n)),
+            out.append(cache.cached("image-features", key,
+                                    lambda: model.prepare(refs, view, progress=lambda n: bar.advance(job, n)),
                                     enabled=setup.use_cache))
             bar.remove_task(job)
     return out

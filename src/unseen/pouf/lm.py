@@ -36,38 +36,8 @@ import torch
 from torch import nn
 
 from unseen.core.errors import UnseenError
-
-MODES = ("prompt", "ln", "lora", "full")
-
-
-def first_token_ids(tokenizer, verbalizers: Sequence[Sequence[Sequence[str]]], *, strip: bool = False):
-    """For each template, for each class, the first token of each verbalizer word.
-
-    A word that is several tokens is read at its first token (the answer slot predicts
-    one token); two classes whose words start with the same token cannot be told
-    apart, which is an error naming the words.
-    """
-    all_ids = []
-    for t, classes in enumerate(verbalizers):
-        ids, owner = [], {}
-        for k, words in enumerate(classes):
-            class_ids = []
-            for word in words:
-                tokens = tokenizer(word.strip() if strip else word, add_special_tokens=False)["input_ids"]
-                if not tokens:
-                    raise UnseenError(f"prompt {t + 1}: verbalizer word {word!r} encodes to no tokens")
-                first = tokens[0]
-                if first in owner and owner[first][0] != k:
-                    other = owner[first][1]
-                    raise UnseenError(
-                        f"prompt {t + 1}: verbalizer words {other!r} and {word!r} start with the same token "
-                        f"{tokenizer.decode([first])!r}; the answer slot reads one token, so choose words whose first tokens differ"
-                    )
-                owner[first] = (k, word)
-                class_ids.append(first)
-            ids.append(class_ids)
-        all_ids.append(ids)
-    return all_ids
+from unseen.pouf.masked_lm import MaskedPromptLM, is_masked_lm
+from unseen.pouf.prompted import MODES, PromptedLM, first_token_ids
 
 
 def safe_n_ctx(tokenizer, templates: Sequence[str], requested: int) -> int:
@@ -83,7 +53,8 @@ def safe_n_ctx(tokenizer, templates: Sequence[str], requested: int) -> int:
         if not parts or not any(name for _, name, _, _ in parts):
             trailing = template.split("{mask}")[0]
         n = len(tokenizer(trailing, add_special_tokens=False)["input_ids"]) if trailing else 0
-        counts.append(n if n == len(tokenizer(template.split("{mask}")[0], add_special_tokens=False)["input_ids"]) else max(n - 1, 0))
+        whole = len(tokenizer(template.split("{mask}")[0], add_special_tokens=False)["input_ids"])
+        counts.append(n if n == whole else max(n - 1, 0))
     return max(0, min([requested, *counts]))
 
 
@@ -108,40 +79,6 @@ def compact(states: torch.Tensor) -> torch.Tensor:
     return states.to(torch.float16 if fits else torch.float32).cpu().clone()
 
 
-class PromptedLM(nn.Module):
-    """What POUF needs from a prompted model; the image-text models implement the same."""
-
-    kind = "lm"
-    num_views: int
-
-    def prepare(self, prompts: list[str], view: int, *, progress=None) -> list:
-        """Per-example items for ``collate`` (cached frozen computation where possible)."""
-        raise NotImplementedError
-
-    def collate(self, items: list, view: int) -> dict:
-        raise NotImplementedError
-
-    def forward(self, batch: dict) -> torch.Tensor:
-        """Batch -> target features [B, D]."""
-        raise NotImplementedError
-
-    # both LM kinds read their answer slot at the output layer: ``self.lm`` and, per view and
-    # class, the verbalizer token ids ``self.verbalizer_ids[view][class]``
-
-    def prototypes(self, view: int) -> torch.Tensor:
-        """The output-embedding rows of each class's verbalizer tokens (averaged over its words)."""
-        weight = self.lm.get_output_embeddings().weight
-        return torch.stack([weight[ids].mean(0) for ids in self.verbalizer_ids[view]])
-
-    def class_logits(self, features: torch.Tensor, view: int) -> torch.Tensor:
-        """The LM's own verbalizer scores, plus the output bias where the head has one (masked LMs)."""
-        logits = features @ self.prototypes(view).T
-        bias = getattr(self.lm.get_output_embeddings(), "bias", None)
-        if bias is not None:
-            logits = logits + torch.stack([bias[ids].mean() for ids in self.verbalizer_ids[view]])
-        return logits
-
-
 class CausalPromptLM(PromptedLM):
     kind = "causal_lm"
 
@@ -158,7 +95,8 @@ class CausalPromptLM(PromptedLM):
         decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
         layers = getattr(decoder, "layers", None)
         if layers is None or not hasattr(decoder, "norm"):
-            raise UnseenError(f"{type(model).__name__}: expected a decoder with .layers and .norm (Llama/Gemma/Qwen-style)")
+            raise UnseenError(f"{type(model).__name__}: expected a decoder with .layers and .norm "
+                              "(Llama/Gemma/Qwen-style)")
         total = len(layers)
         if not 1 <= tune_layers <= total:
             raise UnseenError(f"tune_layers must be between 1 and {total} (the model's layers)")
@@ -174,7 +112,7 @@ class CausalPromptLM(PromptedLM):
         self.verbalizer_ids = first_token_ids(tokenizer, verbalizers)
         self.num_views = len(verbalizers)
         self.num_classes = len(verbalizers[0])
-        hidden = model.config.hidden_size if hasattr(model.config, "hidden_size") else model.get_input_embeddings().weight.shape[1]
+        hidden = getattr(model.config, "hidden_size", None) or model.get_input_embeddings().weight.shape[1]
         self.n_ctx = n_ctx
         if mode == "prompt":
             self.context = nn.Parameter(torch.zeros(self.num_views, n_ctx, hidden))
@@ -258,21 +196,20 @@ class CausalPromptLM(PromptedLM):
         if self.mode == "prompt":
             positions = lengths[:, None] - self.n_ctx + torch.arange(self.n_ctx, device=device)[None, :]
             offsets = torch.zeros_like(states)
-            offsets[rows[:, None], positions] = self.context[batch["view"]].unsqueeze(0).expand(len(rows), -1, -1).to(states.dtype)
+            context = self.context[batch["view"]].unsqueeze(0).expand(len(rows), -1, -1)
+            offsets[rows[:, None], positions] = context.to(states.dtype)
             states = states + offsets
         hidden = self._top(inputs_embeds=states, attention_mask=mask, use_cache=False).last_hidden_state
         return hidden[rows, lengths - 1]
 
 
-def load_prompted_lm(name_or_path: str, verbalizers, *, mode: str = "prompt", tune_layers: int = 4, n_ctx: int | None = None,
-                     lora_r: int = 8, templates: Sequence[str] | None = None) -> PromptedLM:
+def load_prompted_lm(name_or_path: str, verbalizers, *, mode: str = "prompt", tune_layers: int = 4,
+                     n_ctx: int | None = None, lora_r: int = 8, templates: Sequence[str] | None = None) -> PromptedLM:
     """A causal LM (asset name, folder, hub id) or a masked LM (folder or hub id).
 
     With ``templates``, a causal LM's prompt mode learns at most as many context positions
     as every template has words after its last field (see :func:`safe_n_ctx`).
     """
-    from unseen.pouf.masked_lm import MaskedPromptLM, is_masked_lm
-
     if is_masked_lm(name_or_path):
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 

@@ -1,6 +1,6 @@
 """A masked LM (BERT, RoBERTa, DistilBERT) as a POUF target, read at its ``<mask>`` position.
 
-The causal-LM side and the shared interface are in lm.py; this adapter runs the whole
+The causal-LM side is in lm.py, the shared interface in prompted.py; this adapter runs the whole
 encoder at every step (no cache), so it is meant for a GPU.
 """
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from unseen.core.errors import UnseenError
-from unseen.pouf.lm import MODES, PromptedLM, first_token_ids
+from unseen.pouf.prompted import MODES, PromptedLM, first_token_ids
 
 
 class MaskedPromptLM(PromptedLM):
@@ -52,7 +52,8 @@ class MaskedPromptLM(PromptedLM):
         elif mode == "lora":
             from unseen.core.training import apply_lora
 
-            targets = [n for n in ("query", "value", "q_lin", "v_lin") if any(m.endswith(n) for m, _ in model.named_modules())]
+            targets = [n for n in ("query", "value", "q_lin", "v_lin")
+                       if any(m.endswith(n) for m, _ in model.named_modules())]
             object.__setattr__(self, "_peft", apply_lora(model, r=lora_r, alpha=2 * lora_r, target_modules=targets))
 
     def _head_transform(self):
@@ -64,7 +65,8 @@ class MaskedPromptLM(PromptedLM):
             return lambda x: head.layer_norm(torch.nn.functional.gelu(head.dense(x)))
         if hasattr(lm, "vocab_transform"):  # DistilBERT
             return lambda x: lm.vocab_layer_norm(lm.activation(lm.vocab_transform(x)))
-        raise UnseenError(f"{type(lm).__name__}: unsupported masked LM head (BERT, RoBERTa and DistilBERT heads are known)")
+        raise UnseenError(f"{type(lm).__name__}: unsupported masked LM head (BERT, RoBERTa and DistilBERT heads are "
+                          "known)")
 
     def prepare(self, prompts: list[str], view: int, *, progress=None, **_) -> list[list[int]]:
         out = []
@@ -87,11 +89,13 @@ class MaskedPromptLM(PromptedLM):
 
     def forward(self, batch: dict) -> torch.Tensor:
         device = next(self.lm.parameters()).device
-        input_ids, mask, positions = batch["input_ids"].to(device), batch["mask"].to(device), batch["mask_positions"].to(device)
+        input_ids, mask = batch["input_ids"].to(device), batch["mask"].to(device)
+        positions = batch["mask_positions"].to(device)
         embeds = self.lm.get_input_embeddings()(input_ids)
         rows = torch.arange(len(input_ids), device=device)
         if self.mode == "prompt":
-            ctx_positions = (positions[:, None] - self.n_ctx + torch.arange(self.n_ctx, device=device)[None, :]).clamp(min=1)
+            ctx_positions = positions[:, None] - self.n_ctx + torch.arange(self.n_ctx, device=device)[None, :]
+            ctx_positions = ctx_positions.clamp(min=1)
             offsets = torch.zeros_like(embeds)
             offsets[rows[:, None], ctx_positions] = self.context[batch["view"]].unsqueeze(0).expand(len(rows), -1, -1)
             embeds = embeds + offsets

@@ -53,7 +53,8 @@ def embed_texts(texts: list[str], encoder: str = ENCODER, batch_size: int = 64) 
     model, tokenizer = load_sentence_encoder(encoder)
     out = []
     for start in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt")
+        batch = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=128,
+                          return_tensors="pt")
         out.append(mean_pooled(model(**batch).last_hidden_state, batch["attention_mask"]))
     return torch.cat(out)
 
@@ -77,4 +78,5 @@ def check(texts: list[str], zero_shot: torch.Tensor, adapted: torch.Tensor, *, k
           encoder: str = ENCODER, embeddings: torch.Tensor | None = None) -> NeighbourCheck:
     """Compare the zero-shot and adapted answers ([N] class indices) on the same unlabeled texts."""
     embeddings = embed_texts(texts, encoder) if embeddings is None else embeddings
-    return NeighbourCheck(neighbour_kappa(embeddings, zero_shot, k), neighbour_kappa(embeddings, adapted, k), k, encoder, len(texts))
+    return NeighbourCheck(neighbour_kappa(embeddings, zero_shot, k), neighbour_kappa(embeddings, adapted, k), k,
+                          encoder, len(texts))

@@ -33,19 +33,25 @@ def run(console, data_dir=None) -> dict:
     config = AdaptConfig(mode=QUICK["mode"], steps=QUICK["steps"], batch_size=QUICK["batch_size"], lr=QUICK["lr"],
                          scale=10.0, lambda_mi=0.6, select_every=QUICK["select_every"])
     console.print(f"POUF: {QUICK['model']} adapts the norms of its top {QUICK['tune_layers']} layers on "
-                  f"{QUICK['unlabeled']} unlabeled {QUICK['task']} sentences ({QUICK['steps']} steps, labels never read)")
+                  f"{QUICK['unlabeled']} unlabeled {QUICK['task']} sentences ({QUICK['steps']} steps, labels never "
+                  "read)")
     with tempfile.TemporaryDirectory(prefix="unseen-pouf-") as folder:
         _, selection = run_adapt(setup, config, folder, data_dir=data_dir, console=console)  # prints the agreement gate
         results = evaluate_run(folder, data_dir=data_dir)
+    console.print(results_table(results))
+    note = f"kept the {selection.reason}" if selection.fallback else f"kept step {selection.step} (label-free choice)"
+    console.print(note)
+    return {"config": QUICK, "zeroshot": results["zeroshot"], "pouf": results["pouf"], "selected_step": selection.step,
+            "fallback": selection.fallback, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def results_table(results: dict):
+    """Zero-shot and after POUF, per readout (what `evaluate_run` returns)."""
     rows = []
     for label, key in (("zero-shot", "zeroshot"), ("after POUF", "pouf")):
         for readout, prompts in READOUTS.items():
             r = results[key][readout]
             rows.append([label, prompts, r["n"], r["accuracy"], r["balanced_accuracy"],
                          " ".join(f"{x:.2f}" for x in r["predicted_distribution"])])
-    console.print(table(f"POUF on {QUICK['task']} validation ({QUICK['eval']} sentences, a fixed random subset)",
-                        ["model", "prompts", "n", "accuracy", "balanced acc.", "predicted class shares"], rows))
-    note = f"kept the {selection.reason}" if selection.fallback else f"kept step {selection.step} (label-free choice)"
-    console.print(note)
-    return {"config": QUICK, "zeroshot": results["zeroshot"], "pouf": results["pouf"], "selected_step": selection.step,
-            "fallback": selection.fallback, "seconds": round(time.perf_counter() - started, 1)}
+    return table(f"POUF on {QUICK['task']} validation ({QUICK['eval']} sentences, a fixed random subset)",
+                 ["model", "prompts", "n", "accuracy", "balanced acc.", "predicted class shares"], rows)

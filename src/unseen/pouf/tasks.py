@@ -37,7 +37,8 @@ class TextPrompt:
     def render(self, record: dict, *, where: str, mask: str | None = None) -> str:
         missing = [name for name in self.fields() if name not in record]
         if missing:
-            raise DataError(f"{where}: template field {missing[0]!r} is not in the record (fields: {', '.join(record)})")
+            raise DataError(f"{where}: template field {missing[0]!r} is not in the record (fields: "
+                            f"{', '.join(record)})")
         values = {name: str(record[name]) for name in self.fields()}
         template = self.template
         if mask is None:  # causal LM: the answer slot ends the prompt
@@ -225,16 +226,25 @@ def _role_records(task: TextTask, role: str, limit: int | None, data_dir):
     return records, indices
 
 
-def unlabeled_texts(task: TextTask, prompt: TextPrompt, *, limit=None, data_dir=None, mask: str | None = None) -> list[str]:
-    """The target prompts for adaptation: records rendered without their label field."""
-    records, indices = _role_records(task, "unlabeled", limit, data_dir)
+def prompt_texts(task: TextTask, prompt: TextPrompt, role: str, *, limit=None, data_dir=None,
+                 mask: str | None = None) -> list[str]:
+    """The records of ``role`` ("unlabeled": the target data for adaptation; "eval") rendered with
+    ``prompt``, always without their label field."""
+    records, indices = _role_records(task, role, limit, data_dir)
     if not indices:
-        raise DataError(f"{records.name or task.dataset}: the unlabeled target set is empty")
+        what = "unlabeled target set" if role == "unlabeled" else "evaluation set"
+        raise DataError(f"{records.name or task.dataset}: the {what} is empty")
     out = []
     for i in indices:
         record = {k: v for k, v in records[i].items() if k != task.label_field}
         out.append(prompt.render(record, where=f"{records.name or task.dataset} record {i}", mask=mask))
     return out
+
+
+def unlabeled_texts(task: TextTask, prompt: TextPrompt, *, limit=None, data_dir=None,
+                    mask: str | None = None) -> list[str]:
+    """The target prompts for adaptation: records rendered without their label field."""
+    return prompt_texts(task, prompt, "unlabeled", limit=limit, data_dir=data_dir, mask=mask)
 
 
 def unlabeled_inputs(task: TextTask, *, limit=None, data_dir=None) -> list[str]:
@@ -246,14 +256,8 @@ def unlabeled_inputs(task: TextTask, *, limit=None, data_dir=None) -> list[str]:
 
 
 def eval_texts(task: TextTask, prompt: TextPrompt, *, limit=None, data_dir=None, mask: str | None = None) -> list[str]:
-    records, indices = _role_records(task, "eval", limit, data_dir)
-    if not indices:
-        raise DataError(f"{records.name or task.dataset}: the evaluation set is empty")
-    out = []
-    for i in indices:
-        record = {k: v for k, v in records[i].items() if k != task.label_field}
-        out.append(prompt.render(record, where=f"{records.name or task.dataset} record {i}", mask=mask))
-    return out
+    """The evaluation prompts: records rendered without their label field (labels: `eval_labels`)."""
+    return prompt_texts(task, prompt, "eval", limit=limit, data_dir=data_dir, mask=mask)
 
 
 def eval_labels(task: TextTask, *, limit=None, data_dir=None) -> list[int]:
@@ -263,14 +267,16 @@ def eval_labels(task: TextTask, *, limit=None, data_dir=None) -> list[int]:
     for i in indices:
         record = records[i]
         if task.label_field not in record:
-            raise DataError(f"{records.name or task.dataset} record {i}: no label field {task.label_field!r} to evaluate")
+            raise DataError(f"{records.name or task.dataset} record {i}: no label field {task.label_field!r} to "
+                            "evaluate")
         label = record[task.label_field]
         if isinstance(label, str):
             if label not in task.classes:
                 raise DataError(f"{records.name} record {i}: label {label!r} is not one of {task.classes}")
             label = task.classes.index(label)
         if not isinstance(label, int) or not 0 <= label < len(task.classes):
-            raise DataError(f"{records.name or task.dataset} record {i}: label {label!r} is not a class index 0..{len(task.classes) - 1}")
+            raise DataError(f"{records.name or task.dataset} record {i}: label {label!r} is not a class index "
+                            f"0..{len(task.classes) - 1}")
         labels.append(label)
     return labels
 
@@ -323,7 +329,8 @@ def load_image_task(target: str, classes_file: str | Path | None = None, *, temp
             classes, names = read_class_names(classes_file)
             unknown = [c for c in classes if c not in folders]
             if unknown:
-                raise DataError(f"{classes_file}: class {unknown[0]!r} has no folder in {path} (folders: {', '.join(folders)})")
+                raise DataError(f"{classes_file}: class {unknown[0]!r} has no folder in {path} (folders: "
+                                f"{', '.join(folders)})")
             extra = [f for f in folders if f not in classes]
             if extra:
                 raise DataError(f"{path}: folder {extra[0]!r} is not in {classes_file} (classes: {', '.join(classes)})")
@@ -342,7 +349,8 @@ def load_image_task(target: str, classes_file: str | Path | None = None, *, temp
             listed, listed_names = read_class_names(classes_file)
             if sorted(listed) != sorted(classes):
                 missing = sorted(set(listed) ^ set(classes))[0]
-                raise DataError(f"{classes_file}: class {missing!r} does not match the classes of {target} ({', '.join(classes)})")
+                raise DataError(f"{classes_file}: class {missing!r} does not match the classes of {target} "
+                                f"({', '.join(classes)})")
             names = [listed_names[listed.index(c)] for c in classes]
         root = target
     return ImageTask(name=re.sub(r"[^A-Za-z0-9_.-]+", "-", target.strip("/")), root=root, classes=classes,

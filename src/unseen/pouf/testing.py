@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 WORDS = ("good great fine nice bad awful poor dull movie film plot actors review sentiment is was the a it this very "
-         "not really question answer yes no true false photo of dog cat car tree picture drawing sketch cartoon painting "
-         "art an so and").split()
+         "not really question answer yes no true false photo of dog cat car tree picture drawing sketch cartoon "
+         "painting art an so and").split()
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -26,7 +26,8 @@ def tiny_tokenizer(words=WORDS):
     vocab = {token: i for i, token in enumerate(SPECIALS + sorted(set(words)) + [".", ":", "?", "\n"])}
     core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    core.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    core.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
+                                                        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
                                    sep_token="[SEP]", mask_token="[MASK]")
 

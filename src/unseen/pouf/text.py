@@ -15,11 +15,20 @@ from unseen.core.metrics import classification_report
 from unseen.core.training import trainable_state
 from unseen.core.training.checkpoint import load_trainable_state
 from unseen.pouf import cache, neighbours
-from unseen.pouf.adapt import (AdaptConfig, adapt, calibrated_ensemble, ensemble, fall_back, keep_zero_shot,
-                               load_selected, predict_log_probs, update_selection_file)
+from unseen.pouf.adapt import (
+    AdaptConfig,
+    adapt,
+    calibrated_ensemble,
+    ensemble,
+    fall_back,
+    keep_zero_shot,
+    load_selected,
+    predict_log_probs,
+    update_selection_file,
+)
 from unseen.pouf.agreement import measure_agreement
 from unseen.pouf.lm import load_prompted_lm, multi_token_words
-from unseen.pouf.tasks import TextTask, eval_labels, eval_texts, unlabeled_inputs, unlabeled_texts
+from unseen.pouf.tasks import TextTask, eval_labels, prompt_texts, unlabeled_inputs
 
 # the measured better base of the two offline causal LMs (docs/results/pouf.md: Gemma 3 270M beat
 # SmolLM2-135M-Instruct on POUF's and on the calibrated zero-shot average over nine tasks x 3 seeds)
@@ -60,7 +69,8 @@ class TextSetup:
 
 
 def _progress():
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    transient=True)
 
 
 def build_model(setup: TextSetup, console=None):
@@ -74,21 +84,23 @@ def build_model(setup: TextSetup, console=None):
     return model
 
 
-def _items(model, setup: TextSetup, role: str, data_dir, console=None) -> list[list]:
-    """One list of prepared items per template (cached frozen computation)."""
+def text_items(model, setup: TextSetup, role: str, data_dir=None, console=None) -> list[list]:
+    """One list of prepared items per template (cached frozen computation) of the ``role`` records
+    ("unlabeled" or "eval"), never reading a label: what `predict_log_probs` and `adapt` take."""
     mask = model.tokenizer.mask_token if model.kind == "masked_lm" else None
     limit = setup.unlabeled_limit if role == "unlabeled" else setup.eval_limit
-    reader = unlabeled_texts if role == "unlabeled" else eval_texts
     views = []
     with _progress() as bar:
         for view, prompt in enumerate(setup.task.prompts):
-            texts = reader(setup.task, prompt, limit=limit, data_dir=data_dir, mask=mask)
+            texts = prompt_texts(setup.task, prompt, role, limit=limit, data_dir=data_dir, mask=mask)
             if model.kind != "causal_lm":
                 views.append(model.prepare(texts, view))
                 continue
             key = cache.cache_key(model=setup.model_name, split=model.split, max_length=model.max_length, texts=texts)
-            job = bar.add_task(f"{role} prompt {view + 1}: encoding {len(texts)} texts (frozen layers)", total=len(texts))
-            views.append(cache.cached("lm-states", key, lambda: model.prepare(texts, view, progress=lambda n: bar.advance(job, n)),
+            job = bar.add_task(f"{role} prompt {view + 1}: encoding {len(texts)} texts (frozen layers)",
+                               total=len(texts))
+            views.append(cache.cached("lm-states", key,
+                                      lambda: model.prepare(texts, view, progress=lambda n: bar.advance(job, n)),
                                       enabled=setup.use_cache))
             bar.remove_task(job)
     return views
@@ -102,13 +114,14 @@ READOUTS = {"single": "single prompt", "ensemble": "raw ensemble", "calibrated":
 def report_from_log_probs(log_probs: torch.Tensor, labels: list[int], num_classes: int) -> dict:
     """Single prompt (view 0), raw ensemble (mean of the views' log-probabilities) and
     calibrated ensemble (each view's class prior divided out first, see adapt.calibrate)."""
-    predictions = {"single": log_probs[0], "ensemble": ensemble(log_probs), "calibrated": calibrated_ensemble(log_probs)}
+    predictions = {"single": log_probs[0], "ensemble": ensemble(log_probs),
+                   "calibrated": calibrated_ensemble(log_probs)}
     return {name: classification_report(p.argmax(-1).tolist(), labels, num_classes) for name, p in predictions.items()}
 
 
 def zeroshot(setup: TextSetup, *, data_dir=None, console=None) -> dict:
     model = build_model(setup, console)
-    items = _items(model, setup, "eval", data_dir, console)
+    items = text_items(model, setup, "eval", data_dir, console)
     started = time.perf_counter()
     log_probs = predict_log_probs(model, items)
     labels = eval_labels(setup.task, limit=setup.eval_limit, data_dir=data_dir)
@@ -128,7 +141,7 @@ def run_adapt(setup: TextSetup, config: AdaptConfig, out_dir, *, data_dir=None, 
     adapted weights that were better, docs/pouf.md)."""
     out = Path(out_dir)
     model = build_model(setup, console)
-    items = _items(model, setup, "unlabeled", data_dir, console)
+    items = text_items(model, setup, "unlabeled", data_dir, console)
     if not items or not items[0]:
         raise UnseenError(f"task {setup.task.name!r}: the unlabeled target set is empty")
     out.mkdir(parents=True, exist_ok=True)
@@ -149,8 +162,8 @@ def run_adapt(setup: TextSetup, config: AdaptConfig, out_dir, *, data_dir=None, 
             console.print(agreement.describe())
         if not agreement.passes:
             reason = (f"the prompts' answers do not agree beyond chance ({agreement.describe()}): the model may not "
-                      "read this task, and POUF would only sharpen noise (more unlabeled texts can show a weak agreement); "
-                      "pass --no-agreement-gate to adapt anyway")
+                      "read this task, and POUF would only sharpen noise (more unlabeled texts can show a weak "
+                      "agreement); pass --no-agreement-gate to adapt anyway")
             return model, keep_zero_shot(model, out, config, reason, agreement_gate=agreement.as_dict())
     if neighbour_check:  # the zero-shot weights, for the check after selection
         zero_shot_state = {name: tensor.clone() for name, tensor in trainable_state(model).items()}
@@ -159,7 +172,8 @@ def run_adapt(setup: TextSetup, config: AdaptConfig, out_dir, *, data_dir=None, 
     if gated:
         update_selection_file(out, agreement_gate=agreement.as_dict())
     if neighbour_check and not selection.fallback:
-        selection = _neighbour_check(model, items, setup, out, selection, zero_shot_answers, zero_shot_state, data_dir, console)
+        selection = _neighbour_check(model, items, setup, out, selection, zero_shot_answers, zero_shot_state, data_dir,
+                                     console)
     return model, selection
 
 
@@ -205,7 +219,7 @@ def evaluate_run(run_dir, *, data_dir=None, console=None, eval_limit: int | None
     if eval_limit != -1:
         setup.eval_limit = eval_limit
     model = build_model(setup, console)
-    items = _items(model, setup, "eval", data_dir, console)
+    items = text_items(model, setup, "eval", data_dir, console)
     labels = eval_labels(setup.task, limit=setup.eval_limit, data_dir=data_dir)
     before = predict_log_probs(model, items)
     load_selected(model, run)
@@ -232,14 +246,18 @@ def evaluate_run(run_dir, *, data_dir=None, console=None, eval_limit: int | None
 
 
 def results_markdown(results: dict) -> str:
-    lines = [f"# POUF {results['mode']}: {results['model']} on {results['task']} ({results['n_eval']} evaluation examples)", "",
-             "| model | prompts | accuracy | balanced accuracy |", "|---|---|---|---|"]
+    lines = [f"# POUF {results['mode']}: {results['model']} on {results['task']} ({results['n_eval']} evaluation "
+             "examples)", "", "| model | prompts | accuracy | balanced accuracy |", "|---|---|---|---|"]
     for label, key in (("zero-shot", "zeroshot"), (f"POUF {results['mode']}", "pouf")):
         for readout, prompts in READOUTS.items():
             r = results[key][readout]
             lines.append(f"| {label} | {prompts} | {r['accuracy']:.4f} | {r['balanced_accuracy']:.4f} |")
     if "adapted_before_fallback" in results:  # the weights the neighbour check turned down
         r = results["adapted_before_fallback"]["calibrated"]
-        lines.append(f"| POUF {results['mode']}, not kept | calibrated ensemble | {r['accuracy']:.4f} | {r['balanced_accuracy']:.4f} |")
-    note = "zero-shot weights kept: " + results["reason"] if results["fallback"] else f"selected step {results['selected_step']} ({results['reason']})"
+        lines.append(f"| POUF {results['mode']}, not kept | calibrated ensemble | {r['accuracy']:.4f} | "
+                     f"{r['balanced_accuracy']:.4f} |")
+    if results["fallback"]:
+        note = "zero-shot weights kept: " + results["reason"]
+    else:
+        note = f"selected step {results['selected_step']} ({results['reason']})"
     return "\n".join(lines) + f"\n\n{note}\n"

@@ -1,18 +1,20 @@
-"""E2STR-lite: in-context scene text recognition (Zhao et al., CVPR 2024) on a CPU.
+"""Scene text that adapts to the domain it reads, with no labels and no training (E2STR's idea, on PP-OCRv4).
 
-A frozen EasyOCR CRNN encodes word images; a small character decoder with Flamingo-style
-gated cross-attention reads ``[image_1, text_1, ..., image_n, text_n, image_query]`` and
-writes the query's text. A context pool of a few labelled samples of a new domain adapts it
-at inference, without training. With PP-OCRv4 as the reader instead, a pool's labels are used
-through a lexicon gate (lexicon_gate.py). See docs/scenetext.md.
+One reader: PP-OCRv4's detector (onnxruntime) and recognizer (our PyTorch port), lines cut into words at the
+recognizer's CTC columns, then label-free adaptation: the batch lexicon (words read surely elsewhere in the
+photos read together), a vocabulary (lexicon-constrained CTC), a pool of labelled words through its lexicon
+gate, and an evolving pool of the reader's own sure readings. See docs/scenetext.md.
 
-    from unseen.scenetext import Pool, Recognizer
-    rec = Recognizer.load()
-    rec.read([image], pool=Pool.load("ic15_pool"), n=2)[0].text
+    from unseen.scenetext import PhotoReader, Recognizer
+    photos = PhotoReader.load().read(["shop.jpg", "street.jpg"])      # words with boxes, per photo
+    crops = Recognizer.load().read([crop_image])                      # word crops
+
+E2STR-lite, the trained in-context decoder, is experimental: ``unseen.scenetext.e2str``.
 """
 
 from unseen.scenetext.metrics import report, score
+from unseen.scenetext.photos import PhotoReader, PhotoReading, Word
 from unseen.scenetext.pool import Pool, PoolSample
-from unseen.scenetext.recognizer import Reading, Recognizer
+from unseen.scenetext.reader import Reading, Recognizer
 
-__all__ = ["Pool", "PoolSample", "Reading", "Recognizer", "report", "score"]
+__all__ = ["PhotoReader", "PhotoReading", "Pool", "PoolSample", "Reading", "Recognizer", "Word", "report", "score"]

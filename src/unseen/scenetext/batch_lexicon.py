@@ -21,7 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from unseen.scenetext.charset import CHARSET
-from unseen.scenetext.lexicon_gate import GateSetting, GatedReading, LexiconGate, ScoredCrop, gated_text, score_log_probs
+from unseen.scenetext.lexicon_gate import (
+    GatedReading,
+    GateSetting,
+    LexiconGate,
+    ScoredCrop,
+    gated_text,
+    score_log_probs,
+)
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,8 @@ class BatchLexicon:
             raise ValueError("tau above min_confidence would offer a crop its own reading")
 
     def describe(self) -> str:
-        return f"batch lexicon (readings sure to {self.min_confidence}; tau={self.setting.tau}, delta={self.setting.delta})"
+        return (f"batch lexicon (readings sure to {self.min_confidence}; "
+                f"tau={self.setting.tau}, delta={self.setting.delta})")
 
 
 # chosen on IC15 train by bench/scenetext/batch_lexicon.py (docs/results/scenetext_batch_lexicon.md)
@@ -74,7 +82,8 @@ def read_crops(encoder, images, pool_labels=(), *, pool_tau: float = 0.0, keep_b
 def lexicon_of(crops: list[BatchCrop], min_confidence: float) -> list[str]:
     """The sure readings of the batch that the CTC can spell with ASCII characters."""
     return sorted({c.scored.greedy for c in crops
-                   if c.scored.greedy and c.scored.confidence >= min_confidence and all(ch in CHARSET for ch in c.scored.greedy)})
+                   if c.scored.greedy and c.scored.confidence >= min_confidence
+                   and all(ch in CHARSET for ch in c.scored.greedy)})
 
 
 def best_word(ascii_log_probs: torch.Tensor, characters: list[str], words: list[str]) -> tuple[float, str] | None:
@@ -93,10 +102,11 @@ def best_word(ascii_log_probs: torch.Tensor, characters: list[str], words: list[
 
 
 def apply(crops: list[BatchCrop], encoder_characters, gate: LexiconGate | None = None,
-          batch: BatchLexicon | None = DEFAULT_BATCH_LEXICON) -> list[GatedReading]:
-    """The pool's gate first (where there is a pool), then the batch lexicon on what it left alone."""
+          batch: BatchLexicon | None = DEFAULT_BATCH_LEXICON, extra_words=()) -> list[GatedReading]:
+    """The pool's gate first (where there is a pool), then the batch lexicon on what it left alone.
+    ``extra_words``: sure readings from outside the batch (a pool's self-labelled words) join its lexicon."""
     _, characters = ascii_columns(encoder_characters)
-    words = lexicon_of(crops, batch.min_confidence) if batch else []
+    words = sorted(set(lexicon_of(crops, batch.min_confidence)) | set(extra_words)) if batch else []
     candidates = set(gate.labels) if gate else set()
     out = []
     for crop in crops:

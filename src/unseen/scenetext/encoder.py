@@ -16,10 +16,12 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from unseen.core.ctc import best_path
 from unseen.core.errors import DataError
 from unseen.core.models.ppocr import READ_BATCH_SIZE
 from unseen.scenetext.charset import CHARSET
@@ -56,23 +58,17 @@ def ctc_score(log_probs: torch.Tensor, ids: list[int]) -> float:
     if not ids:
         return float(log_probs[:, 0].float().sum())
     target = torch.tensor([ids])
-    loss = F.ctc_loss(log_probs.float()[:, None, :], target, torch.tensor([log_probs.shape[0]]), torch.tensor([len(ids)]),
+    loss = F.ctc_loss(log_probs.float()[:, None, :], target, torch.tensor([log_probs.shape[0]]),
+                      torch.tensor([len(ids)]),
                       blank=0, reduction="sum", zero_infinity=False)
     return -float(loss)
 
 
 def greedy_columns(ids: list[int], characters) -> tuple[str, list[tuple[int, int]]]:
-    """Best-path CTC: merge repeats, drop blanks (0) and classes without a character ("");
-    returns the text and, per emitted character, its first and last time step."""
-    chars, spans, prev = [], [], 0
-    for t, i in enumerate(ids):
-        if i != 0 and i != prev and characters[i]:
-            chars.append(characters[i])
-            spans.append([t, t])
-        elif i != 0 and i == prev and spans and characters[i]:
-            spans[-1][1] = t
-        prev = i
-    return "".join(chars), [tuple(s) for s in spans]
+    """Best-path CTC (classes without a character, "", emit nothing); returns the text and, per emitted
+    character, its first and last time step."""
+    emitted = [e for e in best_path(ids) if characters[e.index]]
+    return "".join(characters[e.index] for e in emitted), [(e.first, e.last) for e in emitted]
 
 
 class FrozenEncoder:
@@ -142,7 +138,7 @@ class FrozenEncoder:
     @staticmethod
     def char_boxes(image: Image.Image, spans: list[tuple[int, int]]):
         """Approximate character boxes from CTC spans (for Split-and-Transform of real crops)."""
-        from unseen.scenetext.splits import boxes_from_ctc
+        from unseen.scenetext.e2str.splits import boxes_from_ctc
 
         return boxes_from_ctc(image, spans, canonical_width(image))
 
@@ -164,10 +160,16 @@ class PPOCREncoder:
     # compact CTC columns: blank, the CHARSET characters, any other character (emits nothing here)
     compact_characters = ["", *CHARSET, ""]
 
-    def __init__(self, loaded=None):
+    def __init__(self, loaded=None, backend: str = "torch"):
+        """backend: where ``ctc_log_probs`` runs the network. "torch" is our port; "onnxruntime" runs the
+        graph the port was read from (same log-probabilities to ~1e-3, same readings), which keeps its speed
+        on a busy 2-core machine where PyTorch's threads wait on each other (bench/scenetext/e2e.py)."""
         from unseen.core.assets import load_asset
         from unseen.core.models.ppocr import HEIGHT, MIN_WIDTH
 
+        if backend not in ("torch", "onnxruntime"):
+            raise ValueError(f"backend {backend!r}: torch or onnxruntime")
+        self.backend, self._session = backend, None
         self.model, self.characters = loaded or load_asset("ppocr-v4-rec")
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -187,7 +189,7 @@ class PPOCREncoder:
     def _batches(self, images: list[Image.Image], batch_size: int):
         """(indices, [B, 3, 48, W] input) for crops of one padded width: each crop's input is
         exactly what it would be on its own."""
-        from unseen.core.models.ppocr import padded_width, to_tensor
+        from unseen.core.models.ppocr import padded_width, to_array, to_tensor
 
         by_width = defaultdict(list)
         for i, image in enumerate(images):
@@ -195,7 +197,10 @@ class PPOCREncoder:
         for indices in by_width.values():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                yield chunk, torch.stack([to_tensor(images[i]) for i in chunk])
+                if self.backend == "onnxruntime":
+                    yield chunk, np.stack([to_array(images[i]) for i in chunk])
+                else:
+                    yield chunk, torch.stack([to_tensor(images[i]) for i in chunk])
 
     @torch.no_grad()
     def encode(self, images: list[Image.Image], batch_size: int = READ_BATCH_SIZE) -> list[torch.Tensor]:
@@ -211,9 +216,27 @@ class PPOCREncoder:
         """(index, [T, 6625] CTC log-probabilities) per crop, a batch at a time: a benchmark set's
         full log-probabilities would not fit in memory."""
         for chunk, x in self._batches(images, batch_size):
-            log_probs = F.log_softmax(self.model(x), dim=-1)
+            if self.backend == "onnxruntime":  # the graph ends with the softmax
+                session = self._onnx_session()
+                probs = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x})[0])
+                log_probs = probs.clamp_min(1e-30).log()
+            else:
+                log_probs = F.log_softmax(self.model(x), dim=-1)
             for j, i in enumerate(chunk):
                 yield i, log_probs[j]
+
+    def _onnx_session(self):
+        if self._session is None:
+            import onnxruntime as ort
+
+            from unseen.core.assets import asset_file
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
+            options.log_severity_level = 3
+            self._session = ort.InferenceSession(str(asset_file("ppocr-v4-rec")), options,
+                                                 providers=["CPUExecutionProvider"])
+        return self._session
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         return self.compact(self.model.features(x))
@@ -245,7 +268,7 @@ class PPOCREncoder:
         """Character boxes from CTC spans: a column covers 8 px of the 48-high resized crop and a
         PP-OCRv4 spike sits near its character's middle, so a box starts a column before it."""
         from unseen.core.models.ppocr import crop_width
-        from unseen.scenetext.splits import boxes_from_ctc
+        from unseen.scenetext.e2str.splits import boxes_from_ctc
 
         return boxes_from_ctc(image, spans, crop_width(image), step=8, lead=1.0)
 
@@ -259,7 +282,7 @@ def encoder_name(fingerprint: str) -> str:
     return "ppocr-v4-rec" if fingerprint.startswith("ppocr-v4-") else "easyocr-english-g2"
 
 
-def load_encoder(name: str = "easyocr-english-g2"):
+def load_encoder(name: str = "ppocr-v4-rec"):
     from unseen.core.errors import UnseenError
 
     if name not in ENCODERS:

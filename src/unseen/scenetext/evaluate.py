@@ -64,8 +64,8 @@ def cached_visuals(encoder, images, cache: Path | None = None) -> list[torch.Ten
         visuals += encoder.encode(images[start : start + 256])
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"tokens": torch.cat(visuals).to(torch.float16), "lengths": torch.tensor([v.shape[0] for v in visuals]),
-                   "stamp": stamp}, cache)
+        save_file({"tokens": torch.cat(visuals).to(torch.float16),
+                   "lengths": torch.tensor([v.shape[0] for v in visuals]), "stamp": stamp}, cache)
     return visuals
 
 

@@ -2,17 +2,17 @@
 
 A pool is a folder a user keeps per domain:
 
-    pool.json            format, encoder fingerprint, one entry per sample (file, text, source),
+    pool.json            format, encoder fingerprint, one entry per sample (file, text, source, and
+                         "self_labelled": true for a reading the reader added itself, ``--evolve``),
                          and for PP-OCRv4 pools the lexicon gate's setting (lexicon_gate.py) and
                          the labelled crops it was chosen on, if not on the pool itself (gate_crops)
-    features.safetensors tokens [sum T_i, d] fp16 (353 CRNN, 217 PP-OCRv4), lengths [n],
-                         keys [n, 256 or 120] (retrieval)
     images/              a copy of every sample image
     gate/                the gate crops' images (pool build --gate-on N)
+    features.safetensors E2STR-lite pools only (scenetext/e2str): tokens [sum T_i, d] fp16, lengths [n],
+                         keys [n, 256] for retrieval by the cosine similarity of mean-pooled tokens
 
-Retrieval ranks the samples by the cosine similarity of mean-pooled visual tokens (the CRNN's
-BiLSTM features) to the query's. A pool records which encoder made its tokens; reading with a
-recognizer whose encoder differs is an error (rebuild the pool).
+The default reader (PP-OCRv4) uses a pool's words, never its features, so its pools compute none. A pool
+records which encoder it was built for; reading it with another is an error (rebuild the pool).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from unseen.core.data import open_image
 from unseen.core.errors import DataError, UnseenError
+from unseen.core.io import atomic_path, atomic_write
 from unseen.scenetext.charset import check_label
 from unseen.scenetext.encoder import FrozenEncoder, pooled_key
 
@@ -50,11 +51,12 @@ def _decoded(sample: PoolSample):
 
 class Pool:
     def __init__(self, encoder: str, texts=(), sources=(), files=(), visuals=(), root: Path | None = None,
-                 gate: dict | None = None, gate_crops: list[dict] | None = None):
+                 gate: dict | None = None, gate_crops: list[dict] | None = None, self_labelled=()):
         self.encoder = encoder
         self.gate = gate  # the lexicon gate's setting (PP-OCRv4 pools)
         self.gate_crops = list(gate_crops or [])  # [{"file", "text"}]: other labelled crops the gate is chosen on
         self.texts, self.sources, self.files = list(texts), list(sources), list(files)
+        self.self_labelled = list(self_labelled) or [False] * len(self.texts)
         self.visuals = list(visuals)
         self.root = Path(root) if root else None
         self._keys = None
@@ -65,7 +67,8 @@ class Pool:
     @property
     def keys(self) -> torch.Tensor:
         if self._keys is None or self._keys.shape[0] != len(self):
-            self._keys = torch.stack([pooled_key(self.encoder, v.float()) for v in self.visuals]) if self.visuals else torch.zeros(0, 256)
+            self._keys = (torch.stack([pooled_key(self.encoder, v.float()) for v in self.visuals]) if self.visuals
+                          else torch.zeros(0, 256))
         return self._keys
 
     # building ---------------------------------------------------------------------------------
@@ -77,10 +80,21 @@ class Pool:
         """A new, unsaved pool: these samples plus already encoded ones (labels, visual tokens, sources)."""
         texts, sources = list(texts), list(sources)
         return Pool(self.encoder, self.texts + texts, self.sources + sources, self.files + [""] * len(texts),
-                    self.visuals + [v.to(torch.float16) for v in visuals])
+                    self.visuals + [v.to(torch.float16) for v in visuals],
+                    self_labelled=self.self_labelled + [False] * len(texts))
 
-    def add(self, samples: list[PoolSample], encoder: FrozenEncoder) -> int:
-        """Check labels, decode and encode images, append; returns how many were added."""
+    @property
+    def labelled(self) -> list[int]:
+        """Indices of the samples a person labelled (the lexicon gate's words); the rest are self-labelled."""
+        return [i for i, own in enumerate(self.self_labelled) if not own]
+
+    @property
+    def keeps_features(self) -> bool:
+        return not self.encoder.startswith("ppocr-v4-")
+
+    def add(self, samples: list[PoolSample], encoder, self_labelled: bool = False) -> int:
+        """Check labels, decode images (and encode them, for an E2STR-lite pool), append; returns how many were
+        added. ``self_labelled``: the reader's own sure readings (``--evolve``), not a person's labels."""
         self.check_encoder(encoder.fingerprint)
         images = []
         for sample in samples:
@@ -89,7 +103,7 @@ class Pool:
             if image.width == 0 or image.height == 0:
                 raise DataError(f"{sample.where or sample.source}: image has zero size")
             images.append(image)
-        visuals = encoder.encode(images) if images else []
+        visuals = encoder.encode(images) if images and self.keeps_features else [None] * len(images)
         for sample, image, visual in zip(samples, images, visuals):
             name = f"images/{len(self.texts):06d}.png"
             if self.root is not None:
@@ -98,10 +112,27 @@ class Pool:
             self.texts.append(sample.text)
             self.sources.append(sample.source)
             self.files.append(name)
-            self.visuals.append(visual[:, : encoder.pool_width].to(torch.float16))
+            self.self_labelled.append(self_labelled)
+            if visual is not None:
+                self.visuals.append(visual[:, : encoder.pool_width].to(torch.float16))
         self._keys = None
-        self.gate = None  # chosen for the old labels; the caller refits it (lexicon_gate)
+        if not self_labelled:
+            self.gate = None  # chosen for the old labels; the caller refits it (lexicon_gate)
         return len(samples)
+
+    def remove(self, indices) -> int:
+        """Drop samples by index; returns how many. Removing a person's label clears the gate (refit it);
+        self-labelled samples never entered the gate's choice."""
+        drop = {i for i in indices if 0 <= i < len(self)}
+        if any(not self.self_labelled[i] for i in drop):
+            self.gate = None
+        keep = [i for i in range(len(self)) if i not in drop]
+        for name in ("texts", "sources", "files", "self_labelled"):
+            setattr(self, name, [getattr(self, name)[i] for i in keep])
+        if self.visuals:
+            self.visuals = [self.visuals[i] for i in keep]
+        self._keys = None
+        return len(drop)
 
     def keep_gate_crops(self, samples: list[PoolSample]) -> None:
         """Keep labelled crops that are not in the pool, for choosing the lexicon gate on (copied to gate/)."""
@@ -124,18 +155,21 @@ class Pool:
             if self.root is not None and self.root.resolve() != root.resolve() and (self.root / folder).is_dir():
                 shutil.copytree(self.root / folder, root / folder, dirs_exist_ok=True)
         self.root = root
-        tensors = {
-            "tokens": torch.cat(self.visuals).to(torch.float16) if self.visuals else torch.zeros(0, 353, dtype=torch.float16),
-            "lengths": torch.tensor([v.shape[0] for v in self.visuals], dtype=torch.int64),
-            "keys": self.keys.contiguous(),
-        }
-        tmp = root / ".features.safetensors.tmp"
-        save_file(tensors, tmp)
-        tmp.replace(root / "features.safetensors")
-        meta = {"format": FORMAT, "encoder": self.encoder, "count": len(self), **({"gate": self.gate} if self.gate else {}),
-                **({"gate_crops": self.gate_crops} if self.gate_crops else {}),
-                "samples": [{"file": f, "text": t, "source": s} for f, t, s in zip(self.files, self.texts, self.sources)]}
-        (root / "pool.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        if self.keeps_features:
+            tensors = {
+                "tokens": (torch.cat(self.visuals).to(torch.float16) if self.visuals
+                           else torch.zeros(0, 353, dtype=torch.float16)),
+                "lengths": torch.tensor([v.shape[0] for v in self.visuals], dtype=torch.int64),
+                "keys": self.keys.contiguous(),
+            }
+            with atomic_path(root / "features.safetensors") as temporary:
+                save_file(tensors, temporary)
+        samples = [{"file": f, "text": t, "source": s, **({"self_labelled": True} if own else {})}
+                   for f, t, s, own in zip(self.files, self.texts, self.sources, self.self_labelled)]
+        meta = {"format": FORMAT, "encoder": self.encoder, "count": len(self),
+                **({"gate": self.gate} if self.gate else {}),
+                **({"gate_crops": self.gate_crops} if self.gate_crops else {}), "samples": samples}
+        atomic_write(root / "pool.json", json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
         return root
 
     @classmethod
@@ -152,18 +186,19 @@ class Pool:
             raise DataError(f"{meta_path}: field 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
         samples = meta.get("samples", [])
         visuals = []
-        if samples:
+        if samples and not str(meta.get("encoder", "")).startswith("ppocr-v4-"):
             try:
                 tensors = load_file(root / "features.safetensors")
             except (OSError, Exception) as err:  # safetensors raises its own error type
                 raise DataError(f"{root / 'features.safetensors'}: cannot read ({err})") from None
             lengths = tensors["lengths"].tolist()
             if len(lengths) != len(samples):
-                raise DataError(f"{root / 'features.safetensors'}: {len(lengths)} samples, pool.json lists {len(samples)}")
+                raise DataError(f"{root / 'features.safetensors'}: {len(lengths)} samples, "
+                                f"pool.json lists {len(samples)}")
             visuals = list(torch.split(tensors["tokens"], lengths))
         return cls(meta["encoder"], [s["text"] for s in samples], [s["source"] for s in samples],
                    [s["file"] for s in samples], visuals, root=root, gate=meta.get("gate"),
-                   gate_crops=meta.get("gate_crops"))
+                   gate_crops=meta.get("gate_crops"), self_labelled=[bool(s.get("self_labelled")) for s in samples])
 
     # use --------------------------------------------------------------------------------------
     def check_encoder(self, fingerprint: str) -> None:

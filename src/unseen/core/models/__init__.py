@@ -14,6 +14,7 @@ from unseen.core.models.efficientnet_lite import (
     preprocess_efficientnet,
 )
 from unseen.core.models.ppocr import PPOCRv4Rec, load_ppocr_v4_rec
+from unseen.core.models.ppocr_det import DetectorSettings, PPOCRv4Detector, load_ppocr_v4_det
 
 __all__ = [
     "CRNN",
@@ -27,4 +28,7 @@ __all__ = [
     "preprocess_efficientnet",
     "PPOCRv4Rec",
     "load_ppocr_v4_rec",
+    "DetectorSettings",
+    "PPOCRv4Detector",
+    "load_ppocr_v4_det",
 ]

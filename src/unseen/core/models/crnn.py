@@ -106,21 +106,8 @@ def preprocess_crnn(pil_images, height=64, max_ratio=16.0) -> torch.Tensor:
 
 
 def ctc_greedy_decode(logits, charset=CRNN_CHARSET) -> list[tuple[str, float]]:
-    """Best path CTC decoding: argmax per step, merge repeats, drop blanks (index 0).
+    """Best path CTC decoding (unseen.core.ctc); with nothing emitted the confidence is the mean max probability
+    over all steps, i.e. how sure the model is that there is no text."""
+    from unseen.core.ctc import greedy_decode
 
-    Confidence = mean of the max softmax probability over the steps that emitted a character (not
-    the product, so it does not shrink with word length). With nothing emitted it is the mean max
-    probability over all steps, i.e. how sure the model is that there is no text.
-    """
-    probs, ids = logits.float().softmax(-1).max(-1)  # [B, T]
-    out = []
-    for p, seq in zip(probs.tolist(), ids.tolist()):
-        chars, kept, prev = [], [], 0
-        for pi, i in zip(p, seq):
-            if i != 0 and i != prev:
-                chars.append(charset[i - 1])
-                kept.append(pi)
-            prev = i
-        kept = kept or p
-        out.append(("".join(chars), sum(kept) / len(kept)))
-    return out
+    return greedy_decode(logits, ["", *charset], empty_confidence="steps")

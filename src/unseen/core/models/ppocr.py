@@ -27,8 +27,8 @@ from unseen.core.errors import AssetMissingError, DataError
 
 HEIGHT = 48
 MIN_WIDTH = 320  # RapidOCR's rec_img_shape: narrower crops are padded to this width
-# crops per forward pass when reading many: on 2 CPU threads batches of 4-8 read a word in 16-17 ms,
-# batches of 32 in 27 (they fall out of the cache); bench/scenetext/ppocr_cost.py times them side by side
+# crops per forward pass when reading many: small batches stay in the CPU's cache, large ones fall out of it
+# (bench/scenetext/ppocr_cost.py times them side by side; docs/scenetext.md)
 READ_BATCH_SIZE = 8
 
 # PP-LCNetV3 "rec" configuration at scale 0.95 (channels rounded to multiples of 16):
@@ -217,7 +217,8 @@ def load_ppocr_v4_rec(path) -> tuple[PPOCRv4Rec, list[str]]:
             if tensor.dim() == 2:  # ONNX MatMul weights are [in, out]; nn.Linear stores [out, in]
                 tensor = tensor.T
             if tensor.shape != target.shape:
-                raise AssetMissingError(f"{path}: weight of shape {tuple(tensor.shape)} where the port expects {tuple(target.shape)}")
+                raise AssetMissingError(f"{path}: weight of shape {tuple(tensor.shape)} where the port expects "
+                                        f"{tuple(target.shape)}")
             target.copy_(tensor)
     return model.eval(), characters
 
@@ -251,17 +252,22 @@ def to_tensor(image: Image.Image, width: int | None = None) -> torch.Tensor:
     return out
 
 
-def ctc_greedy(logits: torch.Tensor, characters: list[str]) -> list[tuple[str, float]]:
-    """Best path: argmax per column, merge repeats, drop blanks; confidence = mean max probability
-    over the emitted characters (RapidOCR's score)."""
-    probs, ids = logits.float().softmax(-1).max(-1)
-    out = []
-    for p, seq in zip(probs.tolist(), ids.tolist()):
-        chars, kept, previous = [], [], 0
-        for pi, i in zip(p, seq):
-            if i != 0 and i != previous:
-                chars.append(characters[i])
-                kept.append(pi)
-            previous = i
-        out.append(("".join(chars), sum(kept) / len(kept) if kept else 0.0))
+def to_array(image: Image.Image, width: int | None = None) -> np.ndarray:
+    """``to_tensor`` with OpenCV itself (RapidOCR's own resize) as float32 numpy: the onnxruntime path, where a
+    torch op per crop costs more than the resize on a busy machine."""
+    import cv2
+
+    resized_w = crop_width(image)
+    bgr = np.asarray(image.convert("RGB"))[:, :, ::-1]
+    resized = cv2.resize(np.ascontiguousarray(bgr), (resized_w, HEIGHT)).astype(np.float32)
+    out = np.zeros((3, HEIGHT, max(width or 0, resized_w, MIN_WIDTH)), dtype=np.float32)
+    out[:, :, :resized_w] = ((resized / 255 - 0.5) / 0.5).transpose(2, 0, 1)
     return out
+
+
+def ctc_greedy(logits: torch.Tensor, characters: list[str]) -> list[tuple[str, float]]:
+    """Best path (unseen.core.ctc); confidence = mean max probability over the emitted characters (RapidOCR's
+    score)."""
+    from unseen.core.ctc import greedy_decode
+
+    return greedy_decode(logits, characters)

@@ -1,7 +1,6 @@
 """The shared training core: one Accelerate loop, atomic safetensors checkpoints, LoRA."""
 
 from unseen.core.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, trainable_state
-from unseen.core.training.lora import apply_lora, count_parameters
 from unseen.core.training.loop import (
     TrainConfig,
     TrainResult,
@@ -11,6 +10,7 @@ from unseen.core.training.loop import (
     to_device,
     train,
 )
+from unseen.core.training.lora import apply_lora, count_parameters
 
 __all__ = [
     "TrainConfig",

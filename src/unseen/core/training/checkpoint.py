@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from unseen.core.errors import UnseenError
+from unseen.core.io import atomic_write
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -110,7 +111,7 @@ def save_checkpoint(
     if is_main:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
-        _write_atomically(checkpoints / "latest", final.name + "\n")
+        atomic_write(checkpoints / "latest", final.name + "\n")
         for old in sorted(checkpoints.glob("step-*"))[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     barrier()
@@ -141,12 +142,6 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, *, rank: int = 0) -
     if rng_file.exists():  # absent when resuming with more processes than were saved
         torch.set_rng_state(load_file(rng_file)["torch"])
     return state
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def _jsonable(value):

@@ -27,7 +27,7 @@ from accelerate.utils import set_seed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors.torch import save_file
 
-from unseen.core.errors import UnseenError
+from unseen.core.errors import DivergenceError, UnseenError
 from unseen.core.run import MetricsLog, write_run_files
 from unseen.core.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, trainable_state
 
@@ -128,7 +128,8 @@ def train(
     micro_batch, remainder = divmod(config.batch_size, world * config.grad_accum)
     if remainder or micro_batch == 0:
         raise UnseenError(
-            f"batch size {config.batch_size} does not split into {world} processes x {config.grad_accum} accumulation steps"
+            f"batch size {config.batch_size} does not split into {world} processes x {config.grad_accum} accumulation "
+            "steps"
         )
     run_dir = Path(config.out_dir)
     checkpoint = latest_checkpoint(run_dir) if resume else None
@@ -144,7 +145,8 @@ def train(
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     from transformers import get_scheduler
 
-    scheduler = get_scheduler(config.schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=config.steps)
+    scheduler = get_scheduler(config.schedule, optimizer, num_warmup_steps=config.warmup_steps,
+                              num_training_steps=config.steps)
     start_step = 0
     if checkpoint is not None:
         start_step = load_checkpoint(checkpoint, model, optimizer, scheduler, rank=rank)["step"]
@@ -166,12 +168,13 @@ def train(
             step_losses, step_metrics = [], {}
             for micro in range(config.grad_accum):
                 offset = (micro * world + rank) * micro_batch
-                batch = to_device(collate([dataset[i] for i in indices[offset : offset + micro_batch]]), accelerator.device)
+                batch = to_device(collate([dataset[i] for i in indices[offset : offset + micro_batch]]),
+                                  accelerator.device)
                 with accelerator.accumulate(model), accelerator.autocast():
                     output = loss_fn(model, batch)
                     loss, extra = output if isinstance(output, tuple) else (output, {})
                     if not torch.isfinite(loss):
-                        raise UnseenError(f"step {step + 1}: the loss is {loss.item()} (diverged); lower --lr")
+                        raise DivergenceError(f"step {step + 1}: the loss is {loss.item()} (diverged); lower --lr")
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and config.max_grad_norm:
                         accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
@@ -183,7 +186,8 @@ def train(
             scheduler.step()
             loss_value = accelerator.reduce(torch.stack(step_losses).mean(), reduction="mean").item()
             done = step + 1
-            row = {"step": done, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.time() - started, 3)}
+            row = {"step": done, "loss": loss_value, "lr": scheduler.get_last_lr()[0],
+                   "elapsed_s": round(time.time() - started, 3)}
             row.update(step_metrics)
             if on_step is not None:
                 row.update(on_step(done, accelerator.unwrap_model(model)) or {})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
@@ -28,7 +30,22 @@ def apply_lora(
         target_modules=list(target_modules) if not isinstance(target_modules, str) else target_modules,
         bias="none",
     )
-    return get_peft_model(model, config)
+    with quiet_peft():
+        return get_peft_model(model, config)
+
+
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Around peft wrapping a transformers model (``get_peft_model``, ``PeftModel.from_pretrained``).
+
+    peft 0.21 reads ``model.is_gradient_checkpointing`` whenever it wraps a model; transformers
+    5.23 deprecated that property for ``is_activation_checkpointing`` and warns (FutureWarning)
+    on every read. The warning is about peft's code, not ours or the user's, and says nothing a
+    user can act on, so exactly that message is ignored here, where peft wraps, and nowhere else.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:

@@ -46,7 +46,8 @@ def find_fonts(extra_dirs=()) -> list[Path]:
             if path.suffix.lower() not in (".ttf", ".otf") or path.name in names:
                 continue
             lower = path.name.lower()
-            if any(s in lower for s in _SKIP) or (lower.startswith("cm") and lower[2:3].isalpha()) or not _draws_latin(path):
+            if (any(s in lower for s in _SKIP) or (lower.startswith("cm") and lower[2:3].isalpha())
+                    or not _draws_latin(path)):
                 continue
             names.add(path.name)
             found.append(path)
@@ -112,7 +113,8 @@ class WordRenderer:
     def __init__(self, fonts: list[Path] | None = None, backgrounds: list[Path] | None = None, height: int = 64):
         self.fonts = list(fonts) if fonts is not None else find_fonts()
         if not self.fonts:
-            raise UnseenError("no usable fonts found: install Debian font packages (fonts-liberation, fonts-dejavu) or pass a font folder")
+            raise UnseenError("no usable fonts found: install Debian font packages (fonts-liberation, fonts-dejavu) "
+                              "or pass a font folder")
         self.backgrounds = list(backgrounds or [])
         self.height = height
         self._font_cache: dict = {}
@@ -151,7 +153,8 @@ class WordRenderer:
         return Style(
             font=rng.choice(self.fonts), size=rng.randint(28, 52), spacing=max(0.0, rng.gauss(0.02, 0.06)),
             fg=fg, bg=bg, background=background, outline=outline,
-            outline_color=tuple(255 - c for c in fg) if rng.random() < 0.5 else tuple(rng.randrange(256) for _ in range(3)),
+            outline_color=(tuple(255 - c for c in fg) if rng.random() < 0.5
+                           else tuple(rng.randrange(256) for _ in range(3))),
             rotation=rng.gauss(0, 4) if rng.random() < 0.7 else rng.uniform(-15, 15),
             perspective=rng.uniform(0, 0.25) if rng.random() < 0.6 else 0.0,
             blur=rng.choice([0, 0, 0, 0.5, 1.0, 1.5]), noise=rng.choice([0, 0, 4, 8, 16]),
@@ -177,7 +180,8 @@ class WordRenderer:
             x = pad + advances[i] + extra * i
             draw.text((x, baseline), char, font=font, fill=255, anchor="ls")
             if stroke is not None:
-                ImageDraw.Draw(stroke).text((x, baseline), char, font=font, fill=255, anchor="ls", stroke_width=style.outline)
+                ImageDraw.Draw(stroke).text((x, baseline), char, font=font, fill=255, anchor="ls",
+                                            stroke_width=style.outline)
             left, top, right, bottom = font.getbbox(char, anchor="ls", stroke_width=style.outline)
             if right <= left:  # a space: its advance is its box
                 left, right, top, bottom = 0, font.getlength(char), -ascent // 2, 0
@@ -218,7 +222,8 @@ class WordRenderer:
         x1 = max(b[2] for b in boxes)
         y1 = max(b[3] for b in boxes)
         m = (y1 - y0) * rng.uniform(0.02, 0.2)
-        box = (max(0, int(x0 - m)), max(0, int(y0 - m)), min(image.width, int(x1 + m) + 1), min(image.height, int(y1 + m) + 1))
+        box = (max(0, int(x0 - m)), max(0, int(y0 - m)),
+               min(image.width, int(x1 + m) + 1), min(image.height, int(y1 + m) + 1))
         image = image.crop(box)
         boxes = [(a - box[0], b - box[1], c - box[0], d - box[1]) for a, b, c, d in boxes]
         if style.blur:
@@ -272,7 +277,8 @@ def _distort(image: Image.Image, boxes, style: Style, rng: random.Random):
     inverse = np.linalg.inv(forward)
     inverse /= inverse[2, 2]
     fill = image.resize((1, 1), Image.BOX).getpixel((0, 0))
-    warped = image.transform((out_w, out_h), Image.PERSPECTIVE, tuple(inverse.flatten()[:8]), Image.BICUBIC, fillcolor=fill)
+    warped = image.transform((out_w, out_h), Image.PERSPECTIVE, tuple(inverse.flatten()[:8]), Image.BICUBIC,
+                             fillcolor=fill)
     moved = []
     for x0, y0, x1, y1 in boxes:
         pts = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], dtype=np.float64) @ forward.T

@@ -20,20 +20,21 @@ from rich.progress import Progress
 
 from unseen.core.training import TrainConfig, seed_everything, train
 from unseen.scenetext.charset import in_charset
-from unseen.scenetext.corpus import MAX_LABEL, build_lexicon, real_group, synthetic_group
-from unseen.scenetext.data import model_inputs, pack
+from unseen.scenetext.e2str.corpus import MAX_LABEL, build_lexicon, real_group, synthetic_group
+from unseen.scenetext.e2str.data import model_inputs, pack
+from unseen.scenetext.e2str.model import E2STR, E2STRConfig, segment_loss
+from unseen.scenetext.e2str.render import WordRenderer, find_fonts
+from unseen.scenetext.e2str.store import FeatureStore
 from unseen.scenetext.encoder import FrozenEncoder, encoder_name, pooled_key
-from unseen.scenetext.model import E2STR, E2STRConfig, segment_loss
-from unseen.scenetext.render import WordRenderer, find_fonts
-from unseen.scenetext.store import FeatureStore
 
 
 def _usable(text: str) -> bool:
     return in_charset(text) and len(text) <= MAX_LABEL
 
 
-def build_store(out: Path, data_dir: Path | None, *, synthetic_groups: int = 6000, real: list[tuple[str, str]] = (("iiit5k", "train"),),
-                seed: int = 0, encoder: FrozenEncoder | None = None, fonts=None, lexicon=None, chunk: int = 64) -> FeatureStore:
+def build_store(out: Path, data_dir: Path | None, *, synthetic_groups: int = 6000,
+                real: list[tuple[str, str]] = (("iiit5k", "train"),), seed: int = 0,
+                encoder: FrozenEncoder | None = None, fonts=None, lexicon=None, chunk: int = 64) -> FeatureStore:
     """Render synthetic groups and expand real crops, encode everything, append to a FeatureStore.
 
     Deterministic per group (group g uses Random(seed, g)), so a killed build continues where
@@ -42,7 +43,8 @@ def build_store(out: Path, data_dir: Path | None, *, synthetic_groups: int = 600
     from unseen.core.data import load_dataset, resolve_data_dir
 
     encoder = encoder or FrozenEncoder()
-    store = FeatureStore.create(out, encoder.fingerprint, encoder.d_visual, synthetic_groups=synthetic_groups, real=[list(r) for r in real], seed=seed)
+    store = FeatureStore.create(out, encoder.fingerprint, encoder.d_visual, synthetic_groups=synthetic_groups,
+                                real=[list(r) for r in real], seed=seed)
     base = resolve_data_dir(data_dir)
     done = store.next_group()
     if done < synthetic_groups:
@@ -51,7 +53,8 @@ def build_store(out: Path, data_dir: Path | None, *, synthetic_groups: int = 600
         backgrounds = sorted((base / "images" / "pacs" / "photo").rglob("*.jpg")) if base is not None else []
         renderer = WordRenderer(fonts if fonts is not None else find_fonts(), backgrounds)
     with Progress() as progress:
-        task = progress.add_task("rendering + encoding synthetic groups", total=synthetic_groups, completed=min(done, synthetic_groups))
+        task = progress.add_task("rendering + encoding synthetic groups", total=synthetic_groups,
+                                 completed=min(done, synthetic_groups))
         for start in range(done, synthetic_groups, chunk):
             samples, groups = [], []
             for g in range(start, min(start + chunk, synthetic_groups)):
@@ -107,8 +110,8 @@ class SingleImages(torch.utils.data.Dataset):
 class ContextSequences(torch.utils.data.Dataset):
     """Stage 2: sequence i is a pure function of (seed, i)."""
 
-    def __init__(self, store: FeatureStore, size: int = 200_000, seed: int = 0, p_single: float = 0.25, max_segments: int = 6,
-                 p_neighbours: float = 0.0):
+    def __init__(self, store: FeatureStore, size: int = 200_000, seed: int = 0, p_single: float = 0.25,
+                 max_segments: int = 6, p_neighbours: float = 0.0):
         self.store, self.size, self.seed = store, size, seed
         self.p_single, self.max_segments = p_single, max_segments
         self.group_ids = sorted(g for g, members in store.groups.items() if len(members) >= 2)
@@ -166,7 +169,7 @@ def train_stage(stage: int, store: FeatureStore | Path, out: Path, *, init: Path
                 batch_size: int = 64, lr: float = 5e-4, seed: int = 0, config: E2STRConfig | None = None,
                 resume: bool = False, save_every: int = 500, p_neighbours: float = 0.0):
     """Train stage 1 or 2 on a feature store; writes a run folder with model.safetensors and recognizer.safetensors."""
-    from unseen.scenetext.recognizer import load_model_file, save_model_file
+    from unseen.scenetext.e2str.recognizer import load_model_file, save_model_file
 
     store = store if isinstance(store, FeatureStore) else FeatureStore(Path(store))
     seed_everything(seed)
@@ -180,10 +183,11 @@ def train_stage(stage: int, store: FeatureStore | Path, out: Path, *, init: Path
     dataset = SingleImages(store) if stage == 1 else ContextSequences(store, seed=seed, p_neighbours=p_neighbours)
     cfg = TrainConfig(out_dir=str(out), steps=steps, batch_size=batch_size, lr=lr, weight_decay=0.01,
                       warmup_steps=min(200, steps // 10), schedule="cosine", seed=seed, save_every=save_every,
-                      log_every=10, extra={"stage": stage, "store": str(store.root), "init": str(init) if init else None,
-                                           "p_neighbours": p_neighbours, "model": model.cfg.to_dict()})
-    result = train(model, loss_fn, dataset, cfg, collate=pack, resume=resume, assets=[encoder_name(store.meta["encoder"])],
-                   progress_label=f"stage {stage}")
+                      log_every=10, extra={"stage": stage, "store": str(store.root),
+                                           "init": str(init) if init else None, "p_neighbours": p_neighbours,
+                                           "model": model.cfg.to_dict()})
+    result = train(model, loss_fn, dataset, cfg, collate=pack, resume=resume,
+                   assets=[encoder_name(store.meta["encoder"])], progress_label=f"stage {stage}")
     save_model_file(model, Path(out) / "recognizer.safetensors", encoder=store.meta["encoder"], stage=stage)
     return result
 

@@ -55,11 +55,12 @@ class FeatureStore:
         if meta_path.exists():
             meta = json.loads(meta_path.read_text())
             if meta["encoder"] != encoder_fingerprint:
-                raise UnseenError(f"{root}: feature store was made with encoder {meta['encoder']}, not {encoder_fingerprint}")
+                raise UnseenError(f"{root}: feature store was made with encoder {meta['encoder']}, "
+                                  f"not {encoder_fingerprint}")
             for key, value in info.items():
                 if json.loads(json.dumps(value)) != meta.get(key):
-                    raise UnseenError(f"{root}/meta.json: field {key!r} is {meta.get(key)!r} but this build asks for {value!r}; "
-                                      "use another --store")
+                    raise UnseenError(f"{root}/meta.json: field {key!r} is {meta.get(key)!r} "
+                                      f"but this build asks for {value!r}; use another --store")
         else:
             meta_path.write_text(json.dumps({"encoder": encoder_fingerprint, "d": d, **info}, indent=2) + "\n")
             (root / "index.jsonl").write_text("")
@@ -73,7 +74,8 @@ class FeatureStore:
         with (self.root / "tokens.bin").open("ab") as handle:
             for visual, text, group, kind in zip(visuals, texts, groups, kinds):
                 handle.write(visual.to(torch.float16).numpy().tobytes())
-                lines.append(json.dumps({"offset": offset, "length": visual.shape[0], "text": text, "group": group, "kind": kind}))
+                lines.append(json.dumps({"offset": offset, "length": visual.shape[0], "text": text, "group": group,
+                                         "kind": kind}))
                 offset += visual.shape[0]
         with (self.root / "index.jsonl").open("a") as handle:
             handle.write("".join(line + "\n" for line in lines))

@@ -23,8 +23,8 @@ from pathlib import Path
 from PIL import Image
 
 from unseen.scenetext.charset import in_charset
-from unseen.scenetext.render import WordRenderer
-from unseen.scenetext.splits import crop_span, random_span, transform
+from unseen.scenetext.e2str.render import WordRenderer
+from unseen.scenetext.e2str.splits import crop_span, random_span, transform
 
 MAX_LABEL = 24
 PUNCT = ".,:;!?'\"()-&/#%$+*@"

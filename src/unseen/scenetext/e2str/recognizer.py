@@ -34,9 +34,9 @@ from safetensors.torch import save_file
 
 from unseen.core.errors import UnseenError
 from unseen.scenetext.charset import CHARSET, PAD, decode, in_charset
-from unseen.scenetext.data import model_inputs, pack
+from unseen.scenetext.e2str.data import model_inputs, pack
+from unseen.scenetext.e2str.model import E2STR, E2STRConfig
 from unseen.scenetext.encoder import FrozenEncoder, load_encoder
-from unseen.scenetext.model import E2STR, E2STRConfig
 
 CTC_WEIGHT = 0.3
 
@@ -45,7 +45,7 @@ DEFAULT_WEIGHTS = "e2str_lite.safetensors"
 
 
 def default_weights() -> Path:
-    return Path(str(resources.files("unseen.scenetext").joinpath("weights", DEFAULT_WEIGHTS)))
+    return Path(str(resources.files("unseen.scenetext.e2str").joinpath("weights", DEFAULT_WEIGHTS)))
 
 
 def save_model_file(model: E2STR, path: Path, *, encoder: str, stage: int, half: bool = False, **info) -> Path:
@@ -80,7 +80,8 @@ def load_model_file(path: Path) -> tuple[E2STR, dict]:
     own = dict(model.named_parameters())
     missing = sorted(set(own) - set(state))
     if missing or set(state) - set(own):
-        raise UnseenError(f"{path}: checkpoint does not fit the model (e.g. {(missing or sorted(set(state) - set(own)))[0]!r})")
+        raise UnseenError(f"{path}: checkpoint does not fit the model "
+                          f"(e.g. {(missing or sorted(set(state) - set(own)))[0]!r})")
     with torch.no_grad():
         for name, tensor in state.items():
             own[name].copy_(tensor)
@@ -101,13 +102,15 @@ class Recognizer:
         self.meta = meta or {}
         trained_with = self.meta.get("encoder")
         if trained_with and trained_with != encoder.fingerprint:
-            raise UnseenError(f"recognizer was trained on encoder {trained_with}, but the installed one is {encoder.fingerprint}")
+            raise UnseenError(f"recognizer was trained on encoder {trained_with}, "
+                              f"but the installed one is {encoder.fingerprint}")
 
     @classmethod
     def load(cls, weights: Path | str | None = None, encoder: FrozenEncoder | None = None) -> "Recognizer":
         model, meta = load_model_file(Path(weights) if weights else default_weights())
         if encoder is None:  # the encoder the checkpoint was trained on
-            encoder = load_encoder("ppocr-v4-rec" if meta.get("encoder", "").startswith("ppocr-v4-") else "easyocr-english-g2")
+            encoder = load_encoder("ppocr-v4-rec" if meta.get("encoder", "").startswith("ppocr-v4-")
+                                   else "easyocr-english-g2")
         return cls(model, encoder, meta)
 
     def encode(self, images) -> list[torch.Tensor]:
@@ -118,7 +121,8 @@ class Recognizer:
 
     @torch.no_grad()
     def read_visuals(self, visuals: list[torch.Tensor], pool=None, n: int = 2, *, context: str = "retrieved",
-                     batch_size: int = 32, seed: int = 0, max_len: int = 32, ctc_weight: float = CTC_WEIGHT) -> list[Reading]:
+                     batch_size: int = 32, seed: int = 0, max_len: int = 32,
+                     ctc_weight: float = CTC_WEIGHT) -> list[Reading]:
         """Read cached visual tokens. context: "retrieved" (top-n by similarity), "hybrid" (similarity
         plus how close each pool label is to the no-context reading; one extra decoding pass),
         "random" (n random pool samples, a control) or "none". ``ctc_weight`` > 0 rescores
@@ -157,7 +161,8 @@ class Recognizer:
             ids, confidence = self.model.generate(*model_inputs(pack(sequences, left_pad=True)), max_len=max_len)
             texts = [decode(row) for row in ids]
             if ctc_weight > 0:
-                texts = self._rescore(sequences, texts, [[pool.texts[j] for j, _ in picks[q]] if use_pool else [] for q in chunk],
+                texts = self._rescore(sequences, texts,
+                                      [[pool.texts[j] for j, _ in picks[q]] if use_pool else [] for q in chunk],
                                       ctc_weight)
             for q, text, conf in zip(chunk, texts, confidence):
                 context_info = [(j, pool.texts[j], s) for j, s in picks[q]] if use_pool else []

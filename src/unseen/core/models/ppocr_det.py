@@ -1,0 +1,201 @@
+"""PaddleOCR's PP-OCRv4 mobile text detector (DB), run through onnxruntime, with RapidOCR's pre- and post-processing.
+
+The weights ship in ``rapidocr-onnxruntime`` (``ch_PP-OCRv4_det_infer.onnx``). Unlike the recognizer, the detector
+is not ported to PyTorch: nothing here trains it or reads its features, so onnxruntime, which *is* the reference,
+gives RapidOCR's boxes exactly and at its speed (docs/scenetext.md, "Why the detector stays in onnxruntime").
+
+    photo (BGR uint8) -> cap the long side, pad very flat images, resize so the short side is 736 (multiples of 32)
+    -> DB probability map -> binarise at ``thresh``, dilate 2 x 2 -> contours -> minimum-area rectangles
+    -> keep those whose mean probability >= ``box_thresh`` -> "unclip" (grow by area * ratio / perimeter)
+    -> quadrilaterals in photo pixels, clockwise from top-left, sorted top-to-bottom, left-to-right
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from unseen.core.errors import AssetMissingError
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """RapidOCR 1.4.4's defaults (its config.yaml), plus ``max_input_side``: a cap on the network input, so a
+    20,000-pixel panorama is read smaller instead of exhausting memory."""
+
+    limit_side_len: int = 736  # the short side is brought to this length
+    thresh: float = 0.3  # probability that counts as text
+    box_thresh: float = 0.5  # mean probability a box needs
+    unclip_ratio: float = 1.6
+    max_candidates: int = 1000
+    max_side_len: int = 2000  # RapidOCR's global cap on the photo's long side
+    min_side_len: int = 30
+    min_height: int = 30  # flatter images are padded top and bottom
+    width_height_ratio: float = 8
+    max_input_side: int = 4096
+
+    def with_(self, **changes) -> DetectorSettings:
+        return replace(self, **changes)
+
+
+def _resize_to_32(img, ratio: float):
+    import cv2
+
+    h, w = img.shape[:2]
+    resize_h, resize_w = int(round(int(h * ratio) / 32) * 32), int(round(int(w * ratio) / 32) * 32)
+    resize_h, resize_w = max(resize_h, 32), max(resize_w, 32)
+    return cv2.resize(img, (resize_w, resize_h)), h / resize_h, w / resize_w
+
+
+def _min_area_quad(points) -> tuple[np.ndarray, float]:
+    """The minimum-area rectangle around ``points`` as 4 corners (top-left, top-right, bottom-right, bottom-left
+    by RapidOCR's rule) and its shorter side."""
+    import cv2
+
+    rect = cv2.minAreaRect(points)
+    corners = sorted(cv2.boxPoints(rect).tolist(), key=lambda p: p[0])
+    left = sorted(corners[:2], key=lambda p: p[1])
+    right = sorted(corners[2:], key=lambda p: p[1])
+    return np.array([left[0], right[0], right[1], left[1]], dtype=np.float32), min(rect[1])
+
+
+def _box_score(prob: np.ndarray, quad: np.ndarray) -> float:
+    """Mean probability inside the quadrilateral (RapidOCR's "fast" score: its integer polygon)."""
+    import cv2
+
+    h, w = prob.shape
+    x0, y0 = np.clip(np.floor(quad.min(0)), 0, [w - 1, h - 1]).astype(int)
+    x1, y1 = np.clip(np.ceil(quad.max(0)), 0, [w - 1, h - 1]).astype(int)
+    mask = np.zeros((y1 - y0 + 1, x1 - x0 + 1), dtype=np.uint8)
+    cv2.fillPoly(mask, (quad - [x0, y0]).reshape(1, -1, 2).astype(np.int32), 1)
+    return cv2.mean(prob[y0 : y1 + 1, x0 : x1 + 1], mask)[0]
+
+
+def _unclip(quad: np.ndarray, ratio: float) -> np.ndarray:
+    """Grow the shrunk text kernel back to the text: offset by area * ratio / perimeter (DB's rule), round joins."""
+    import pyclipper
+
+    x, y = quad[:, 0], quad[:, 1]
+    area = 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
+    perimeter = np.linalg.norm(quad - np.roll(quad, 1, axis=0), axis=1).sum()
+    offset = pyclipper.PyclipperOffset()
+    offset.AddPath(quad, pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+    return np.array(offset.Execute(area * ratio / perimeter)).reshape(-1, 1, 2)
+
+
+def _clockwise(quad: np.ndarray) -> np.ndarray:
+    """Top-left, top-right, bottom-right, bottom-left: the two leftmost points by y, then the two rightmost."""
+    by_x = quad[np.argsort(quad[:, 0], kind="stable")]
+    left, right = by_x[:2][np.argsort(by_x[:2, 1], kind="stable")], by_x[2:][np.argsort(by_x[2:, 1], kind="stable")]
+    return np.array([left[0], right[0], right[1], left[1]], dtype=np.float32)
+
+
+def _reading_order(quads: list[np.ndarray]) -> list[np.ndarray]:
+    """Top to bottom, and left to right among boxes whose tops are within 10 px (RapidOCR's order)."""
+    boxes = sorted(quads, key=lambda q: (q[0][1], q[0][0]))
+    for i in range(len(boxes) - 1):
+        for j in range(i, -1, -1):
+            if abs(boxes[j + 1][0][1] - boxes[j][0][1]) < 10 and boxes[j + 1][0][0] < boxes[j][0][0]:
+                boxes[j], boxes[j + 1] = boxes[j + 1], boxes[j]
+            else:
+                break
+    return boxes
+
+
+class PPOCRv4Detector:
+    def __init__(self, path, settings: DetectorSettings = DetectorSettings(), threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise AssetMissingError("the PP-OCRv4 detector needs onnxruntime: pip install onnxruntime") from None
+        if threads is None:
+            import torch
+
+            threads = torch.get_num_threads()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # a missing, truncated or foreign file
+            raise AssetMissingError(f"{path}: not a readable ONNX model ({str(err).splitlines()[0][:120]})") from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.settings = settings
+
+    def probability_map(self, bgr: np.ndarray) -> np.ndarray:
+        """The DB text-probability map of an image already brought to the detector's scale (H, W multiples of 32)."""
+        x = ((bgr.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
+        return self.session.run(None, {self.input_name: x})[0][0, 0]
+
+    def __call__(self, bgr: np.ndarray, settings: DetectorSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(quads [N, 4, 2] float32 in photo pixels, scores [N]) for a BGR uint8 photo."""
+        import cv2
+
+        s = settings or self.settings
+        raw_h, raw_w = bgr.shape[:2]
+        img, ratio_h, ratio_w = bgr, 1.0, 1.0
+        if max(raw_h, raw_w) > s.max_side_len:
+            img, ratio_h, ratio_w = _resize_to_32(img, s.max_side_len / max(raw_h, raw_w))
+        if min(img.shape[:2]) < s.min_side_len:
+            img, ratio_h, ratio_w = _resize_to_32(img, s.min_side_len / min(img.shape[:2]))
+        h, w = img.shape[:2]
+        pad_top = 0
+        if h <= s.min_height or w / h > s.width_height_ratio:  # very flat: pad so the detector sees a usable shape
+            pad_top = int(abs(max(int(w / s.width_height_ratio), s.min_height) * 2 - h) / 2)
+            img = cv2.copyMakeBorder(img, pad_top, pad_top, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        h, w = img.shape[:2]
+        ratio = s.limit_side_len / min(h, w) if min(h, w) < s.limit_side_len else 1.0
+        ratio = min(ratio, s.max_input_side / max(h, w))
+        scaled, _, _ = _resize_to_32(img, ratio)
+        prob = self.probability_map(scaled)
+        quads, scores = self._boxes(prob, w, h, s)
+        kept, kept_scores = [], []
+        for quad, score in zip(quads, scores):
+            quad = _clockwise(quad)
+            quad[:, 0] = np.clip(quad[:, 0], 0, w - 1).astype(int)
+            quad[:, 1] = np.clip(quad[:, 1], 0, h - 1).astype(int)
+            if int(np.linalg.norm(quad[0] - quad[1])) <= 3 or int(np.linalg.norm(quad[0] - quad[3])) <= 3:
+                continue
+            kept.append(quad)
+            kept_scores.append(score)
+        order = _reading_order(kept)
+        score_of = {id(q): sc for q, sc in zip(kept, kept_scores)}
+        if not order:
+            return np.zeros((0, 4, 2), np.float32), np.zeros(0, np.float32)
+        out = np.array(order, dtype=np.float32)
+        out[:, :, 1] -= pad_top
+        out[:, :, 0] *= ratio_w
+        out[:, :, 1] *= ratio_h
+        out[..., 0] = out[..., 0].clip(0, raw_w)
+        out[..., 1] = out[..., 1].clip(0, raw_h)
+        return out, np.array([score_of[id(q)] for q in order], dtype=np.float32)
+
+    @staticmethod
+    def _boxes(prob: np.ndarray, dest_w: int, dest_h: int, s: DetectorSettings):
+        import cv2
+
+        height, width = prob.shape
+        mask = cv2.dilate((prob > s.thresh).astype(np.uint8), np.ones((2, 2), np.uint8))
+        contours, _ = cv2.findContours(mask * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        quads, scores = [], []
+        for contour in contours[: s.max_candidates]:
+            quad, short_side = _min_area_quad(contour)
+            if short_side < 3:
+                continue
+            score = _box_score(prob, quad.reshape(-1, 2))
+            if score < s.box_thresh:
+                continue
+            quad, short_side = _min_area_quad(_unclip(quad, s.unclip_ratio))
+            if short_side < 5:
+                continue
+            quad[:, 0] = np.clip(np.round(quad[:, 0] / width * dest_w), 0, dest_w)
+            quad[:, 1] = np.clip(np.round(quad[:, 1] / height * dest_h), 0, dest_h)
+            quads.append(quad.astype(np.int32).astype(np.float32))
+            scores.append(score)
+        return quads, scores
+
+
+def load_ppocr_v4_det(path, settings: DetectorSettings = DetectorSettings()) -> PPOCRv4Detector:
+    return PPOCRv4Detector(path, settings)

@@ -1,0 +1,196 @@
+"""Reading whole photos: detect text lines, read each once with PP-OCRv4, cut the lines into words, adapt.
+
+    from unseen.scenetext import PhotoReader
+    reader = PhotoReader.load()
+    for photo in reader.read(["street.jpg", "shop.jpg"]):          # read together: one batch lexicon
+        for word in photo.words:
+            print(word.text, word.confidence, word.quad.tolist())
+
+Adaptation needs no label and no training (each step is gated so that it only replaces unsure readings):
+- the batch lexicon: words read surely anywhere in the photos read together are offered to unsure words
+  (batch_lexicon.py, its setting chosen on IC15 train crops);
+- a vocabulary (``lexicon=``, a word list or a folder of per-photo lists): unsure words are decoded against it
+  with lexicon-constrained CTC (lexicon.py) and, with ``restrict``, words it cannot explain are dropped;
+- a pool: its labelled words through its lexicon gate (lexicon_gate.py), and its self-labelled words (added by
+  ``evolve``, the E2STR paper's "ego-evolving") as batch-lexicon words from earlier photos.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from unseen.core.errors import DataError
+from unseen.scenetext.words import SplitSettings, split_line, warp_line, word_quad
+
+MAX_PHOTO_SIDE = 4096  # larger photos are shrunk on load: the detector reads at most 2000 px anyway
+
+
+@dataclass
+class Word:
+    text: str
+    quad: np.ndarray  # [4, 2] photo pixels, clockwise from top-left
+    confidence: float  # mean probability of the characters PP-OCRv4 read (RapidOCR's score)
+    greedy: str  # PP-OCRv4's own reading, before any adaptation
+    source: str = "read"  # read | batch | vocabulary | pool: where the text came from
+    sure: bool = False  # every character read at least as surely as the batch lexicon asks
+
+    def as_dict(self) -> dict:
+        return {"text": self.text, "quad": [[round(float(x), 1), round(float(y), 1)] for x, y in self.quad],
+                "confidence": round(self.confidence, 4), "greedy": self.greedy, "source": self.source}
+
+
+@dataclass
+class PhotoReading:
+    path: str
+    width: int
+    height: int
+    words: list[Word] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).stem
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "width": self.width, "height": self.height,
+                "words": [w.as_dict() for w in self.words]}
+
+
+@dataclass
+class RawPhoto:
+    """A photo detected and read, before words are cut and adapted: its lines as (LineCrop, resized width,
+    [T, C] CTC log-probabilities), and the scale from photo pixels to the pixels they were read at."""
+
+    path: str
+    width: int
+    height: int
+    scale: float
+    lines: list[tuple]
+
+
+@dataclass(frozen=True)
+class ReadSettings:
+    """What the reader keeps. Chosen on ICDAR 2015 photos 1-100 (bench/scenetext/e2e.py), never on the others."""
+
+    min_confidence: float = 0.8  # words read less surely (mean character probability) are dropped, unless a
+    # vocabulary vouches for them (RapidOCR drops lines below 0.5; 0.8 was best on photos 1-100)
+    min_length: int = 1
+    split: SplitSettings = SplitSettings()
+
+
+def load_photo(path) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """(BGR uint8 array, scale from photo pixels to the array's, the photo's (width, height)): EXIF-rotated, shrunk
+    to MAX_PHOTO_SIDE (a big JPEG is decoded at a fraction of its size, so it never fills memory)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    where = str(path)
+    try:
+        with Image.open(path) as image:
+            full = image.size
+            image.draft("RGB", (MAX_PHOTO_SIDE, MAX_PHOTO_SIDE))
+            drafted = image.size
+            image = ImageOps.exif_transpose(image).convert("RGB")
+    except FileNotFoundError:
+        raise DataError(f"{where}: photo not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"{where}: cannot decode image ({str(err).splitlines()[0][:120]})") from None
+    if image.size != drafted:  # turned by its EXIF orientation
+        full = full[::-1]
+    if min(full) == 0:
+        raise DataError(f"{where}: image has zero size")
+    if max(image.size) > MAX_PHOTO_SIDE:
+        ratio = MAX_PHOTO_SIDE / max(image.size)
+        image = image.resize((max(1, round(image.width * ratio)), max(1, round(image.height * ratio))))
+    return np.asarray(image)[:, :, ::-1].copy(), image.width / full[0], full
+
+
+class PhotoReader:
+    """PP-OCRv4 detector + recognizer (our port) + the word splitter + label-free adaptation."""
+
+    def __init__(self, detector, encoder, settings: ReadSettings = ReadSettings()):
+        self.detector, self.encoder, self.settings = detector, encoder, settings
+
+    @classmethod
+    def load(cls, settings: ReadSettings = ReadSettings()) -> PhotoReader:
+        from unseen.core.assets import load_asset
+        from unseen.scenetext.encoder import PPOCREncoder
+
+        # lines are long and of every width: onnxruntime reads them faster than our port (bench/scenetext/e2e.py)
+        return cls(load_asset("ppocr-v4-det"), PPOCREncoder(backend="onnxruntime"), settings)
+
+    # reading -----------------------------------------------------------------------------------
+    def detect_and_read(self, path) -> RawPhoto:
+        """Detection and one recognizer pass per line: all that adaptation and word boxes are computed from."""
+        from unseen.core.models.ppocr import crop_width
+
+        bgr, scale, (width, height) = load_photo(path)
+        quads, _ = self.detector(bgr)
+        lines = [warp_line(bgr, quad) for quad in quads]
+        read: list = [None] * len(lines)
+        for i, log_probs in self.encoder.ctc_log_probs([line.image for line in lines]):
+            resized = crop_width(lines[i].image)
+            read[i] = (lines[i], resized, log_probs[: -(-resized // 8)].clone())  # the columns that see the crop
+        return RawPhoto(str(path), width, height, scale, read)
+
+    def words(self, raw: RawPhoto) -> list[tuple]:
+        """The photo's words as (WordSpan, quad in photo pixels, [T, C] log-probability slice)."""
+        out = []
+        for line, resized, log_probs in raw.lines:
+            for span in split_line(log_probs, self.encoder.characters, self.settings.split):
+                quad = word_quad(line, span, resized, self.settings.split) / raw.scale
+                out.append((span, quad, log_probs[span.columns[0] : span.columns[1]]))
+        return out
+
+    def adapt(self, raws: list[RawPhoto], *, lexicon=None, vocabulary=None, pool=None,
+              batch_lexicon=True, memo=None) -> list[PhotoReading]:
+        from unseen.scenetext.adapt import adapt_words
+
+        readings = [PhotoReading(raw.path, raw.width, raw.height) for raw in raws]
+        adapt_words(readings, [self.words(raw) for raw in raws], self.encoder.characters, lexicon=lexicon,
+                    pool=pool, batch_lexicon=batch_lexicon, settings=self.settings, memo=memo,
+                    vocabulary=vocabulary)
+        return readings
+
+    def read(self, photos, *, lexicon=None, vocabulary=None, pool=None, batch_lexicon=True,
+             progress=None) -> list[PhotoReading]:
+        """Read photos (paths) together: detection and reading per photo, then adaptation over all of them.
+        ``vocabulary``: VocabularySettings for ``lexicon`` (default: adapt.settings_for it); ``progress``: a
+        callable advanced once per photo."""
+        raws = []
+        for path in photos:
+            raws.append(self.detect_and_read(path))
+            if progress:
+                progress()
+        return self.adapt(raws, lexicon=lexicon, vocabulary=vocabulary, pool=pool, batch_lexicon=batch_lexicon)
+
+
+def draw(photo: PhotoReading, out_path: Path) -> Path:
+    """The photo with each word's box and text drawn on it, as PNG."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.open(photo.path).convert("RGB")
+    canvas = ImageDraw.Draw(image)
+    size = max(12, image.height // 45)
+    try:
+        font = ImageFont.truetype("DejaVuSans.ttf", size=size)
+    except OSError:
+        font = ImageFont.load_default(size=size)
+    for word in photo.words:
+        points = [tuple(map(float, p)) for p in word.quad]
+        canvas.polygon(points, outline=(0, 255, 0) if word.source == "read" else (255, 160, 0), width=2)
+        x, y = min(p[0] for p in points), min(p[1] for p in points)
+        left, top, right, bottom = canvas.textbbox((x, y - size - 2), word.text, font=font)
+        canvas.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=(0, 0, 0))
+        canvas.text((x, y - size - 2), word.text, fill=(255, 255, 255), font=font)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out_path)
+    return out_path
+
+
+def as_json(readings: list[PhotoReading]) -> list[dict]:
+    return [r.as_dict() for r in readings]
+
+

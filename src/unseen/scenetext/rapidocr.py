@@ -1,0 +1,52 @@
+"""RapidOCR 1.4.4 as shipped (PP-OCRv4 det + direction classifier + rec through onnxruntime, its defaults): the
+baseline a user would run on photos. Its lines are one box each; with its word-box option (``return_word_box``)
+it gives a box per character, which we join into words at its spaces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class SpottedWord:
+    quad: np.ndarray
+    text: str
+    confidence: float
+
+
+def load_rapidocr():
+    from unseen.core.errors import AssetMissingError
+
+    try:
+        from rapidocr_onnxruntime import RapidOCR
+    except ImportError as err:
+        raise AssetMissingError(f"the RapidOCR baseline needs rapidocr-onnxruntime==1.4.4 and its dependencies "
+                                f"({err}); run: unseen assets install ppocr-v4-rec") from None
+    return RapidOCR()
+
+
+def read_lines(engine, path) -> list[SpottedWord]:
+    """RapidOCR's default output: one box and text per detected line."""
+    result, _ = engine(str(path))
+    return [SpottedWord(np.array(box, dtype=np.float32), text, float(score)) for box, text, score in result or []]
+
+
+def read_words(engine, path) -> list[SpottedWord]:
+    """RapidOCR with ``return_word_box=True``: its character boxes joined into one box per space-separated word."""
+    result, _ = engine(str(path), return_word_box=True)
+    words = []
+    for box, text, score, char_boxes, chars, char_scores in result or []:
+        current: list[tuple] = []
+        for quad, ch, sc in [*zip(char_boxes, chars, char_scores), (None, " ", 0.0)]:
+            if ch == " ":
+                if current:
+                    first, last = np.array(current[0][0], np.float32), np.array(current[-1][0], np.float32)
+                    words.append(SpottedWord(np.array([first[0], last[1], last[2], first[3]]),
+                                             "".join(c for _, c, _ in current),
+                                             float(np.mean([s for _, _, s in current]))))
+                current = []
+            else:
+                current.append((quad, ch, sc))
+    return words

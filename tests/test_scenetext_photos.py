@@ -1,0 +1,162 @@
+"""Whole photos: the detector against RapidOCR, words cut from a rendered line, the evolving pool, the CLI, and
+bad inputs (not an image, 1 x 1, a 20,000-pixel panorama, no text, a vocabulary that is not UTF-8)."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+from typer.testing import CliRunner
+
+from unseen.core.errors import DataError
+
+pytestmark = pytest.mark.slow
+
+FONT = "DejaVuSans-Bold.ttf"
+
+
+@pytest.fixture(scope="module")
+def reader():
+    from unseen.scenetext.photos import PhotoReader
+
+    return PhotoReader.load()
+
+
+def render_photo(words: list[str], size=(1100, 300), at=(60, 110), font_size=32):
+    """White page, one line of black words set with the font's own spaces (so the detector sees one line);
+    returns the image and each word's box (x0, y0, x1, y1)."""
+    try:
+        font = ImageFont.truetype(FONT, size=font_size)
+    except OSError:
+        font = ImageFont.load_default(size=font_size)
+    image = Image.new("RGB", size, "white")
+    canvas = ImageDraw.Draw(image)
+    canvas.text(at, " ".join(words), fill="black", font=font)
+    boxes, prefix = [], ""
+    for word in words:
+        start = canvas.textlength(prefix, font=font)
+        left, top, right, bottom = canvas.textbbox((at[0] + start, at[1]), word, font=font)
+        boxes.append((left, top, right, bottom))
+        prefix += word + " "
+    return image, boxes
+
+
+def box_iou(quad, box) -> float:
+    x0, y0, x1, y1 = quad[:, 0].min(), quad[:, 1].min(), quad[:, 0].max(), quad[:, 1].max()
+    inter = max(0, min(x1, box[2]) - max(x0, box[0])) * max(0, min(y1, box[3]) - max(y0, box[1]))
+    union = (x1 - x0) * (y1 - y0) + (box[2] - box[0]) * (box[3] - box[1]) - inter
+    return inter / union
+
+
+def test_detector_gives_rapidocr_boxes_on_real_photos(data_dir):
+    cv2 = pytest.importorskip("cv2")
+    from rapidocr_onnxruntime import RapidOCR
+
+    from unseen.core.assets import load_asset
+
+    detector, engine = load_asset("ppocr-v4-det"), RapidOCR()
+    for n in (1, 2, 7):
+        path = data_dir / "str" / "ic15_e2e" / "test" / "images" / f"img_{n}.jpg"
+        ours, _ = detector(cv2.imread(str(path)))
+        theirs, _ = engine(str(path), use_cls=False, use_rec=False)
+        assert ours.shape == (len(theirs), 4, 2)
+        np.testing.assert_array_equal(ours, np.array(theirs, dtype=np.float32))
+
+
+def test_a_rendered_line_is_cut_into_its_words(reader, tmp_path):
+    words = ["HELLO", "unseen", "WORLD", "2026"]
+    image, boxes = render_photo(words)
+    image.save(tmp_path / "line.png")
+    assert len(reader.detector(np.asarray(image)[:, :, ::-1].copy())[0]) == 1  # the detector sees one line
+    [photo] = reader.read([tmp_path / "line.png"])
+    assert [w.text for w in photo.words] == words
+    for word, box in zip(photo.words, boxes):
+        assert box_iou(word.quad, box) > 0.5, (word.text, word.quad.tolist(), box)
+
+
+def test_bad_and_odd_inputs(reader, tmp_path):
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(DataError, match="notes.jpg: cannot decode image"):
+        reader.read([tmp_path / "notes.jpg"])
+    Image.new("RGB", (1, 1), "white").save(tmp_path / "dot.png")
+    Image.new("RGB", (640, 480), (90, 140, 90)).save(tmp_path / "lawn.png")
+    [dot, lawn] = reader.read([tmp_path / "dot.png", tmp_path / "lawn.png"])
+    assert dot.words == [] and lawn.words == []
+    # a 20,000-pixel panorama: shrunk under the cap on load, read without blowing up, boxes in its own pixels
+    page, _ = render_photo(["PANORAMA"], size=(2000, 200), at=(900, 60), font_size=60)
+    panorama = Image.new("RGB", (20000, 2000), "white")
+    panorama.paste(page.resize((20000, 2000)), (0, 0))
+    panorama.save(tmp_path / "wide.jpg", quality=80)
+    [wide] = reader.read([tmp_path / "wide.jpg"])
+    assert (wide.width, wide.height) == (20000, 2000)
+    assert [w.text for w in wide.words] == ["PANORAMA"]
+    assert 8000 < wide.words[0].quad[:, 0].mean() < 12000
+
+
+def test_evolving_pool_keeps_sure_words_marked_and_removable(reader, tmp_path):
+    from unseen.cli import app
+    from unseen.scenetext.pool import Pool
+
+    render_photo(["MARINA", "BAY", "SANDS"])[0].save(tmp_path / "a.png")
+    runner = CliRunner()
+    result = runner.invoke(app, ["str", "read", str(tmp_path / "a.png"), "--evolve", str(tmp_path / "pool"),
+                                 "--json", "--draw", str(tmp_path / "drawn")])
+    assert result.exit_code == 0, result.output
+    reading = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [w["text"] for w in reading["words"]] == ["MARINA", "BAY", "SANDS"]
+    assert len(reading["words"][0]["quad"]) == 4 and (tmp_path / "drawn" / "a.png").exists()
+    pool = Pool.load(tmp_path / "pool")
+    assert sorted(pool.texts) == ["BAY", "MARINA", "SANDS"] and all(pool.self_labelled)
+    assert all((tmp_path / "pool" / f).exists() for f in pool.files)
+    listed = runner.invoke(app, ["str", "pool", "ls", str(tmp_path / "pool")], env={"COLUMNS": "80"})
+    shown = " ".join(listed.stdout.split())
+    assert listed.exit_code == 0 and "3 self-labelled" in shown and shown.count("self") >= 4
+    removed = runner.invoke(app, ["str", "pool", "rm", str(tmp_path / "pool"), "--self-labelled"])
+    assert removed.exit_code == 0 and len(Pool.load(tmp_path / "pool")) == 0
+
+
+def test_self_labelled_words_help_a_later_photo(reader, tmp_path):
+    """A word read surely in one photo is offered, from the pool, to an unsure reading of it in a later one."""
+    from unseen.scenetext.evolve import evolve_pool
+    from unseen.scenetext.pool import Pool
+
+    render_photo(["KALLANG"])[0].save(tmp_path / "clear.png")
+    pool = Pool.new(reader.encoder, root=tmp_path / "pool")
+    assert evolve_pool(pool, reader.read([tmp_path / "clear.png"]), reader.encoder) == 1
+    assert pool.texts == ["KALLANG"] and pool.self_labelled == [True]
+    faint, _ = render_photo(["KALLANG"], font_size=18, at=(60, 140))
+    faint = faint.resize((300, 100)).resize((900, 300))  # blurred: PP-OCRv4 is unsure of it
+    faint.save(tmp_path / "faint.png")
+    [cold] = reader.read([tmp_path / "faint.png"])
+    [warm] = reader.read([tmp_path / "faint.png"], pool=pool)
+    if cold.words and cold.words[0].text == "KALLANG":
+        pytest.skip("PP-OCRv4 read the blurred word without help; nothing to show")
+    assert [w.text for w in warm.words] == ["KALLANG"] and warm.words[0].source == "batch"
+
+
+def test_cli_vocabulary_that_is_not_utf8_is_one_line_naming_file_and_line(tmp_path):
+    from unseen.cli import app
+
+    render_photo(["EXIT"])[0].save(tmp_path / "p.png")
+    (tmp_path / "voc.txt").write_bytes(b"EXIT\nCAF\xe9\n")
+    result = CliRunner().invoke(app, ["str", "read", str(tmp_path / "p.png"), "--lexicon", str(tmp_path / "voc.txt")])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, DataError) and "voc.txt" in str(result.exception) and "line 2" in str(result.exception)
+
+
+def test_onnxruntime_backend_reads_lines_as_our_port_does(reader, data_dir):
+    """The photo reader runs PP-OCRv4's recognizer through onnxruntime, resized by OpenCV as RapidOCR does
+    (faster on long lines of every width); its readings are our port's (whose resize only emulates OpenCV's)."""
+    from unseen.scenetext.encoder import PPOCREncoder
+    from unseen.scenetext.photos import load_photo
+    from unseen.scenetext.words import warp_line
+
+    lines = []
+    for n in (2, 5, 11):
+        bgr, _, _ = load_photo(data_dir / "str" / "ic15_e2e" / "test" / "images" / f"img_{n}.jpg")
+        lines += [warp_line(bgr, quad).image for quad in reader.detector(bgr)[0]]
+    port = PPOCREncoder(loaded=(reader.encoder.model, reader.encoder.characters))
+    ours = dict(port.ctc_log_probs(lines))
+    for i, log_probs in reader.encoder.ctc_log_probs(lines):
+        assert log_probs.argmax(-1).tolist() == ours[i].argmax(-1).tolist()
+        assert (log_probs.exp() - ours[i].exp()).abs().mean() < 1e-4
