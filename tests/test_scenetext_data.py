@@ -163,8 +163,8 @@ def test_cli_pool_read_eval(tmp_path, crops, tiny_weights):
     result = runner.invoke(app, ["pool", "build", "--images", str(crops), "--labels", str(crops / "labels.tsv"),
                                  "--out", str(pool), "--weights", str(tiny_weights)])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["pool", "add", str(pool), "--image", str(crops / "images" / "w0.png"), "--text", "JOINT",
-                                 "--weights", str(tiny_weights)])
+    result = runner.invoke(app, ["pool", "add", str(pool), "--image", str(crops / "images" / "w0.png"),
+                                 "--text", "JOINT", "--weights", str(tiny_weights)])
     assert result.exit_code == 0 and "now 7 samples" in " ".join(result.output.split())
     result = runner.invoke(app, ["pool", "ls", str(pool), "--limit", "3"])
     assert result.exit_code == 0 and "7 samples" in " ".join(result.output.split())
@@ -188,14 +188,17 @@ def test_cli_bad_input(tmp_path, crops, tiny_weights):
     (tmp_path / "bad.png").write_bytes(b"nope")
     result = runner.invoke(app, ["read", str(tmp_path / "bad.png"), "--weights", str(tiny_weights)])
     assert isinstance(result.exception, DataError) and "cannot decode image" in str(result.exception)
-    result = runner.invoke(app, ["read", str(crops / "images" / "w0.png"), "--pool", str(tmp_path), "--weights", str(tiny_weights)])
+    result = runner.invoke(app, ["read", str(crops / "images" / "w0.png"), "--pool", str(tmp_path),
+                                 "--weights", str(tiny_weights)])
     assert isinstance(result.exception, DataError) and "not a context pool" in str(result.exception)
     empty = tmp_path / "empty_pool"
     labels = tmp_path / "none.tsv"
     labels.write_text("")
-    result = runner.invoke(app, ["pool", "build", "--labels", str(labels), "--out", str(empty), "--weights", str(tiny_weights)])
+    result = runner.invoke(app, ["pool", "build", "--labels", str(labels), "--out", str(empty),
+                                 "--weights", str(tiny_weights)])
     assert result.exit_code == 0
-    result = runner.invoke(app, ["read", str(crops / "images" / "w0.png"), "--pool", str(empty), "--weights", str(tiny_weights)])
+    result = runner.invoke(app, ["read", str(crops / "images" / "w0.png"), "--pool", str(empty),
+                                 "--weights", str(tiny_weights)])
     assert isinstance(result.exception, UnseenError) and "empty" in str(result.exception)
     result = runner.invoke(app, ["train", "--stage", "2", "--out", str(tmp_path / "r")])
     assert isinstance(result.exception, UnseenError) and "--init" in str(result.exception)

@@ -159,7 +159,8 @@ def test_cli_builds_a_gated_pool_and_reads_and_evaluates_with_it(tmp_path, crops
     assert "lexicon gate:" in result.output
     meta = json.loads((pool / "pool.json").read_text())
     assert meta["encoder"].startswith("ppocr-v4-") and set(meta["gate"]) >= {"tau", "delta", "chosen_by"}
-    result = runner.invoke(app, ["pool", "add", str(pool), "--image", str(crops / "images" / "w0.png"), "--text", "JOINT"])
+    result = runner.invoke(app, ["pool", "add", str(pool), "--image", str(crops / "images" / "w0.png"),
+                                 "--text", "JOINT"])
     assert result.exit_code == 0 and "now 9 samples" in " ".join(result.output.split()), result.output
     assert "gate" in json.loads((pool / "pool.json").read_text())  # chosen again for the new labels
     result = runner.invoke(app, ["read", str(crops / "images" / "w1.png"), "--pool", str(pool), "--json"])
@@ -167,7 +168,8 @@ def test_cli_builds_a_gated_pool_and_reads_and_evaluates_with_it(tmp_path, crops
     row = json.loads(result.output.strip().splitlines()[-1])
     assert set(row) == {"image", "text", "confidence", "greedy", "from_pool", "from_batch"}
     out = tmp_path / "eval.json"
-    result = runner.invoke(app, ["eval", "--dataset", str(crops), "--pool", str(pool), "--baseline", "ppocr", "--out", str(out)])
+    result = runner.invoke(app, ["eval", "--dataset", str(crops), "--pool", str(pool), "--baseline", "ppocr",
+                                 "--out", str(out)])
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
     assert payload["ours"]["encoder"] == "ppocr-v4-rec" and payload["ours"]["gate"]["chosen_by"]
@@ -175,7 +177,8 @@ def test_cli_builds_a_gated_pool_and_reads_and_evaluates_with_it(tmp_path, crops
     if payload["ours"]["from_pool"] == payload["ours"]["from_batch"] == 0:  # nothing replaced: the baseline's readings
         assert payload["ours"]["predictions"] == payload["ppocr"]["predictions"]
     # the CRNN-era recognizer refuses this pool in one line, and says how to read with it
-    result = runner.invoke(app, ["read", str(crops / "images" / "w1.png"), "--pool", str(pool), "--encoder", "easyocr-english-g2"])
+    result = runner.invoke(app, ["read", str(crops / "images" / "w1.png"), "--pool", str(pool),
+                                 "--encoder", "easyocr-english-g2"])
     assert isinstance(result.exception, UnseenError) and "--encoder ppocr-v4-rec" in str(result.exception)
     assert "\n" not in str(result.exception)
 
@@ -197,7 +200,8 @@ def test_cli_chooses_the_gate_on_other_crops_and_again_after_pool_add(tmp_path, 
     assert meta["count"] == 4 and len(meta["gate_crops"]) == 3 and meta["gate"]["chosen_by"] == "3 other labelled crops"
     assert not {c["source"] for c in meta["gate_crops"]} & {s["source"] for s in meta["samples"]}  # none in the pool
     assert all((pool / c["file"]).exists() for c in meta["gate_crops"])
-    result = runner.invoke(app, ["pool", "add", str(pool), "--image", str(crops / "images" / "w0.png"), "--text", "JOINT"])
+    result = runner.invoke(app, ["pool", "add", str(pool), "--image", str(crops / "images" / "w0.png"),
+                                 "--text", "JOINT"])
     assert result.exit_code == 0, result.output
     assert json.loads((pool / "pool.json").read_text())["gate"]["chosen_by"] == "3 other labelled crops"
 
@@ -220,7 +224,8 @@ def test_cli_gate_bad_input(tmp_path, crops):
     assert isinstance(result.exception, UnseenError) and "pool was built with encoder crnn-" in str(result.exception)
     assert "\n" not in str(result.exception)
     result = runner.invoke(app, ["read", image, "--encoder", "tesseract"])
-    assert isinstance(result.exception, UnseenError) and "known: easyocr-english-g2, ppocr-v4-rec" in str(result.exception)
+    assert isinstance(result.exception, UnseenError)
+    assert "known: easyocr-english-g2, ppocr-v4-rec" in str(result.exception)
 
 
 def test_cli_pool_from_a_dataset_skips_labels_outside_the_charset(tmp_path, crops):

@@ -147,16 +147,7 @@ def test_unknown_vocabulary_kind():
         vocabulary_path("huge", "img_1")
 
 
-@pytest.fixture(scope="module")
-def data_dir():
-    from unseen.core.data import resolve_data_dir
-
-    base = resolve_data_dir()
-    if base is None or not (base / "str" / "ic15_e2e").is_dir():
-        pytest.skip("ICDAR 2015 end-to-end data (str/ic15_e2e) not found in the data directory")
-    return base
-
-
+@pytest.mark.needs_data("str/ic15_e2e")
 def test_real_ground_truth_fed_back_scores_100(data_dir):
     photos = load_ic15_e2e(data_dir, limit=3)
     assert [p.name for p in photos] == ["img_1", "img_2", "img_3"]
@@ -167,6 +158,7 @@ def test_real_ground_truth_fed_back_scores_100(data_dir):
     assert (result.precision, result.recall, result.f) == (100.0, 100.0, 100.0)
 
 
+@pytest.mark.needs_data("str/ic15_e2e")
 def test_real_vocabularies(data_dir):
     assert vocabulary_path("none", "img_1", data_dir) is None
     strong = read_vocabulary(vocabulary_path("strong", "img_1", data_dir))

@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unseen.core.data import resolve_data_dir
 from unseen.core.errors import DataError
 from unseen.scenetext.lexicon import Lexicon, lexicon_for, load_lexicons, read_word_list
 
@@ -155,11 +154,9 @@ def test_load_lexicons_from_a_file_or_a_folder_per_photo(tmp_path):
         load_lexicons(tmp_path)  # holds only the folder
 
 
-def test_the_icdar15_generic_vocabulary_loads_and_decodes():
-    data = resolve_data_dir()
-    path = data / "str" / "ic15_e2e" / "vocabularies" / "generic.txt" if data else None
-    if path is None or not path.is_file():
-        pytest.skip("the ICDAR 2015 generic vocabulary is not in the shared data")
+@pytest.mark.needs_data("str/ic15_e2e/vocabularies/generic.txt")
+def test_the_icdar15_generic_vocabulary_loads_and_decodes(data_dir):
+    path = data_dir / "str" / "ic15_e2e" / "vocabularies" / "generic.txt"
     lexicon = Lexicon.from_path(path, CHARACTERS)
     assert len(lexicon) > 80_000 and lexicon.dropped == 0
     word, score = lexicon.decode(spelled("Hello"), CHARACTERS)[0]

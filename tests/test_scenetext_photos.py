@@ -141,7 +141,8 @@ def test_cli_vocabulary_that_is_not_utf8_is_one_line_naming_file_and_line(tmp_pa
     (tmp_path / "voc.txt").write_bytes(b"EXIT\nCAF\xe9\n")
     result = CliRunner().invoke(app, ["str", "read", str(tmp_path / "p.png"), "--lexicon", str(tmp_path / "voc.txt")])
     assert result.exit_code != 0
-    assert isinstance(result.exception, DataError) and "voc.txt" in str(result.exception) and "line 2" in str(result.exception)
+    assert isinstance(result.exception, DataError)
+    assert "voc.txt" in str(result.exception) and "line 2" in str(result.exception)
 
 
 def test_onnxruntime_backend_reads_lines_as_our_port_does(reader, data_dir):

@@ -69,8 +69,10 @@ def choose(encoder, records) -> tuple[BatchLexicon, list[dict]]:
                         before, after = correct(crop.scored.greedy, target), correct(found[1], target)
                         fixed += after and not before
                         broken += before and not after
-                grid.append({"min_confidence": min_confidence, "tau": tau, "delta": delta, "fixed": fixed, "broken": broken})
-    top = max(grid, key=lambda g: (g["fixed"] - g["broken"], -(g["fixed"] + g["broken"]), g["min_confidence"], -g["tau"], g["delta"]))
+                grid.append({"min_confidence": min_confidence, "tau": tau, "delta": delta, "fixed": fixed,
+                             "broken": broken})
+    top = max(grid, key=lambda g: (g["fixed"] - g["broken"], -(g["fixed"] + g["broken"]), g["min_confidence"],
+                                   -g["tau"], g["delta"]))
     setting = GateSetting(top["tau"], top["delta"], top["fixed"], top["broken"], "IC15 train")
     return BatchLexicon(top["min_confidence"], setting), grid
 
@@ -98,16 +100,20 @@ def main():
 
     train = {name: load_records(name, "train", args.data_dir) for name in ("ic15", "iiit5k")}
     chosen, grid = choose(encoder, train["ic15"])
-    print("chosen on IC15 train:", chosen.describe(), f"{chosen.setting.fixed} fixed, {chosen.setting.broken} broken", flush=True)
+    print("chosen on IC15 train:", chosen.describe(), f"{chosen.setting.fixed} fixed, {chosen.setting.broken} broken",
+          flush=True)
     shipped = DEFAULT_BATCH_LEXICON
-    if (chosen.min_confidence, chosen.setting.tau, chosen.setting.delta) != (shipped.min_confidence, shipped.setting.tau, shipped.setting.delta):
-        raise SystemExit(f"the selection chose {chosen.describe()}, the library ships {shipped.describe()}: update DEFAULT_BATCH_LEXICON")
+    if ((chosen.min_confidence, chosen.setting.tau, chosen.setting.delta)
+            != (shipped.min_confidence, shipped.setting.tau, shipped.setting.delta)):
+        raise SystemExit(f"the selection chose {chosen.describe()}, the library ships {shipped.describe()}: "
+                         "update DEFAULT_BATCH_LEXICON")
 
     pools = {}  # (pool source, seed) -> LexiconGate chosen by leave-one-out, as `unseen str pool build` does
     for source in ("ic15", "iiit5k"):
         for seed in range(args.seeds):
             chosen_records = benchmark_pool_records(train[source], seed)
-            pools[source, seed] = LexiconGate.fit(encoder, [r["image"] for r in chosen_records], [r["text"] for r in chosen_records])
+            pools[source, seed] = LexiconGate.fit(encoder, [r["image"] for r in chosen_records],
+                                                  [r["text"] for r in chosen_records])
     results = {}
     cache = {}
     for name, (dataset, split, alnum, source) in SETS.items():
@@ -118,7 +124,8 @@ def main():
             cache[dataset, split] = records, read_crops(encoder, [r["image"] for r in records], labels, pool_tau=1.01,
                                                         keep_below=shipped.setting.tau)
         records, crops = cache[dataset, split]
-        keep = [i for i, r in enumerate(records) if not alnum or re.fullmatch(r"[A-Za-z0-9]+", r["text"])]  # as load_records
+        # the same filter as load_records
+        keep = [i for i, r in enumerate(records) if not alnum or re.fullmatch(r"[A-Za-z0-9]+", r["text"])]
         crops, targets = [crops[i] for i in keep], [records[i]["text"] for i in keep]
         greedy = apply(crops, encoder.characters, None, None)
         whole = apply(crops, encoder.characters, None, shipped)
@@ -131,20 +138,25 @@ def main():
         row = {"n": len(targets), "greedy": accuracy(greedy, targets),
                "batch_whole": accuracy(whole, targets),
                "batch_whole_counts": counts(whole, targets),
-               f"batch_{args.batch}": accuracy(in_batches, targets), f"batch_{args.batch}_counts": counts(in_batches, targets),
+               f"batch_{args.batch}": accuracy(in_batches, targets),
+               f"batch_{args.batch}_counts": counts(in_batches, targets),
                "pools": []}
         for seed in range(args.seeds):
             gate = pools[source, seed]
-            pool_only, both = apply(crops, encoder.characters, gate, None), apply(crops, encoder.characters, gate, shipped)
+            pool_only = apply(crops, encoder.characters, gate, None)
+            both = apply(crops, encoder.characters, gate, shipped)
             row["pools"].append({"seed": seed, "gate": gate.as_dict(), "pool": accuracy(pool_only, targets),
                                  "pool_counts": counts(pool_only, targets), "pool_and_batch": accuracy(both, targets),
                                  "pool_and_batch_counts": counts(both, targets)})
         results[name] = row
-        print(name, {k: v for k, v in row.items() if k != "pools"}, [(p["pool"], p["pool_and_batch"]) for p in row["pools"]], flush=True)
+        print(name, {k: v for k, v in row.items() if k != "pools"},
+              [(p["pool"], p["pool_and_batch"]) for p in row["pools"]], flush=True)
 
     machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-               "torch": torch.__version__, "threads": 1, "started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()}
+               "torch": torch.__version__, "threads": 1, "started": started,
+               "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                        cwd=REPO).stdout.strip()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     payload = {"chosen": {"min_confidence": chosen.min_confidence, **chosen.setting.__dict__}, "grid": grid,
@@ -163,18 +175,24 @@ def markdown(payload: dict) -> str:
              "",
              "Regenerated by `.venv/bin/python bench/scenetext/batch_lexicon.py` (seed 0 for the batches, pool seeds",
              f"0-2, one thread; {payload['machine']['processor']}, torch {payload['machine']['torch']}, commit",
-             f"{payload['machine']['commit'][:10]}, {payload['machine']['started']} – {payload['machine']['finished']}).",
+             f"{payload['machine']['commit'][:10]}, "
+             f"{payload['machine']['started']} – {payload['machine']['finished']}).",
              "36-character word accuracy, %.",
              "",
-             f"Chosen on IC15 *train* (4,468 crops read as one batch, train labels): readings sure to {c['min_confidence']}",
-             f"join the lexicon; a crop below tau {c['tau']} takes a batch word scoring above its reading {c['delta']:+}",
-             f"(log-likelihood): {c['fixed']} fixed, {c['broken']} broken there. No evaluated label is read before scoring.",
+             "Chosen on IC15 *train* (4,468 crops read as one batch, train labels): "
+             f"readings sure to {c['min_confidence']}",
+             f"join the lexicon; a crop below tau {c['tau']} takes a batch word scoring above its reading "
+             f"{c['delta']:+}",
+             f"(log-likelihood): {c['fixed']} fixed, {c['broken']} broken there. "
+             "No evaluated label is read before scoring.",
              "",
-             f"| set | n | PP-OCRv4 greedy | batch lexicon, whole set | fixed / broken | batches of {b} | pool gate, 3 pools | pool + batch lexicon, 3 pools |",
+             f"| set | n | PP-OCRv4 greedy | batch lexicon, whole set | fixed / broken | batches of {b} "
+             "| pool gate, 3 pools | pool + batch lexicon, 3 pools |",
              "|---|---|---|---|---|---|---|---|"]
     for name, r in payload["results"].items():
         wc = r["batch_whole_counts"]
-        lines.append(f"| {name} | {r['n']} | {r['greedy']:.2f} | **{r['batch_whole']:.2f}** | {wc['fixed']} / {wc['broken']} | "
+        lines.append(f"| {name} | {r['n']} | {r['greedy']:.2f} | **{r['batch_whole']:.2f}** | "
+                     f"{wc['fixed']} / {wc['broken']} | "
                      f"{r[f'batch_{b}']:.2f} | {spread([p['pool'] for p in r['pools']])} | "
                      f"{spread([p['pool_and_batch'] for p in r['pools']])} |")
     lines += ["", "Pools: 100 crops of IC15 train (IC15 sets) or IIIT5K train (IIIT5K, IC13), gates chosen by",

@@ -1,6 +1,7 @@
 """No-context baselines on the standard sets: PP-OCRv4 (our port and onnxruntime) and EasyOCR.
 
-    flock /tmp/unseen-heavy.lock .venv/bin/python bench/scenetext/ppocr_baselines.py   # ~20 min, one thread, 2 busy cores
+    flock /tmp/unseen-heavy.lock .venv/bin/python bench/scenetext/ppocr_baselines.py
+    # ~20 min, one thread, 2 busy cores
 
 Writes docs/results/scenetext_ppocr_baselines.json and .md. Every reader sees each crop on its
 own (PP-OCRv4: height 48, padded to at least 320, as RapidOCR feeds it; EasyOCR: height 64),
@@ -44,13 +45,15 @@ def onnxruntime_readings(images) -> list[str]:
 
 
 def row(name: str, metrics: dict) -> dict:
-    return {"model": name, "acc": round(100 * metrics["36"]["accuracy"], 2), "ned": round(100 * metrics["36"]["one_minus_ned"], 2)}
+    return {"model": name, "acc": round(100 * metrics["36"]["accuracy"], 2),
+            "ned": round(100 * metrics["36"]["one_minus_ned"], 2)}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(REPO / "docs" / "results"))
-    parser.add_argument("--predictions", default="runs/str/ppocr_baselines.json", help="every reading, for later probes")
+    parser.add_argument("--predictions", default="runs/str/ppocr_baselines.json",
+                        help="every reading, for later probes")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--limit", type=int, default=None, help="first N crops of each set (a smoke run)")
     args = parser.parse_args()

@@ -13,17 +13,19 @@ text: preprocessing, the network, decoding (and, with a pool, retrieval or label
     ... + pool (lexicon gate)   `unseen str read --encoder ppocr-v4-rec --pool P`: LexiconGate.from_pool(P).read,
                                 P built as `unseen str pool build` builds it (100 IC15-train crops, the
                                 benchmark's pool seed 0, gate chosen on it by leave-one-out)
-    E2STR-lite on the CRNN      `unseen str read --encoder easyocr-english-g2` (Recognizer.read), without and with a pool of the same crops, n = 2
+    E2STR-lite on the CRNN      `unseen str read --encoder easyocr-english-g2` (Recognizer.read), without and
+                                with a pool of the same crops, n = 2
     E2STR-lite on PP-OCRv4      with --e2str-ppocr W: `unseen str read --weights W`, without and with a pool, n = 2
 
 Pool size 10k: only the per-query part that grows with the pool is timed, on the first --n-scale
 crops. For the lexicon gate that is scoring every pool label by its CTC log-likelihood
 (lexicon_gate.score_log_probs: one batched ctc_loss over the labels, from the crop's cached
 log-probabilities), which a read pays only for a crop whose reading is unsure (confidence below
-the gate's tau); the table times it on every crop, the worst case; for E2STR-lite it is retrieval (Pool.retrieve: cosine similarity to every
-key, top 2). Everything else in a read does not depend on the pool's size. The 10k labels are
-the IC15 and IIIT5K train labels, topped up with synthetic ones (corpus.random_label); the
-E2STR-lite keys are random (retrieval time does not depend on their values).
+the gate's tau); the table times it on every crop, the worst case; for E2STR-lite it is retrieval
+(Pool.retrieve: cosine similarity to every key, top 2). Everything else in a read does not depend
+on the pool's size. The 10k labels are the IC15 and IIIT5K train labels, topped up with synthetic
+ones (corpus.random_label); the E2STR-lite keys are random (retrieval time does not depend on
+their values).
 
 Batch reading (`unseen str read` with several crops, the batch lexicon on by default): the N crops
 read as one call, --batch-repeats times, alternating plain batched greedy, batch lexicon, and pool
@@ -116,7 +118,8 @@ def train_labels(name: str, data_dir) -> list[str]:
 
 
 def labels_10k(data_dir, size: int) -> tuple[list[str], dict]:
-    real = list(dict.fromkeys(t for name in ("ic15", "iiit5k") for t in train_labels(name, data_dir) if t and in_charset(t)))
+    real = list(dict.fromkeys(t for name in ("ic15", "iiit5k") for t in train_labels(name, data_dir)
+                              if t and in_charset(t)))
     labels, rng = real[:size], random.Random(0)
     while len(labels) < size:
         label = random_label(rng, [])
@@ -139,12 +142,16 @@ def stats(ms: list[float]) -> dict:
 def machine(threads: int) -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    git = lambda *a: subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
+
     import onnxruntime
 
     return {"cpu": cpu, "cores": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)), "threads": threads,
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
-            "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "git_commit": git("rev-parse", "HEAD"),
+            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
             "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"), "load_average_at_start": os.getloadavg()}
 
 
@@ -159,7 +166,8 @@ def main():
     parser.add_argument("--batch-repeats", type=int, default=3, help="times each batch reader reads the N crops")
     parser.add_argument("--batch-sizes", default="1,4,8,16,32", help="network batch sizes timed on the N crops")
     parser.add_argument("--no-e2str", action="store_true", help="skip the E2STR-lite rows")
-    parser.add_argument("--e2str-ppocr", default=None, help="also time E2STR-lite trained on PP-OCRv4 tokens (its weights or run folder)")
+    parser.add_argument("--e2str-ppocr", default=None,
+                        help="also time E2STR-lite trained on PP-OCRv4 tokens (its weights or run folder)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default=str(REPO / "docs" / "results"))
     parser.add_argument("--stem", default="scenetext_cost")
@@ -184,7 +192,8 @@ def main():
         recognizer = Recognizer.load()
         e2str_pool = saved_pool(recognizer.encoder, pool_records, tmp / "e2str", gate=False)
         readers["E2STR-lite on the EasyOCR CRNN, no pool"] = lambda im: recognizer.read([im], n=0)[0].text
-        readers["E2STR-lite on the EasyOCR CRNN + 100-crop pool, n = 2"] = lambda im: recognizer.read([im], pool=e2str_pool, n=2)[0].text
+        readers["E2STR-lite on the EasyOCR CRNN + 100-crop pool, n = 2"] = (
+            lambda im: recognizer.read([im], pool=e2str_pool, n=2)[0].text)
     if args.e2str_ppocr:
         from unseen.scenetext.e2str.recognizer import Recognizer
 
@@ -192,7 +201,8 @@ def main():
         on_ppocr = Recognizer.load(weights / "recognizer.safetensors" if weights.is_dir() else weights, encoder)
         ppocr_pool = saved_pool(encoder, pool_records, tmp / "e2str-ppocr", gate=False)
         readers["E2STR-lite on PP-OCRv4 tokens, no pool"] = lambda im: on_ppocr.read([im], n=0)[0].text
-        readers["E2STR-lite on PP-OCRv4 tokens + 100-crop pool, n = 2"] = lambda im: on_ppocr.read([im], pool=ppocr_pool, n=2)[0].text
+        readers["E2STR-lite on PP-OCRv4 tokens + 100-crop pool, n = 2"] = (
+            lambda im: on_ppocr.read([im], pool=ppocr_pool, n=2)[0].text)
 
     # --- per word, interleaved crop by crop ---
     for record in pool_records[: args.warmup]:
@@ -205,7 +215,8 @@ def main():
             text, ms = timed(read, image)
             texts[name].append(text)
             times[name].append(ms)
-    rows = [{"reader": name, **stats(times[name]), "accuracy": round(100 * report(texts[name], targets)["36"]["accuracy"], 2)}
+    rows = [{"reader": name, **stats(times[name]),
+             "accuracy": round(100 * report(texts[name], targets)["36"]["accuracy"], 2)}
             for name in readers]
     ort, port = texts["PP-OCRv4, onnxruntime (greedy CTC)"], texts["PP-OCRv4, our port (greedy, no pool)"]
     print("\n".join(f"{r['reader']}: median {r['median_ms']} ms, p90 {r['p90_ms']} ms" for r in rows), flush=True)
@@ -231,7 +242,8 @@ def main():
     batch_readers = {"PP-OCRv4, our port, batched greedy (no lexicon)": lambda: read_plain(encoder, images),
                      "... + batch lexicon (default of `unseen str read`)": lambda: read_batch(encoder, images),
                      "... + 100-crop pool gate + batch lexicon": lambda: read_batch(encoder, images, gate)}
-    network = {f"network only, batches of {size}": (lambda size=size: list(encoder.ctc_log_probs(images, batch_size=size)))
+    network = {f"network only, batches of {size}":
+               (lambda size=size: list(encoder.ctc_log_probs(images, batch_size=size)))
                for size in map(int, args.batch_sizes.split(","))}
     batch_times = {name: [] for name in [*batch_readers, *network]}
     for _ in range(args.batch_repeats):
@@ -246,7 +258,8 @@ def main():
             batch_texts[name] = [r.text for r in readings]
     batch_rows = [{"reader": name, "per_word_ms": [round(t, 2) for t in batch_times[name]],
                    "median_ms": round(float(np.median(batch_times[name])), 2),
-                   "accuracy": round(100 * report(batch_texts[name], targets)["36"]["accuracy"], 2)} for name in batch_readers]
+                   "accuracy": round(100 * report(batch_texts[name], targets)["36"]["accuracy"], 2)}
+                  for name in batch_readers]
     crops = read_crops(encoder, images, keep_below=DEFAULT_BATCH_LEXICON.setting.tau)
     words = lexicon_of(crops, DEFAULT_BATCH_LEXICON.min_confidence)
     unsure = [c.ascii_log_probs for c in crops if c.ascii_log_probs is not None][: args.n_scale]
@@ -259,8 +272,11 @@ def main():
     # --- write ---
     info["load_average_at_end"] = os.getloadavg()
     result = {**info, "n": len(images), "warmup": args.warmup, "pool_seed": args.pool_seed,
-              "gate": gate.as_dict(), "per_word": rows, "port_equals_onnxruntime": sum(a == b for a, b in zip(port, ort)),
-              "batch": {"rows": batch_rows, "network": network_rows, "read_batch_size": READ_BATCH_SIZE, "lexicon_words": len(words), "unsure_crops": sum(c.ascii_log_probs is not None for c in crops),
+              "gate": gate.as_dict(), "per_word": rows,
+              "port_equals_onnxruntime": sum(a == b for a, b in zip(port, ort)),
+              "batch": {"rows": batch_rows, "network": network_rows, "read_batch_size": READ_BATCH_SIZE,
+                        "lexicon_words": len(words),
+                        "unsure_crops": sum(c.ascii_log_probs is not None for c in crops),
                         "repeats": args.batch_repeats},
               "pool_size_scaling": {"queries": len(queries), "large_pool_labels": big_sources, "timings": scaling}}
     out = Path(args.out)
@@ -282,15 +298,20 @@ def main():
              "| reader | median ms/word | p90 ms/word | accuracy on these crops (%) |", "|---|---|---|---|"]
     lines += [f"| {r['reader']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['accuracy']:.2f} |" for r in rows]
     lines += ["", f"**A batch in one call.** The same {len(images)} crops read by one call (as `unseen str read` reads",
-              f"several crops), {args.batch_repeats} times each, readers alternating; per word = the call's time / {len(images)}.",
-              f"The batch lexicon held {len(words)} words; {result['batch']['unsure_crops']} crops were unsure enough to be scored.", "",
+              f"several crops), {args.batch_repeats} times each, readers alternating; "
+              f"per word = the call's time / {len(images)}.",
+              f"The batch lexicon held {len(words)} words; "
+              f"{result['batch']['unsure_crops']} crops were unsure enough to be scored.", "",
               "| batch reader | median ms/word | accuracy on these crops (%) |", "|---|---|---|"]
     lines += [f"| {r['reader']} | {r['median_ms']:.1f} | {r['accuracy']:.2f} |" for r in batch_rows]
-    lines += ["", f"The network alone on the same crops, by batch size (READ_BATCH_SIZE = {READ_BATCH_SIZE} is what the readers use):", "",
+    lines += ["", "The network alone on the same crops, by batch size "
+              f"(READ_BATCH_SIZE = {READ_BATCH_SIZE} is what the readers use):", "",
               "| forward passes | median ms/word |", "|---|---|"]
     lines += [f"| {r['reader']} | {r['median_ms']:.1f} |" for r in network_rows]
-    lines += ["", f"Our port and onnxruntime read the same text on {result['port_equals_onnxruntime']} of {len(images)} crops.",
-              "", f"**Pool size.** Only the per-query part that grows with the pool, on the first {len(queries)} crops. {big_pool}",
+    lines += ["", "Our port and onnxruntime read the same text on "
+              f"{result['port_equals_onnxruntime']} of {len(images)} crops.",
+              "", "**Pool size.** Only the per-query part that grows with the pool, "
+              f"on the first {len(queries)} crops. {big_pool}",
               "", "| per-query step | median ms | p90 ms |", "|---|---|---|"]
     lines += [f"| {name} | {s['median_ms']:.2f} | {s['p90_ms']:.2f} |" for name, s in scaling.items()]
     (out / f"{args.stem}.md").write_text("\n".join(lines) + "\n")

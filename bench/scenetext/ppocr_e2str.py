@@ -62,7 +62,8 @@ def accuracy(predictions, targets, keep=None) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", required=True, help="an E2STR-lite run folder or weights trained on ppocr-v4-rec tokens")
+    parser.add_argument("--weights", required=True,
+                        help="an E2STR-lite run folder or weights trained on ppocr-v4-rec tokens")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--finetune-steps", type=int, default=100)
     parser.add_argument("--limit", type=int, default=None, help="first N crops of each set (a smoke run)")
@@ -82,7 +83,9 @@ def main():
         for seed in range(args.seeds):
             records = benchmark_pool_records(train, seed)
             gate = LexiconGate.fit(encoder, [r["image"] for r in records], [r["text"] for r in records])
-            pools[domain, seed] = (benchmark_pool(encoder, train, seed, cache=cache / f"pool-{domain}-{seed}.safetensors"), records, gate)
+            pools[domain, seed] = (benchmark_pool(encoder, train, seed,
+                                                  cache=cache / f"pool-{domain}-{seed}.safetensors"),
+                                   records, gate)
 
     rows, sets = {}, {}
     for name, dataset, split, domain in SETS:
@@ -95,7 +98,8 @@ def main():
         for label, context in (("ours, pool n=2", "retrieved"), ("ours, random context n=2", "random")):
             if context == "random" and domain != "ic15":
                 continue
-            readings[label] = [[r.text for r in rec.read_visuals(visuals, pool=pools[domain, s][0], n=2, context=context, seed=s)]
+            readings[label] = [[r.text for r in rec.read_visuals(visuals, pool=pools[domain, s][0], n=2,
+                                                                  context=context, seed=s)]
                                for s in range(args.seeds)]
         # one PP-OCRv4 pass scores every pool's labels; each pool's gate then picks among its own (as LexiconGate.read)
         gates = [pools[domain, s][2] for s in range(args.seeds)]
@@ -108,7 +112,8 @@ def main():
         for subset, keep in subsets:
             rows[subset] = {"n": len(keep) if keep is not None else len(targets)}
             for label, predictions in readings.items():
-                rows[subset][label] = ([accuracy(p, targets, keep) for p in predictions] if isinstance(predictions[0], list)
+                rows[subset][label] = ([accuracy(p, targets, keep) for p in predictions]
+                                       if isinstance(predictions[0], list)
                                        else accuracy(predictions, targets, keep))
             print(subset, json.dumps(rows[subset]), flush=True)
         sets[name] = {"visuals": visuals, "targets": targets, "plain": plain, "images": images}
@@ -126,7 +131,8 @@ def main():
     tuned_ppocr = []
     for s in range(args.seeds):
         records = pools["ic15", s][1]
-        model = finetune_ppocr(encoder, [r["image"] for r in records], [r["text"] for r in records], args.finetune_steps, seed=s)
+        model = finetune_ppocr(encoder, [r["image"] for r in records], [r["text"] for r in records],
+                               args.finetune_steps, seed=s)
         tuned_ppocr.append(ppocr_baseline(ic15["images"], (model, encoder.characters))[0])
     ppocr_label = f"PP-OCRv4 fine-tuned on the pool ({args.finetune_steps} steps), greedy"
     rows["IC15-2077"][ppocr_label] = [accuracy(p, ic15["targets"]) for p in tuned_ppocr]
@@ -134,8 +140,9 @@ def main():
     hard = hard_cases(rec, ic15, pools["ic15", 0])
     print("fine-tuned", rows["IC15-2077"][label], "hard cases", json.dumps(hard), flush=True)
 
-    results = {"weights": str(weights), "weights_meta": {k: v for k, v in rec.meta.items() if k != "config"}, "seeds": args.seeds,
-               "limit": args.limit, "sets": rows, "hard_cases": hard, "seconds": round(time.time() - started),
+    results = {"weights": str(weights), "weights_meta": {k: v for k, v in rec.meta.items() if k != "config"},
+               "seeds": args.seeds, "limit": args.limit, "sets": rows, "hard_cases": hard,
+               "seconds": round(time.time() - started),
                "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}, 1 thread"}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -164,7 +171,8 @@ def finetune_ppocr(encoder, images, labels: list[str], steps: int, seed: int, lr
         loss = 0.0
         for i in chosen:
             log_probs = F.log_softmax(model.head(model.neck(backbone[i])), dim=-1).transpose(0, 1)  # [T, 1, C]
-            loss = loss + F.ctc_loss(log_probs, targets[i], [log_probs.shape[0]], [targets[i].shape[1]], blank=0, zero_infinity=True)
+            loss = loss + F.ctc_loss(log_probs, targets[i], [log_probs.shape[0]], [targets[i].shape[1]], blank=0,
+                                     zero_infinity=True)
         optimizer.zero_grad()
         (loss / len(chosen)).backward()
         optimizer.step()
@@ -180,19 +188,23 @@ def hard_cases(rec, data: dict, pool_records_gate) -> dict:
     corrections, held_out = hard_case_split(data["plain"], targets)
     if not held_out:  # a --limit run may have no repeated misread word
         return {"added": 0, "measured_on": 0}
-    grown = pool.extended([targets[i] for i in corrections], [visuals[i] for i in corrections], ["ic15 test"] * len(corrections))
+    grown = pool.extended([targets[i] for i in corrections], [visuals[i] for i in corrections],
+                          ["ic15 test"] * len(corrections))
     held_visuals, held_targets = [visuals[i] for i in held_out], [targets[i] for i in held_out]
 
     def error(predictions):
         return round(100 - accuracy(predictions, held_targets), 2)
 
-    read = lambda p: error([r.text for r in rec.read_visuals(held_visuals, pool=p, n=2)])
+    def read(p):
+        return error([r.text for r in rec.read_visuals(held_visuals, pool=p, n=2)])
+
     labels = [r["text"] for r in records]
     held_images = [data["images"][i] for i in held_out]
     grown_gate = LexiconGate.fit(rec.encoder, [r["image"] for r in records] + [data["images"][i] for i in corrections],
                                  labels + [targets[i] for i in corrections])
     return {"added": len(corrections), "measured_on": len(held_out),
-            "ours": {"no context": error([data["plain"][i] for i in held_out]), "pool": read(pool), "pool + hard cases": read(grown)},
+            "ours": {"no context": error([data["plain"][i] for i in held_out]), "pool": read(pool),
+                     "pool + hard cases": read(grown)},
             "lexicon gate": {"pool": error([g.text for g in gate.read(rec.encoder, held_images)]),
                              "pool + hard cases": error([g.text for g in grown_gate.read(rec.encoder, held_images)]),
                              "gate, pool + hard cases": grown_gate.as_dict()}}
@@ -200,7 +212,9 @@ def hard_cases(rec, data: dict, pool_records_gate) -> dict:
 
 def cell(value) -> str:
     if isinstance(value, list):
-        return f"{statistics.mean(value):.2f} ({min(value):.2f}-{max(value):.2f})" if len(value) > 1 else f"{value[0]:.2f}"
+        if len(value) > 1:
+            return f"{statistics.mean(value):.2f} ({min(value):.2f}-{max(value):.2f})"
+        return f"{value[0]:.2f}"
     return f"{value:.2f}"
 
 
@@ -215,14 +229,16 @@ def markdown(results: dict, args) -> str:
              "| reader | " + " | ".join(f"{n} ({results['sets'][n]['n']})" for n in names) + " |",
              "|---|" + "---|" * len(names)]
     for label in labels:
-        lines.append(f"| {label} | " + " | ".join(cell(results["sets"][n][label]) if label in results["sets"][n] else "" for n in names) + " |")
+        cells = (cell(results["sets"][n][label]) if label in results["sets"][n] else "" for n in names)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     h = results["hard_cases"]
     if not h["measured_on"]:
         return "\n".join(lines + ["", "No hard cases: no misread word has another image in these crops."]) + "\n"
-    lines += ["", f"**Hard cases (IC15-2077).** {h['added']} misread test images added to the seed-0 pool with their labels; "
-              f"error (%) on the {h['measured_on']} other images of those words.", "",
+    lines += ["", f"**Hard cases (IC15-2077).** {h['added']} misread test images added to the seed-0 pool "
+              f"with their labels; error (%) on the {h['measured_on']} other images of those words.", "",
               "| reader | no context | pool | pool + hard cases |", "|---|---|---|---|",
-              f"| ours (n=2) | {h['ours']['no context']:.2f} | {h['ours']['pool']:.2f} | {h['ours']['pool + hard cases']:.2f} |",
+              f"| ours (n=2) | {h['ours']['no context']:.2f} | {h['ours']['pool']:.2f} | "
+              f"{h['ours']['pool + hard cases']:.2f} |",
               f"| lexicon gate | | {h['lexicon gate']['pool']:.2f} | {h['lexicon gate']['pool + hard cases']:.2f} |"]
     return "\n".join(lines) + "\n"
 

@@ -58,7 +58,8 @@ def main():
     parser.add_argument("--weights", default=None, help="stage-2 recognizer (default: the shipped one)")
     parser.add_argument("--stage1", default="runs/str/stage1/recognizer.safetensors")
     parser.add_argument("--cache", default="runs/str/bench")
-    parser.add_argument("--store", default="runs/str/store", help="feature store whose samples make the 10k retrieval pool")
+    parser.add_argument("--store", default="runs/str/store",
+                        help="feature store whose samples make the 10k retrieval pool")
     parser.add_argument("--out", default=str(REPO / "docs" / "results"))
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--seeds", type=int, default=3)
@@ -95,10 +96,12 @@ def main():
             preds, seconds = easyocr_baseline([r["image"] for r in records], rec.encoder.crnn)
             base = {"predictions": preds, "seconds": seconds}
             base_file.write_text(json.dumps(base))
-        sets[name] = {"records": records, "visuals": visuals, "targets": [r["text"] for r in records], "easyocr": base["predictions"]}
+        sets[name] = {"records": records, "visuals": visuals, "targets": [r["text"] for r in records],
+                      "easyocr": base["predictions"]}
         print(f"{name}: {len(records)} images", flush=True)
     # pools: 100 random crops (labels inside the charset) of a train split; only those are encoded
-    domain_pool = {"IIIT5K-3000": "iiit5k", "IC13-857": "iiit5k", "IC13-1015": "iiit5k", "IC15-1922": "ic15", "IC15-2077": "ic15"}
+    domain_pool = {"IIIT5K-3000": "iiit5k", "IC13-857": "iiit5k", "IC13-1015": "iiit5k",
+                   "IC15-1922": "ic15", "IC15-2077": "ic15"}
     pools = {}
     for dataset in ("iiit5k", "ic15"):
         from unseen.core.data import load_dataset
@@ -118,14 +121,16 @@ def main():
         ctx, ctx_pred = run_set(rec, data["visuals"], data["targets"], pool=pool, n=2)
         data["ours_plain"], data["ours_ctx"] = plain_pred, ctx_pred
         table1.append({"set": name, "n": len(data["targets"]), "pool": f"{domain_pool[name]} train, {pool_size}",
-                       "rows": [summary_row("EasyOCR CRNN (english_g2)", base), summary_row("E2STR-lite, no context", plain),
+                       "rows": [summary_row("EasyOCR CRNN (english_g2)", base),
+                                summary_row("E2STR-lite, no context", plain),
                                 summary_row("E2STR-lite, pool n=2", ctx)]})
         print(name, [(r["model"], r["acc"]) for r in table1[-1]["rows"]], flush=True)
     if 1 in parts:
         results["benchmarks"] = table1
 
     # ---- 2. cross-domain ICL on IC15 -----------------------------------------------------------
-    variants = [("no context", rec, {}), ("ICL n=1", rec, {"n": 1}), ("ICL n=2", rec, {"n": 2}), ("ICL n=4", rec, {"n": 4}),
+    variants = [("no context", rec, {}), ("ICL n=1", rec, {"n": 1}), ("ICL n=2", rec, {"n": 2}),
+                ("ICL n=4", rec, {"n": 4}),
                 ("random context n=2", rec, {"n": 2, "context": "random"}),
                 ("hybrid retrieval (image + reading) n=2", rec, {"n": 2, "context": "hybrid"}),
                 # ablation: the attention decoder alone, without the joint CTC rescoring
@@ -144,7 +149,8 @@ def main():
     def record(label, predictions_per_seed):
         for set_name, idx in subsets.items():
             ms = [report([p[i] for i in idx], [data["targets"][i] for i in idx])["36"] for p in predictions_per_seed]
-            icl[set_name][label] = {"acc": [pct(m["accuracy"]) for m in ms], "ned": [pct(m["one_minus_ned"]) for m in ms]}
+            icl[set_name][label] = {"acc": [pct(m["accuracy"]) for m in ms],
+                                    "ned": [pct(m["one_minus_ned"]) for m in ms]}
 
     for label, model, kw in variants if 2 in parts else ():
         runs = []
@@ -181,7 +187,9 @@ def main():
         record(f"fine-tuned on the {pool_size} ({args.finetune_steps} steps), no context", tuned_plain)
         record("fine-tuned + ICL n=2", tuned_ctx)
         record("EasyOCR CRNN", [data["easyocr"]])
-        print("fine-tuned", icl["IC15-2077"][f"fine-tuned on the {pool_size} ({args.finetune_steps} steps), no context"]["acc"], flush=True)
+        print("fine-tuned",
+              icl["IC15-2077"][f"fine-tuned on the {pool_size} ({args.finetune_steps} steps), no context"]["acc"],
+              flush=True)
         results["icl_ic15"] = icl
         results["icl_seeds"] = seeds
 
@@ -203,7 +211,8 @@ def main():
 def hard_cases(rec, data: dict, pool0, pool_size: int) -> dict:
     """Section 3: add the words the model got wrong to the pool; error on other images of them."""
     corrections, held_out = hard_case_split(data["ours_ctx"], data["targets"])
-    corrected_pool = pool0.extended([data["targets"][i] for i in corrections], [data["visuals"][i] for i in corrections],
+    corrected_pool = pool0.extended([data["targets"][i] for i in corrections],
+                                    [data["visuals"][i] for i in corrections],
                                     ["ic15 test"] * len(corrections))
     others = sorted(set(range(len(data["targets"]))) - set(held_out) - set(corrections))
 
@@ -217,11 +226,14 @@ def hard_cases(rec, data: dict, pool0, pool_size: int) -> dict:
     after_hybrid = [r.text for r in rec.read_visuals(data["visuals"], pool=corrected_pool, n=2, context="hybrid")]
     found = {
         "corrections_added": len(corrections), "held_out_images": len(held_out), "other_images": len(others),
-        "held_out_error": {"EasyOCR CRNN": error(data["easyocr"], held_out), "no context": error(data["ours_plain"], held_out),
-                           f"pool ({pool_size}), n=2": error(data["ours_ctx"], held_out), "pool + corrections, n=2": error(after_all, held_out),
+        "held_out_error": {"EasyOCR CRNN": error(data["easyocr"], held_out),
+                           "no context": error(data["ours_plain"], held_out),
+                           f"pool ({pool_size}), n=2": error(data["ours_ctx"], held_out),
+                           "pool + corrections, n=2": error(after_all, held_out),
                            f"pool ({pool_size}), hybrid n=2": error(before_hybrid, held_out),
                            "pool + corrections, hybrid n=2": error(after_hybrid, held_out)},
-        "other_error": {"no context": error(data["ours_plain"], others), f"pool ({pool_size}), n=2": error(data["ours_ctx"], others),
+        "other_error": {"no context": error(data["ours_plain"], others),
+                        f"pool ({pool_size}), n=2": error(data["ours_ctx"], others),
                         "pool + corrections, n=2": error(after_all, others),
                         f"pool ({pool_size}), hybrid n=2": error(before_hybrid, others),
                         "pool + corrections, hybrid n=2": error(after_hybrid, others)},
@@ -263,7 +275,8 @@ def measure_cost(rec, data: dict, pools: dict, args) -> dict:
     for v in visuals:
         rec.read_visuals([v], pool=pool0, n=2)
     cost["decoder only, ICL n=2 (ms/word)"] = round(1000 * (time.perf_counter() - t0) / len(visuals), 2)
-    cost["ICL n=2 / no context (end to end)"] = round(cost["ours, ICL n=2 (ms/word)"] / cost["ours, no context (ms/word)"], 3)
+    cost["ICL n=2 / no context (end to end)"] = round(cost["ours, ICL n=2 (ms/word)"]
+                                                      / cost["ours, no context (ms/word)"], 3)
     # retrieval at a 10k pool: cached training samples (feature store), or the pools repeated
     from unseen.scenetext.e2str.store import FeatureStore
 
@@ -271,12 +284,13 @@ def measure_cost(rec, data: dict, pools: dict, args) -> dict:
     store_dir = Path(args.store)
     if (store_dir / "index.jsonl").exists() and len(FeatureStore(store_dir)) >= size:
         store = FeatureStore(store_dir)
-        big = Pool(rec.encoder.fingerprint, [store.text(i) for i in range(size)], ["" for _ in range(size)], ["" for _ in range(size)],
-                   [store.visual(i) for i in range(size)])
+        big = Pool(rec.encoder.fingerprint, [store.text(i) for i in range(size)], ["" for _ in range(size)],
+                   ["" for _ in range(size)], [store.visual(i) for i in range(size)])
     else:
         src = [(t, v) for p in pools.values() for t, v in zip(p.texts, p.visuals)]
         reps = [src[i % len(src)] for i in range(size)]
-        big = Pool(rec.encoder.fingerprint, [t for t, _ in reps], ["" for _ in reps], ["" for _ in reps], [v for _, v in reps])
+        big = Pool(rec.encoder.fingerprint, [t for t, _ in reps], ["" for _ in reps], ["" for _ in reps],
+                   [v for _, v in reps])
     t0 = time.perf_counter()
     big.keys  # noqa: B018 - computed once per pool load
     cost[f"{size // 1000}k pool: key matrix build, once (ms)"] = round(1000 * (time.perf_counter() - t0), 1)
@@ -284,8 +298,10 @@ def measure_cost(rec, data: dict, pools: dict, args) -> dict:
     t0 = time.perf_counter()
     for k in query_keys:
         big.retrieve(k[None], 2)
-    cost[f"{size // 1000}k pool: retrieval per query (ms)"] = round(1000 * (time.perf_counter() - t0) / len(query_keys), 3)
-    cost[f"ours, ICL n=2 with the {size // 1000}k pool (ms/word)"] = round(per_word(lambda im: rec.read([im], pool=big, n=2)), 2)
+    cost[f"{size // 1000}k pool: retrieval per query (ms)"] = round(1000 * (time.perf_counter() - t0)
+                                                                    / len(query_keys), 3)
+    cost[f"ours, ICL n=2 with the {size // 1000}k pool (ms/word)"] = round(
+        per_word(lambda im: rec.read([im], pool=big, n=2)), 2)
     torch.set_num_threads(threads)
     print("cost", cost, flush=True)
     return cost
@@ -306,7 +322,8 @@ def write(results: dict, out: Path, quick: bool = False):
         out = Path("runs/str")
     (out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
     lines = ["# Scene text recognition: E2STR-lite results", "",
-             f"Regenerated by `bench/scenetext/run.py` ({results['seconds']} s; {'QUICK smoke run: 300 images per set' if quick else 'full sets'}). "
+             f"Regenerated by `bench/scenetext/run.py` ({results['seconds']} s; "
+             f"{'QUICK smoke run: 300 images per set' if quick else 'full sets'}). "
              "Word accuracy (%) and 1 - normalized edit distance (%) on the 36-character protocol "
              "(case-insensitive, alphanumeric); `cased` keeps case, `full` also punctuation.", "",
              f"Command: `python bench/scenetext/run.py --seeds {results['config']['seeds']} --finetune-steps "
@@ -321,12 +338,14 @@ def write(results: dict, out: Path, quick: bool = False):
              "| set | n | model | acc | 1-NED | acc cased | acc full |", "|---|---|---|---|---|---|---|"]
     for block in results["benchmarks"]:
         for row in block["rows"]:
-            lines.append(f"| {block['set']} | {block['n']} | {row['model']} | {row['acc']:.2f} | {row['ned']:.2f} | {row['acc_cased']:.2f} | {row['acc_full']:.2f} |")
-    lines += ["", "Context pools: 100 random crops of IIIT5K train (for IIIT5K and IC13, which has no train split here) "
-              "or of IC15 train (for IC15), seed 0.", "",
+            lines.append(f"| {block['set']} | {block['n']} | {row['model']} | {row['acc']:.2f} | {row['ned']:.2f} | "
+                         f"{row['acc_cased']:.2f} | {row['acc_full']:.2f} |")
+    lines += ["", "Context pools: 100 random crops of IIIT5K train (for IIIT5K and IC13, which has no train split "
+              "here) or of IC15 train (for IC15), seed 0.", "",
               "## 2. Cross-domain in-context learning on IC15", "",
-              f"Pools of 100 random IC15-train crops; mean ± sd over {results.get('icl_seeds', results['config']['seeds'])} "
-              "pool seeds (one value: one seed). The oracle rows are not methods: they bound what copying a context "
+              "Pools of 100 random IC15-train crops; mean ± sd over "
+              f"{results.get('icl_seeds', results['config']['seeds'])} pool seeds (one value: one seed). "
+              "The oracle rows are not methods: they bound what copying a context "
               "label could add to the no-context reading.", "",
               "| set | variant | acc | 1-NED |", "|---|---|---|---|"]
     for set_name, rows in results["icl_ic15"].items():
@@ -334,11 +353,13 @@ def write(results: dict, out: Path, quick: bool = False):
             lines.append(f"| {set_name} | {label} | {_ms(v['acc'])} | {_ms(v['ned'])} |")
     h = results["hard_cases"]
     lines += ["", "## 3. Hard-case correction (IC15-2077)", "",
-              f"For each word that occurs at least twice in IC15 test, the first image the model (pool n=2) reads wrong is "
-              f"added to the pool with its label ({h['corrections_added']} images); the error rate is measured on the other "
-              f"{h['held_out_images']} images of those words, and on the {h['other_images']} remaining images.", "",
+              "For each word that occurs at least twice in IC15 test, the first image the model (pool n=2) reads "
+              f"wrong is added to the pool with its label ({h['corrections_added']} images); the error rate is "
+              f"measured on the other {h['held_out_images']} images of those words, "
+              f"and on the {h['other_images']} remaining images.", "",
               "| images | " + " | ".join(h["held_out_error"]) + " |", "|---|" + "---|" * len(h["held_out_error"]),
-              "| other images of the corrected words (error %) | " + " | ".join(f"{v:.2f}" for v in h["held_out_error"].values()) + " |",
+              "| other images of the corrected words (error %) | "
+              + " | ".join(f"{v:.2f}" for v in h["held_out_error"].values()) + " |",
               "", "| images | " + " | ".join(h["other_error"]) + " |", "|---|" + "---|" * len(h["other_error"]),
               "| all other images (error %) | " + " | ".join(f"{v:.2f}" for v in h["other_error"].values()) + " |",
               "", "## 4. Cost (one word at a time, one thread)", "", "| measure | value |", "|---|---|"]

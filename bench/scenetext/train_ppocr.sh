@@ -10,6 +10,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 STR=(.venv/bin/unseen str train --encoder ppocr-v4-rec --store runs/str-ppocr/store --synthetic-groups 2000
      --real iiit5k:train --threads 1 --resume)
-"${STR[@]}" --stage 1 --init src/unseen/scenetext/weights/e2str_lite.safetensors --out runs/str-ppocr/stage1 --steps 600 "$@"
+"${STR[@]}" --stage 1 --init src/unseen/scenetext/e2str/weights/e2str_lite.safetensors --out runs/str-ppocr/stage1 --steps 600 "$@"
 "${STR[@]}" --stage 1 --init runs/str-ppocr/stage1 --out runs/str-ppocr/stage1b --steps 2400 "$@"
 "${STR[@]}" --stage 2 --init runs/str-ppocr/stage1b --out runs/str-ppocr/stage2b --steps 800 --batch-size 32 --lr 3e-4 "$@"
