@@ -13,8 +13,9 @@ def _help(cli, *args):
 
 def _commands(text):
     section = text.split("Commands")[1] if "Commands" in text else ""
+    # a command's row starts right after the border; a wrapped help line starts with spaces
     return [line.strip("│ ").split()[0] for line in section.splitlines()[1:]
-            if line.startswith("│ ") and line.strip("│ ")]
+            if line.startswith("│ ") and line[2:3].strip()]
 
 
 def test_root_help_lists_the_verbs(unseen_cli):

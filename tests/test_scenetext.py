@@ -16,13 +16,7 @@ from unseen.scenetext.e2str.splits import crop_span, random_span, transform
 TINY = E2STRConfig(d_model=32, n_layer=2, n_head=2, d_ff=64, dropout=0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second thread only adds synchronisation (8x slower on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: one thread is faster
 
 
 def test_charset_round_trip_and_errors():

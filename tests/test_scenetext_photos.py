@@ -2,6 +2,7 @@
 bad inputs (not an image, 1 x 1, a 20,000-pixel panorama, no text, a vocabulary that is not UTF-8)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,3 +162,18 @@ def test_onnxruntime_backend_reads_lines_as_our_port_does(reader, data_dir):
     for i, log_probs in reader.encoder.ctc_log_probs(lines):
         assert log_probs.argmax(-1).tolist() == ours[i].argmax(-1).tolist()
         assert (log_probs.exp() - ours[i].exp()).abs().mean() < 1e-4
+
+
+def test_quickstart_photo_step_prints_words_and_draws_them(data_dir, tmp_path):
+    from rich.console import Console
+
+    from unseen.scenetext.quickstart import run_photos
+
+    console = Console(record=True, width=80)
+    summary = run_photos(console, data_dir, tmp_path)
+    text = " ".join(console.export_text().split())
+    assert [p["path"].rsplit("/", 1)[-1] for p in summary["photos"]] == ["img_2.jpg", "img_5.jpg"]
+    assert all(p["words"] for p in summary["photos"]) and "…" not in console.export_text()
+    assert summary["photos"][0]["words"][0]["text"] in text
+    assert [Path(d).name for d in summary["drawn"]] == ["img_2.png", "img_5.png"]
+    assert all(Path(d).exists() for d in summary["drawn"])

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -176,7 +177,7 @@ def main() -> None:
         rows.append(row)
     ours_default, lmeval_default = rows[0]["unseen"]["prompts_per_s"], rows[1]["lm-eval"]["prompts_per_s"]
     report = {
-        "command": " ".join(["python", *sys.argv]), "date": datetime.datetime.now().isoformat(timespec="minutes"),
+        "command": shlex.join(["python", *sys.argv]), "date": datetime.datetime.now().isoformat(timespec="minutes"),
         "model": args.model, "model_dir": resolve_model_dir(args.model), "task": args.task,
         "template": args.template, "n": len(prompts), "batch_size": args.batch_size, "threads": args.threads,
         "rounds": args.rounds, "lm_eval_version": lm_eval.__version__, "machine": machine(), "note": args.note,

@@ -25,8 +25,7 @@ def quickstart(
     skip_assets: bool = typer.Option(False, "--skip-assets", help="Skip loading every asset."),
     data_dir: Optional[str] = DataDirOption,
 ):
-    """Check the assets, tour the data, then one short step per method: zero-shot, FLAN held-out,
-    the shipped FLAN adapter, POUF, scene text.
+    """Check the assets, tour the data, then a short step per method: FLAN, POUF, scene text.
 
     Takes a few minutes on 2 CPU cores (the first run also converts the language
     models to safetensors once).

@@ -33,6 +33,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from unseen.core.errors import UnseenError
+from unseen.core.io import atomic_path
 from unseen.scenetext.charset import CHARSET, PAD, decode, in_charset
 from unseen.scenetext.e2str.data import model_inputs, pack
 from unseen.scenetext.e2str.model import E2STR, E2STRConfig
@@ -56,9 +57,8 @@ def save_model_file(model: E2STR, path: Path, *, encoder: str, stage: int, half:
             "charset": CHARSET, **{k: str(v) for k, v in info.items()}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, tmp, metadata=meta)
-    tmp.replace(path)
+    with atomic_path(path) as temporary:
+        save_file(state, temporary, metadata=meta)
     return path
 
 
