@@ -124,14 +124,9 @@ def tune(args):
 def run(args):
     """All 500 photos: our reader and RapidOCR alternating photo by photo (timed, no cache), the vocabularies,
     the evolving pool in stream order; reported on photos 101-500 (never used to choose a setting) and 1-500."""
-    import shutil
-    import tempfile
-
     from unseen.scenetext import rapidocr
     from unseen.scenetext.adapt import VocabularySettings
-    from unseen.scenetext.evolve import evolve_pool
     from unseen.scenetext.icdar import evaluate_e2e
-    from unseen.scenetext.pool import Pool
 
     tuning = json.loads((RESULTS / "scenetext_e2e_tuning.json").read_text())
     reader, photos = reader_and_photos(limit=args.limit)
@@ -178,7 +173,7 @@ def run(args):
             report("unseen without the batch lexicon",
                    {k: [r.words for r in reader.adapt(raws[c], batch_lexicon=False)] for k, c in parts.items()})
     # stream order: each photo read alone as it arrives; evolved = the pool grown on photos 1-250 and growing on
-    stream = stream_experiment(reader, raws, photos, evolve_pool, Pool, tempfile, shutil)
+    stream = stream_experiment(reader, raws, photos)
     out = {"command": "python bench/scenetext/e2e.py run", "machine": machine(),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "settings": tuning["read"]["chosen"], "photos": len(photos),
@@ -189,20 +184,27 @@ def run(args):
     print(markdown(out))
 
 
-def stream_experiment(reader, raws, photos, evolve_pool, Pool, tempfile, shutil):
+def stream_experiment(reader, raws, photos, self_labelled_as="batch"):
+    """Photos of the second half read one at a time, cold (no pool) and evolved (the pool the first half grew,
+    growing on), with F at every 50 photos."""
+    import shutil
+    import tempfile
+
+    from unseen.scenetext.evolve import evolve_pool
     from unseen.scenetext.icdar import evaluate_e2e
+    from unseen.scenetext.pool import Pool
 
     half = len(photos) // 2
     folder = Path(tempfile.mkdtemp(prefix="evolve-"))
     try:
         pool = Pool.new(reader.encoder, root=folder)
-        for raw in raws[:half]:  # photos 1-250 evolve the pool, each read alone with what the pool holds so far
-            evolve_pool(pool, reader.adapt([raw], pool=pool), reader.encoder)
+        for raw in raws[:half]:  # the first half evolves the pool, each read alone with what the pool holds so far
+            evolve_pool(pool, reader.adapt([raw], pool=pool, self_labelled_as=self_labelled_as), reader.encoder)
         after_first_half = len(pool)
         cold, warm, checkpoints = [], [], []
         for k, raw in enumerate(raws[half:], start=half):
             cold += reader.adapt([raw])
-            reading = reader.adapt([raw], pool=pool)
+            reading = reader.adapt([raw], pool=pool, self_labelled_as=self_labelled_as)
             warm += reading
             evolve_pool(pool, reading, reader.encoder)
             if (k + 1 - half) % 50 == 0 or k + 1 == len(raws):
@@ -212,12 +214,33 @@ def stream_experiment(reader, raws, photos, evolve_pool, Pool, tempfile, shutil)
                                     "evolved_f": evaluate_e2e([r.words for r in warm], truth).f})
                 print(checkpoints[-1], flush=True)
         truth = [p.words for p in photos[half:]]
-        return {"pool_after_first_half": after_first_half, "pool_at_end": len(pool),
+        return {"self_labelled_as": self_labelled_as, "pool_after_first_half": after_first_half,
+                "pool_at_end": len(pool),
                 "cold": evaluate_e2e([r.words for r in cold], truth).as_dict() | {"per_photo": None},
                 "evolved": evaluate_e2e([r.words for r in warm], truth).as_dict() | {"per_photo": None},
                 "checkpoints": checkpoints}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def stream(args):
+    """How a pool's self-labelled words are used, chosen on photos 1-100 (1-50 evolve, 51-100 measured; ties keep
+    "batch"), then photos 251-500 streamed after 1-250 evolved the pool; updates scenetext_e2e.{json,md}."""
+    tuning_path, run_path = RESULTS / "scenetext_e2e_tuning.json", RESULTS / "scenetext_e2e.json"
+    tuning, out = json.loads(tuning_path.read_text()), json.loads(run_path.read_text())
+    reader, photos = reader_and_photos()
+    reader.settings = chosen_settings(tuning["read"]["chosen"])
+    raws = [cached_raw(reader, p) for p in photos]
+    trials = {how: stream_experiment(reader, raws[:100], photos[:100], how) for how in ("batch", "vocabulary")}
+    gains = {how: t["evolved"]["f"] - t["cold"]["f"] for how, t in trials.items()}
+    chosen = max(gains, key=lambda how: (gains[how], how == "batch"))
+    tuning["self_labelled_as"] = {"photos": "1-100 (1-50 evolve the pool, 51-100 measured)", "gain_f": gains,
+                                  "chosen": chosen}
+    tuning_path.write_text(json.dumps(tuning, indent=1) + "\n")
+    out["stream"] = stream_experiment(reader, raws, photos, chosen)
+    run_path.write_text(json.dumps(out, indent=1) + "\n")
+    (RESULTS / "scenetext_e2e.md").write_text(markdown(out))
+    print(gains, chosen, out["stream"]["cold"]["f"], out["stream"]["evolved"]["f"])
 
 
 def markdown(out: dict) -> str:
@@ -235,7 +258,9 @@ def markdown(out: dict) -> str:
               f"({speed['ours'] / speed['rapidocr']:.2f}x).", "",
               "## Evolving pool, stream order", "",
               f"Photos 251-500 read one at a time. Cold: no pool. Evolved: the pool that photos 1-250 grew "
-              f"({s['pool_after_first_half']} self-labelled words), growing on ({s['pool_at_end']} at the end).", "",
+              f"({s['pool_after_first_half']} self-labelled words), growing on ({s['pool_at_end']} at the end); "
+              f"its words used as {s.get('self_labelled_as', 'batch')} words (`python bench/scenetext/e2e.py stream`"
+              f" chooses how on photos 1-100).", "",
               "| through photo | cold F | evolved F |", "|---|---|---|"]
     lines += [f"| {c['through_photo']} | {c['cold_f']:.1f} | {c['evolved_f']:.1f} |" for c in s["checkpoints"]]
     return "\n".join(lines) + "\n"
@@ -257,10 +282,10 @@ def machine() -> str:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["tune", "run"])
+    parser.add_argument("command", choices=["tune", "run", "stream"])
     parser.add_argument("--limit", type=int, default=None, help="run: first N photos only (a smoke test)")
     parser.add_argument("--stage", choices=["read", "vocabulary", "all"], default="all", help="tune: which settings")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    {"tune": tune, "run": run}[args.command](args)
+    {"tune": tune, "run": run, "stream": stream}[args.command](args)
     sys.exit(0)

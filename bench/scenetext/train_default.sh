@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 STR=(.venv/bin/unseen str)
 STORE=runs/str/store
-COMMON=(--store "$STORE" --synthetic-groups 2000 --real iiit5k:train --threads 2 --resume)
+COMMON=(--encoder easyocr-english-g2 --store "$STORE" --synthetic-groups 2000 --real iiit5k:train --threads 2 --resume)
 "${STR[@]}" train --stage 1 --out runs/str/stage1 "${COMMON[@]}" --steps 1500 --batch-size 64 --lr 5e-4 "$@"
 "${STR[@]}" train --stage 2 --init runs/str/stage1 --out runs/str/stage2 "${COMMON[@]}" --steps 800 --batch-size 32 --lr 3e-4 \
   --export src/unseen/scenetext/e2str/weights/e2str_lite.safetensors "$@"

@@ -43,6 +43,9 @@ GENERAL_LIST = VocabularySettings(tau=1.01, delta=-3.0, restrict=False)
 GENERAL_LIST_WORDS = 10_000  # larger lists are read as general dictionaries
 
 
+SELF_LABELLED_AS = "batch"
+
+
 def settings_for(lexicon) -> VocabularySettings:
     """DOMAIN_LIST for per-photo lists and lists of up to GENERAL_LIST_WORDS words, else GENERAL_LIST."""
     sizes = [len(x) for x in lexicon.values()] if isinstance(lexicon, dict) else [len(lexicon)]
@@ -82,10 +85,13 @@ def vocabulary_choice(candidate, reading: str, least_sure: float, settings: Voca
 
 
 def adapt_words(readings, raw, characters, *, lexicon=None, vocabulary: VocabularySettings | None = None,
-                pool=None, batch_lexicon: bool | BatchLexicon = True, settings=None, memo: dict | None = None):
+                pool=None, batch_lexicon: bool | BatchLexicon = True, settings=None, memo: dict | None = None,
+                self_labelled_as: str = SELF_LABELLED_AS):
     """Fill ``readings[i].words`` from ``raw[i]`` = [(WordSpan, quad, log-probability slice)] for photo i.
-    ``memo``: a dict kept across calls on the same readings (a settings search) to decode each word only once."""
-    from unseen.scenetext.lexicon import lexicon_for
+    ``memo``: a dict kept across calls on the same readings (a settings search) to decode each word only once.
+    ``self_labelled_as``: how a pool's self-labelled words are used, "batch" (batch-lexicon words, offered to
+    unsure words) or "vocabulary" (a word list read with GENERAL_LIST, where the user gave none)."""
+    from unseen.scenetext.lexicon import Lexicon, lexicon_for
     from unseen.scenetext.photos import ReadSettings, Word
 
     settings = settings or ReadSettings()
@@ -97,6 +103,8 @@ def adapt_words(readings, raw, characters, *, lexicon=None, vocabulary: Vocabula
         earlier_words = sorted({t for t, own in zip(pool.texts, pool.self_labelled) if own})
         if pool.labelled and pool.gate:
             gate = LexiconGate.from_pool(pool)
+    if earlier_words and lexicon is None and self_labelled_as == "vocabulary":
+        lexicon, vocabulary = Lexicon(earlier_words), GENERAL_LIST
     columns, _ = ascii_columns(characters)
     crops, where = [], []
     for i, words in enumerate(raw):

@@ -144,13 +144,13 @@ class PhotoReader:
         return out
 
     def adapt(self, raws: list[RawPhoto], *, lexicon=None, vocabulary=None, pool=None,
-              batch_lexicon=True, memo=None) -> list[PhotoReading]:
+              batch_lexicon=True, memo=None, **options) -> list[PhotoReading]:
         from unseen.scenetext.adapt import adapt_words
 
         readings = [PhotoReading(raw.path, raw.width, raw.height) for raw in raws]
         adapt_words(readings, [self.words(raw) for raw in raws], self.encoder.characters, lexicon=lexicon,
                     pool=pool, batch_lexicon=batch_lexicon, settings=self.settings, memo=memo,
-                    vocabulary=vocabulary)
+                    vocabulary=vocabulary, **options)
         return readings
 
     def read(self, photos, *, lexicon=None, vocabulary=None, pool=None, batch_lexicon=True,
