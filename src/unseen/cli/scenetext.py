@@ -62,6 +62,10 @@ def read(
     draw: Optional[Path] = typer.Option(None, "--draw", help="Photos: write each with its words drawn, as PNG, here."),
     lexicon: Optional[Path] = typer.Option(None, "--lexicon", help="Photos: a word list (one per line), or a folder "
                                            "of per-photo lists (voc_NAME.txt or NAME.txt for photo NAME.jpg)."),
+    lexicon_mode: str = typer.Option("auto", "--lexicon-mode", help="restrict: the list is the photos' whole "
+                                     "vocabulary, words it cannot explain are dropped; correct: it only corrects "
+                                     "unsure readings; auto: restrict for per-photo lists and lists of up to "
+                                     "10,000 words, correct for larger ones."),
     pool_dir: Optional[Path] = typer.Option(None, "--pool", help="A pool of the domain: its words are used."),
     evolve: Optional[Path] = typer.Option(None, "--evolve", help="Photos: a pool (made if missing) that the reader's "
                                           "sure readings join as self-labelled words, for the photos read after."),
@@ -84,6 +88,8 @@ def read(
         raise UnseenError("no images to read (folders are searched for " + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
     if read_as not in ("auto", "photos", "crops"):
         raise UnseenError(f"--as {read_as!r}: use photos, crops or auto")
+    if lexicon_mode not in ("auto", "restrict", "correct"):
+        raise UnseenError(f"--lexicon-mode {lexicon_mode!r}: use auto, restrict or correct")
     photos = [p for p in paths if read_as == "photos" or (read_as == "auto" and _is_photo(p))]
     crops = [p for p in paths if p not in set(photos)]
     if crops and (lexicon or evolve or draw):
@@ -95,7 +101,7 @@ def read(
         from unseen.cli.scenetext_photos import read_photos
 
         read_photos(photos, as_json=as_json, draw=draw, lexicon=lexicon, pool_dir=pool_dir, evolve=evolve,
-                    explain=explain, batch_lexicon=batch_lexicon)
+                    explain=explain, batch_lexicon=batch_lexicon, lexicon_mode=lexicon_mode)
     if crops:
         _read_crops(crops, pool_dir, explain, as_json, weights, encoder_name, batch_lexicon)
 

@@ -21,7 +21,9 @@ def _box(quad) -> str:
     return f"{xs.min():.0f},{ys.min():.0f} {xs.max() - xs.min():.0f}x{ys.max() - ys.min():.0f}"
 
 
-def read_photos(paths, *, as_json, draw, lexicon, pool_dir, evolve, explain, batch_lexicon) -> list:
+def read_photos(paths, *, as_json, draw, lexicon, pool_dir, evolve, explain, batch_lexicon,
+                lexicon_mode="auto") -> list:
+    from unseen.scenetext.adapt import DOMAIN_LIST, GENERAL_LIST
     from unseen.scenetext.evolve import evolve_pool
     from unseen.scenetext.lexicon import load_lexicons
     from unseen.scenetext.photos import PhotoReader
@@ -40,8 +42,9 @@ def read_photos(paths, *, as_json, draw, lexicon, pool_dir, evolve, explain, bat
             pool = growing
     with _progress() as progress:
         task = progress.add_task("reading photos", total=len(paths))
-        readings = reader.read(paths, lexicon=vocab, pool=pool, batch_lexicon=batch_lexicon,
-                               progress=lambda: progress.advance(task))
+        modes = {"auto": None, "restrict": DOMAIN_LIST, "correct": GENERAL_LIST}
+        readings = reader.read(paths, lexicon=vocab, vocabulary=modes[lexicon_mode], pool=pool,
+                               batch_lexicon=batch_lexicon, progress=lambda: progress.advance(task))
     if growing is not None:
         added = evolve_pool(growing, readings, reader.encoder)
         growing.save(evolve)
@@ -112,8 +115,8 @@ def evaluate_photos(dataset, vocabulary, limit, baselines, out, batch_lexicon, d
     if engine is not None:
         results["RapidOCR 1.4.4 as shipped"] = (evaluate_e2e(spotted, truth), seconds["rapidocr"])
         results["RapidOCR, word-box option"] = (evaluate_e2e(words, truth), None)
-    rows = [[name, round(r.precision, 1), round(r.recall, 1), round(r.f, 1),
-             round(len(photos) / s, 2) if s else "-"] for name, (r, s) in results.items()]
+    rows = [[name, f"{r.precision:.1f}", f"{r.recall:.1f}", f"{r.f:.1f}", f"{len(photos) / s:.2f}" if s else "-"]
+            for name, (r, s) in results.items()]
     console.print(table(f"ICDAR 2015 end to end, {len(photos)} photos, vocabulary {vocabulary}",
                         ["reader", "P", "R", "F", "photos/s"], rows))
     payload = {"dataset": dataset, "vocabulary": vocabulary, "photos": len(photos),

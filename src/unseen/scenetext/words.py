@@ -1,10 +1,11 @@
-"""From detected text lines to words: crop each line, read it once, cut it into words at PP-OCRv4's spaces.
+"""From detected text lines to words: crop each line, read it once, cut it into words at PP-OCRv4's spaces
+(written, or nearly: see SplitSettings).
 
 The detector finds lines, while users (and ICDAR's ground truth) count words. PP-OCRv4 writes a space between
 the words of a line, and its CTC output says which column each character was read in: a column of the 48-pixel
-high resized crop covers 8 pixels, and a character's spike sits near its middle. So a word spans from half a
-character pitch before its first spike to half a pitch after its last, and its log-probability columns (the
-slice between the spaces around it) score it against any word list exactly as a crop of it would be scored.
+high resized crop covers 8 pixels, and a character's spike sits near its middle. So a word spans from a fraction
+of a character pitch before its first spike to a fraction after its last, and its log-probability columns (the
+slice between the breaks around it) score it against any word list exactly as a crop of it would be scored.
 """
 
 from __future__ import annotations
