@@ -34,6 +34,8 @@ def read_photos(paths, *, as_json, draw, lexicon, pool_dir, evolve, explain, bat
     pool = Pool.load(pool_dir) if pool_dir else None
     with console.stderr.status("loading PP-OCRv4 (detector and recognizer)..."):
         reader = PhotoReader.load()
+    if pool is not None:
+        pool.check_encoder(reader.encoder.fingerprint)  # an E2STR-lite pool would silently add nothing
     growing = None
     if evolve:
         growing = Pool.load(evolve) if (evolve / "pool.json").exists() else Pool.new(reader.encoder, root=evolve)
