@@ -93,6 +93,8 @@ def _classify(model, tokenizer, template, examples, prefix, config, progress) ->
     scores = score_options(model, tokenizer, prompts, options, batch_size=config.batch_size, progress=progress)
     predictions = [_argmax(s.loglik) for s in scores]
     result = classification_report(predictions, labels, len(options[0]))
+    # per example, for paired comparisons of two models on the same examples (bench/instruct/heldout_paired.py)
+    result |= {"labels": labels, "rank_predictions": predictions}
     result["accuracy_norm"] = sum(_argmax(s.normalized) == y for s, y in zip(scores, labels)) / len(labels)
     fixed_choices = all(o == options[0] for o in options)
     if config.calibrate and fixed_choices:
@@ -139,6 +141,7 @@ def _generated_answers(model, tokenizer, template, examples, prefix, config, pro
         "constant_baseline": constant_answer_accuracy(labels),
         "uniform_baseline": statistics.fmean(1 / len(ex.answer_choices) for ex, _ in examples),
         "samples": [{"output": output, "target": ex.target} for output, (ex, _) in list(zip(outputs, examples))[:3]],
+        "labels": labels, "generated_predictions": predictions,  # per example (None: not a valid option)
     }
 
 
