@@ -9,11 +9,11 @@ each). A difference is "above" or "below" only where its interval excludes zero.
 
     T=copa_what_was,copa_more_likely,copa_pick,copa_consider
     T=$T,ecqa_plain,ecqa_question_answer,ecqa_common_sense,ecqa_fits_best
-    unseen instruct eval --model gemma3-270m --tasks copa,ecqa --templates $T --limit 200 --generate \
+    unseen instruct eval --model gemma3-270m --tasks copa,ecqa --templates $T --limit 200 --generate \\
         --out runs/h28/base.json
-    unseen instruct eval --model gemma3-270m --adapter flan-commonsense-heldout --tasks copa,ecqa --templates $T \\
-        --limit 200 --generate --out runs/h28/tuned.json
-    python bench/instruct/heldout_paired.py runs/h28/base.json runs/h28/tuned.json \
+    unseen instruct eval --model gemma3-270m --adapter src/unseen/instruct/weights/flan-commonsense-heldout \\
+        --tasks copa,ecqa --templates $T --limit 200 --generate --out runs/h28/tuned.json
+    python bench/instruct/heldout_paired.py runs/h28/base.json runs/h28/tuned.json \\
         --stem instruct_heldout_commonsense_paired
 """
 

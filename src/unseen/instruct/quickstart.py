@@ -7,19 +7,16 @@ instruction tuning shows at this size). Settings: ``instruct_adapter`` in config
 from __future__ import annotations
 
 import time
-from importlib import resources
 from pathlib import Path
 
 from unseen.core.tables import shorten, table
 from unseen.instruct.evaluate import EvalConfig, evaluate
-from unseen.instruct.train import load_model
+from unseen.instruct.train import adapter_folder, load_model
 
 
 def shipped_adapter(name: str) -> Path:
     """A folder under ``unseen/instruct/weights`` (shipped in the wheel), or any adapter path."""
-    if Path(name).exists():
-        return Path(name)
-    return Path(str(resources.files("unseen.instruct").joinpath("weights", name)))
+    return adapter_folder(name)
 
 
 def run(console, settings: dict, data_dir=None) -> dict:

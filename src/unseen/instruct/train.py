@@ -45,12 +45,17 @@ class InstructConfig:
 
 
 def adapter_folder(path: str | Path) -> Path:
-    """The folder holding a peft adapter: ``path`` itself, or a run folder's ``model/``."""
+    """The folder holding a peft adapter: ``path`` itself, a run folder's ``model/``, or the name of an adapter
+    shipped in ``unseen/instruct/weights`` (``flan-commonsense-heldout``)."""
+    from importlib import resources
+
     path = Path(path)
-    for folder in (path, path / "model"):
+    shipped = Path(str(resources.files("unseen.instruct").joinpath("weights", path.name)))
+    for folder in (path, path / "model", *([shipped] if not path.exists() and len(path.parts) == 1 else [])):
         if (folder / "adapter_config.json").exists():
             return folder
-    raise UnseenError(f"{path}: no LoRA adapter here (adapter_config.json), nor in {path / 'model'}")
+    raise UnseenError(f"{path}: no LoRA adapter here (adapter_config.json), nor in {path / 'model'}, "
+                      "nor an adapter shipped with unseen")
 
 
 def load_model(name_or_path: str, adapter: str | Path | None = None):
