@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 from generation_speed import exact_match
-from speed_vs_lmeval import machine
+from speed_vs_lmeval import machine, write_report
 
 from unseen.core.assets import resolve_model_dir
 from unseen.instruct import load_records, load_templates, render
@@ -187,10 +187,7 @@ def main() -> None:
                      "speedup": round(ours_default / lmeval_default, 3)},
         "wall_s": round(time.perf_counter() - began, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out, report, markdown)
 
 
 if __name__ == "__main__":

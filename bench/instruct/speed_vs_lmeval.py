@@ -172,6 +172,14 @@ def summarize(run: dict, records: dict[str, list[dict]], reference: dict | None)
     return row
 
 
+def write_report(out: Path, report: dict, markdown) -> None:
+    """``out`` (JSON) and its Markdown twin, which is also printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+
+
 def machine() -> dict:
     cpu = platform.processor()
     if Path("/proc/cpuinfo").exists():
@@ -288,10 +296,7 @@ def main() -> None:
         run["compute"] = budget
         print(json.dumps(run, indent=1), flush=True)
         del model, quantized
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out, report, markdown)
 
 
 if __name__ == "__main__":

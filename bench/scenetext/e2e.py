@@ -50,14 +50,9 @@ def cached_raw(reader, photo):
 
 
 def lexicons(kind, photos):
-    from unseen.scenetext.icdar import vocabulary_path
-    from unseen.scenetext.lexicon import Lexicon
+    from unseen.scenetext.icdar import load_vocabulary
 
-    if kind == "none":
-        return None
-    if kind == "strong":
-        return {p.name: Lexicon.from_path(vocabulary_path("strong", p.name)) for p in photos}
-    return Lexicon.from_path(vocabulary_path(kind, "img_1"))  # one list for every photo
+    return load_vocabulary(kind, [p.name for p in photos])
 
 
 def score(reader, raws, photos, **adapt):
@@ -132,17 +127,13 @@ def run(args):
     reader, photos = reader_and_photos(limit=args.limit)
     reader.settings = chosen_settings(tuning["read"]["chosen"])
     engine = rapidocr.load_rapidocr()
-    raws, lines, words, seconds = [], [], [], {"ours": 0.0, "rapidocr": 0.0}
-    for k, photo in enumerate(photos):
-        started = time.perf_counter()
-        raws.append(reader.detect_and_read(photo.image_path))
-        seconds["ours"] += time.perf_counter() - started
-        started = time.perf_counter()
-        lines.append(rapidocr.read_lines(engine, photo.image_path))
-        seconds["rapidocr"] += time.perf_counter() - started
-        words.append(rapidocr.read_words(engine, photo.image_path))
-        if k % 50 == 49:
-            print(f"{k + 1} photos: ours {seconds['ours']:.0f} s, RapidOCR {seconds['rapidocr']:.0f} s", flush=True)
+
+    def report_progress(count, seconds):
+        if count % 50 == 0:
+            print(f"{count} photos: ours {seconds['ours']:.0f} s, RapidOCR {seconds['rapidocr']:.0f} s", flush=True)
+
+    raws, lines, words, seconds = rapidocr.read_beside(reader, engine, [p.image_path for p in photos],
+                                                       report_progress)
     started = time.perf_counter()
     reader.adapt(raws)  # the batch lexicon over all photos read: part of reading them
     seconds["ours"] += time.perf_counter() - started

@@ -114,7 +114,9 @@ def _read_crops(paths, pool_dir, explain, as_json, weights, encoder_name, batch_
     pool = Pool.load(pool_dir) if pool_dir else None
     kind, reader = reader_for(encoder_name, weights, pool)
     if kind == "gate":
-        readings, gate = gated_readings(pictures, pool, reader, batch_lexicon)
+        from unseen.scenetext.reader import gated_readings
+
+        readings, gate = gated_readings(reader, pictures, pool, batch_lexicon)
         if as_json:  # the schema word-crop users already parse
             for path, r in zip(paths, readings):
                 console.print(json.dumps({"image": str(path), "text": r.text, "confidence": round(r.confidence, 4),
@@ -142,20 +144,6 @@ def _read_crops(paths, pool_dir, explain, as_json, weights, encoder_name, batch_
             for p, r in zip(paths, readings)]
     title = "Readings (E2STR-lite, experimental" + (f", pool {pool_dir}, n=2" if pool is not None else "") + ")"
     console.print(table(title, ["image", "text", "conf."] + (["context (label: similarity)"] if explain else []), rows))
-
-
-def gated_readings(pictures, pool, encoder, batch_lexicon: bool):
-    """PP-OCRv4's readings, through the pool's lexicon gate when there is a pool, then the batch
-    lexicon when on; and the gate."""
-    from unseen.scenetext.batch_lexicon import DEFAULT_BATCH_LEXICON, read_batch
-    from unseen.scenetext.lexicon_gate import LexiconGate
-
-    gate = None
-    if pool is not None:
-        pool.check_encoder(encoder.fingerprint)
-        gate = LexiconGate.from_pool(pool)
-    return read_batch(encoder, pictures, gate, DEFAULT_BATCH_LEXICON if batch_lexicon else None), gate
-
 
 
 @app.command("eval")
@@ -196,9 +184,11 @@ def evaluate(
     pool = Pool.load(pool_dir) if pool_dir else None
     images, targets = [r["image"] for r in records], [r["text"] for r in records]
     kind, reader = reader_for(encoder_name, weights, pool)
-    if kind == "gate":  # --n and --context belong to E2STR-lite's retrieval; the gate has neither
+    if kind == "gate":
+        from unseen.scenetext.reader import gated_readings
+
         with console.stderr.status(f"reading {len(images)} images with PP-OCRv4..."):
-            readings, gate = gated_readings(images, pool, reader, batch_lexicon)
+            readings, gate = gated_readings(reader, images, pool, batch_lexicon)
         predictions = [r.text for r in readings]
         result = {"encoder": PPOCR, "gate": gate.as_dict() if gate else None, "batch_lexicon": batch_lexicon,
                   "metrics": report(predictions, targets), "predictions": predictions,

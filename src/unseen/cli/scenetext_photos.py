@@ -75,8 +75,7 @@ def read_photos(paths, *, as_json, draw, lexicon, pool_dir, evolve, explain, bat
 def evaluate_photos(dataset, vocabulary, limit, baselines, out, batch_lexicon, data_dir) -> dict:
     from unseen.core.errors import UnseenError
     from unseen.scenetext import rapidocr
-    from unseen.scenetext.icdar import evaluate_e2e, load_ic15_e2e, vocabulary_path
-    from unseen.scenetext.lexicon import Lexicon
+    from unseen.scenetext.icdar import evaluate_e2e, load_ic15_e2e, load_vocabulary
     from unseen.scenetext.photos import PhotoReader
 
     if dataset != "ic15_e2e":
@@ -87,27 +86,14 @@ def evaluate_photos(dataset, vocabulary, limit, baselines, out, batch_lexicon, d
         if name != "rapidocr":
             raise UnseenError(f"--baseline {name!r}: unknown; known: rapidocr")
     photos = load_ic15_e2e(data_dir, limit=limit)
-    lexicon = None
-    if vocabulary == "strong":
-        lexicon = {p.name: Lexicon.from_path(vocabulary_path("strong", p.name, data_dir)) for p in photos}
-    elif vocabulary != "none":
-        lexicon = Lexicon.from_path(vocabulary_path(vocabulary, photos[0].name, data_dir))
+    lexicon = load_vocabulary(vocabulary, [p.name for p in photos], data_dir)
     with console.stderr.status("loading PP-OCRv4 (detector and recognizer)..."):
         reader = PhotoReader.load()
     engine = rapidocr.load_rapidocr() if baselines else None
-    raws, spotted, words, seconds = [], [], [], {"ours": 0.0, "rapidocr": 0.0}
     with _progress() as progress:
         task = progress.add_task("reading photos", total=len(photos))
-        for photo in photos:  # alternating photo by photo, so both readers see the same machine
-            started = time.perf_counter()
-            raws.append(reader.detect_and_read(photo.image_path))
-            seconds["ours"] += time.perf_counter() - started
-            if engine is not None:
-                started = time.perf_counter()
-                spotted.append(rapidocr.read_lines(engine, photo.image_path))
-                seconds["rapidocr"] += time.perf_counter() - started
-                words.append(rapidocr.read_words(engine, photo.image_path))
-            progress.advance(task)
+        raws, spotted, words, seconds = rapidocr.read_beside(reader, engine, [p.image_path for p in photos],
+                                                             lambda *_: progress.advance(task))
     started = time.perf_counter()
     readings = reader.adapt(raws, lexicon=lexicon, batch_lexicon=batch_lexicon)
     seconds["ours"] += time.perf_counter() - started

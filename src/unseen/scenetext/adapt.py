@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from unseen.scenetext.batch_lexicon import DEFAULT_BATCH_LEXICON, BatchCrop, BatchLexicon, apply, ascii_columns
 from unseen.scenetext.lexicon_gate import LexiconGate, score_log_probs
@@ -54,14 +53,12 @@ def settings_for(lexicon) -> VocabularySettings:
 
 def _folded_score(lexicon, log_probs: torch.Tensor, characters: list[str], text: str) -> float:
     """log p(text | x) on the vocabulary's case-folded columns, comparable with its words' scores."""
+    from unseen.scenetext.lexicon import ctc_scores
+
     folded, folded_chars = lexicon.fold(log_probs, characters)
     index = {c: i for i, c in enumerate(folded_chars) if i > 0}
     ids = [index.get(c) for c in text.upper()]
-    if not ids or None in ids:
-        return float("-inf")
-    nll = F.ctc_loss(folded[:, None], torch.tensor([ids]), torch.tensor([folded.shape[0]]), torch.tensor([len(ids)]),
-                     blank=0, reduction="sum", zero_infinity=False)
-    return -float(nll)
+    return ctc_scores(folded, [ids])[0] if ids and None not in ids else float("-inf")
 
 
 def vocabulary_candidate(lexicon, log_probs, characters, reading: str) -> tuple[str | None, float, float]:

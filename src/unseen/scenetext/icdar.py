@@ -174,9 +174,21 @@ def vocabulary_path(kind: str, photo_name: str | None = None, data_dir: str | Pa
 
 
 def read_vocabulary(path: str | Path) -> list[str]:
-    """Words of a vocabulary file, one a line (BOM and CR/LF tolerated, blank lines skipped)."""
-    lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
-    return [word for word in (line.strip() for line in lines) if word]
+    """Words of a vocabulary file (lexicon.read_word_list: BOM and CR/LF tolerated, blank lines skipped)."""
+    from unseen.scenetext.lexicon import read_word_list
+
+    return read_word_list(path)
+
+
+def load_vocabulary(kind: str, photo_names: list[str], data_dir: str | Path | None = None):
+    """The official vocabulary as the reader takes it: None ("none"), one Lexicon for every photo (generic, weak),
+    or {photo name: Lexicon} (strong)."""
+    from unseen.scenetext.lexicon import Lexicon
+
+    if kind == "strong":
+        return {name: Lexicon.from_path(vocabulary_path(kind, name, data_dir)) for name in photo_names}
+    path = vocabulary_path(kind, None, data_dir)
+    return Lexicon.from_path(path) if path else None
 
 
 def transcriptions_match(ground_truth: str, detected: str) -> bool:

@@ -31,13 +31,19 @@ class Recognizer:
 
     def read(self, images, pool=None, batch_lexicon: bool = True) -> list[Reading]:
         """PIL images of word crops, read together (the batch lexicon spans them)."""
-        from unseen.scenetext.batch_lexicon import DEFAULT_BATCH_LEXICON, read_batch
-        from unseen.scenetext.lexicon_gate import LexiconGate
-
-        gate = None
-        if pool is not None:
-            pool.check_encoder(self.encoder.fingerprint)
-            gate = LexiconGate.from_pool(pool)
-        readings = read_batch(self.encoder, list(images), gate, DEFAULT_BATCH_LEXICON if batch_lexicon else None)
+        readings, _ = gated_readings(self.encoder, list(images), pool, batch_lexicon)
         return [Reading(r.text, r.confidence, r.greedy, "pool" if r.from_pool else "batch" if r.from_batch else "read")
                 for r in readings]
+
+
+def gated_readings(encoder, images, pool=None, batch_lexicon: bool = True):
+    """(PP-OCRv4's readings through the pool's lexicon gate, where there is a pool, then the batch lexicon when on;
+    the gate or None)."""
+    from unseen.scenetext.batch_lexicon import DEFAULT_BATCH_LEXICON, read_batch
+    from unseen.scenetext.lexicon_gate import LexiconGate
+
+    gate = None
+    if pool is not None:
+        pool.check_encoder(encoder.fingerprint)
+        gate = LexiconGate.from_pool(pool)
+    return read_batch(encoder, images, gate, DEFAULT_BATCH_LEXICON if batch_lexicon else None), gate
