@@ -286,13 +286,24 @@ def test_heldout_evaluates_a_given_adapter_beside_baselines(tiny_llama_dir, tmp_
                                     max_length=96, steps=1, batch_size=2, lora_r=2), adapter)
     config = HeldoutConfig(
         models=[str(tiny_llama_dir)], clusters=["commonsense"], tasks={"commonsense": ["copa"]},
-        eval=EvalConfig(max_templates=2, limit=3, generate=True), adapters={"commonsense": str(adapter)},
+        eval=EvalConfig(max_templates=2, limit=3, generate=True),
+        adapters={"commonsense": [str(adapter), str(adapter)]},  # two given adapters: two tuned runs (seeds)
         baselines=[str(tiny_llama_dir)],  # the base model again: its baseline figures must equal the base's
     )
     out = tmp_path / "heldout"
-    (row,) = run_heldout(config, out)["rows"]
-    assert row["tuned_from"] == str(adapter) and not list(out.rglob("seed0"))  # nothing trained
-    assert (out / "commonsense" / tiny_llama_dir.name / "adapter_eval.json").exists()
+    summary = run_heldout(config, out)
+    (row,) = summary["rows"]
+    assert row["tuned_from"] == f"{adapter}, {adapter}" and not list(out.rglob("seed0"))  # nothing trained
+    assert len(row["exact_match"]["tuned_seeds"]) == 2
+    for index in (0, 1):
+        assert (out / "commonsense" / tiny_llama_dir.name / f"adapter{index}_eval.json").exists()
+    (paired,) = summary["paired"]
+    copa = paired["datasets"]["copa"]
+    assert copa["n"] == 3 and len(copa["templates"]) == 2
+    assert copa["exact_match"]["tuned"] == pytest.approx(row["exact_match"]["tuned_mean"])
+    assert copa["exact_match"]["base"] == pytest.approx(row["exact_match"]["base_mean"])
+    assert "paired bootstrap interval" in (out / "summary.md").read_text()
+    assert "draws" not in json.loads((out / "summary.json").read_text())["paired"][0]
     base = json.loads((out / "commonsense" / tiny_llama_dir.name / "base.json").read_text())
     assert len(base["templates"]["copa"]) == 2
     for metric in ("balanced_accuracy", "exact_match", "option_rate"):

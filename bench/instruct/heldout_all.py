@@ -4,9 +4,11 @@ Per held-out cluster (nli, sentiment, misc, closed_book_qa, commonsense, reading
 coreference): a LoRA model instruction-tuned on all other clusters (``unseen instruct heldout``'s
 ``run_heldout``), evaluated zero-shot on two of the cluster's datasets beside the base model and
 SmolLM2-135M-Instruct (an off-the-shelf instruct model a user could pick instead), by rank scoring
-and by greedy generation, with the majority-class and uniform-guessing baselines. Commonsense
-uses the shipped adapter (``src/unseen/instruct/weights/flan-commonsense-heldout``, trained by
-``train_commonsense_adapter.py`` with commonsense held out) instead of training it again.
+and by greedy generation, with the majority-class and uniform-guessing baselines. Two training
+seeds per cluster; commonsense's are the shipped adapter
+(``src/unseen/instruct/weights/flan-commonsense-heldout``, ``train_commonsense_adapter.py`` seed 0)
+and the same recipe with seed 1 (trained here when missing). Every base → tuned difference gets a
+95 % paired bootstrap interval over the examples (``unseen.instruct.paired``).
 
     # two workers, one per core (each finished piece is kept under --out and reused):
     OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py --clusters nli,sentiment,misc,commonsense
@@ -21,6 +23,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -28,9 +32,17 @@ from pathlib import Path
 import torch
 
 from unseen.instruct.evaluate import EvalConfig
-from unseen.instruct.heldout import HeldoutConfig, run_heldout, write_summary
-from unseen.instruct.heldout_report import cluster_summary, cluster_table, flan_table, plot_heldout
+from unseen.instruct.heldout import HeldoutConfig, paired_all, run_heldout, without_draws, write_summary
+from unseen.instruct.heldout_report import (
+    cluster_summary,
+    cluster_table,
+    flan_table,
+    paired_table,
+    plot_heldout,
+    plot_intervals,
+)
 from unseen.instruct.mixture import MixtureConfig
+from unseen.instruct.paired import verdict
 from unseen.instruct.train import InstructConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,14 +59,29 @@ TASKS = {
 }
 
 
+def second_commonsense_seed(out: Path) -> Path:
+    """The shipped adapter's recipe with seed 1 (its seed 0 is the shipped adapter), trained when missing."""
+    run_dir = out / "commonsense-seed1"
+    adapter = run_dir / "adapter"
+    if not (adapter / "adapter_model.safetensors").exists():
+        recipe = json.loads((SHIPPED / "training.json").read_text())["instruct_config"]
+        subprocess.run([sys.executable, str(ROOT / "bench/instruct/train_commonsense_adapter.py"),
+                        "--steps", str(recipe["steps"]), "--batch-size", str(recipe["batch_size"]),
+                        "--max-length", str(recipe["max_length"]), "--seed", "1", "--run-dir", str(run_dir),
+                        "--weights", str(adapter)], check=True)
+    return adapter
+
+
 def heldout_config(clusters: list[str], args, baselines=("smollm2-135m-instruct",)) -> HeldoutConfig:
-    """The protocol's settings (``args``: steps, limit, templates, seed), shared with heldout_ablations.py."""
+    """The protocol's settings (``args``: steps, limit, templates, seeds, out), shared with heldout_ablations.py."""
+    adapters = {"commonsense": [str(SHIPPED)] + ([str(second_commonsense_seed(args.out))]
+                                                  if "commonsense" in clusters and 1 in args.seeds else [])}
     return HeldoutConfig(
         models=["gemma3-270m"], clusters=clusters, seeds=list(args.seeds), tasks={c: TASKS[c] for c in clusters},
         train=InstructConfig(model="gemma3-270m", mixture=MixtureConfig(cap=1000), max_length=128, lora=True,
                              steps=args.steps, batch_size=4, save_every=25),
         eval=EvalConfig(max_templates=args.templates, limit=args.limit, generate=True, calibrate=True),
-        adapters={"commonsense": str(SHIPPED)}, baselines=list(baselines),
+        adapters=adapters, baselines=list(baselines),
     )
 
 
@@ -71,6 +98,8 @@ def run_clusters(clusters: list[str], args) -> dict:
             summary = part
         else:
             summary["rows"] += part["rows"]
+            summary["paired"] += part["paired"]
+    summary["paired_all"] = paired_all(summary)
     write_summary(summary, args.out)
     return summary
 
@@ -80,23 +109,28 @@ def _baseline_clusters(rows: list[dict]) -> str:
     return ", ".join(clusters) or "none"
 
 
-def targets(clusters: list[dict], rows: list[dict]) -> dict:
-    """The issue's targets, checked on the measured figures."""
-    def gain(entry, key):
-        return (entry[key]["tuned"] - entry[key]["base"]) if key in entry else None
-
-    em_gains = {e["cluster"]: gain(e, "exact_match") for e in clusters}
-    above_uniform = {e["cluster"]: e["exact_match"]["tuned"] > e["uniform"]
-                     for e in clusters if "exact_match" in e and e["uniform"]}
-    rank_changes = [gain(e, "balanced_accuracy") for e in clusters]
-    option_rates = {row["task"]: row["option_rate"]["tuned_mean"] for row in rows if "option_rate" in row}
+def targets(summary: dict, clusters: list[dict], model: str = "gemma3-270m") -> dict:
+    """The protocol's targets, checked on the measured figures and their paired intervals."""
+    paired = {e["cluster"]: e["mean"] for e in summary["paired"] if e["model"] == model and e["mean"]}
+    uniform = {e["cluster"]: e["uniform"] for e in clusters if e["model"] == model}
+    em = {c: figures["exact_match"] for c, figures in paired.items() if "exact_match" in figures}
+    rank = summary["paired_all"].get(model, {}).get("balanced_accuracy")
+    option_rates = {row["task"]: row["option_rate"]["tuned_mean"] for row in summary["rows"]
+                    if row["model"] == model and "option_rate" in row}
     return {
         "valid_option_rate_at_least_95_every_dataset": all(v >= 0.95 for v in option_rates.values()),
         "tuned_option_rates": option_rates,
-        "exact_match_gain_by_cluster": em_gains,
-        "clusters_exact_match_plus_10": sum(g is not None and g >= 0.10 for g in em_gains.values()),
-        "clusters_exact_match_above_uniform": sum(above_uniform.values()),
-        "rank_balanced_accuracy_mean_change": sum(rank_changes) / len(rank_changes),
+        "exact_match_gain_by_cluster": {c: f["difference"] for c, f in em.items()},
+        "exact_match_gain_interval_by_cluster": {c: f["interval"] for c, f in em.items()},
+        "clusters_exact_match_plus_10": sum(f["difference"] >= 0.10 for f in em.values()),
+        "clusters_exact_match_above_base": sum(verdict(f) == "above" for f in em.values()),
+        # the tuned figure's own interval lies above uniform guessing
+        "clusters_exact_match_above_uniform": sum(bool(uniform.get(c)) and f["tuned_interval"][0] > uniform[c]
+                                                  for c, f in em.items()),
+        "rank_balanced_accuracy_verdict_by_cluster": {c: verdict(f["balanced_accuracy"]) for c, f in paired.items()
+                                                      if "balanced_accuracy" in f},
+        "rank_balanced_accuracy_mean_change": rank["difference"] if rank else None,
+        "rank_balanced_accuracy_mean_change_interval": rank["interval"] if rank else None,
     }
 
 
@@ -112,39 +146,56 @@ def _seeds_note(rows: list[dict]) -> str:
             "over seeds.")
 
 
+def _interval(low_high: list[float]) -> str:
+    return f"[{low_high[0] * 100:+.1f}, {low_high[1] * 100:+.1f}]"
+
+
 def report(summary: dict, meta: dict, checks: dict) -> str:
+    rank_change = checks["rank_balanced_accuracy_mean_change"]
+    rank_verdicts = checks["rank_balanced_accuracy_verdict_by_cluster"]
     lines = ["# The FLAN protocol over every held-out cluster: Gemma 3 270M base vs instruction-tuned (LoRA)", "",
              f"Command: `{meta['command']}` (two workers, then the report); seeds "
              f"{', '.join(map(str, meta['seeds']))}; machine: {meta['machine']}; {meta['date']}.", "",
              f"Training: LoRA r={meta['train']['lora_r']} on every linear layer, {meta['train']['steps']} steps × "
              f"batch {meta['train']['batch_size']} × {meta['train']['max_length']} tokens, lr {meta['train']['lr']}, "
              f"at most {meta['train']['mixture']['cap']} examples per dataset, all other clusters (FLAN's rule: "
-             f"`clusters.yaml`); commonsense: the shipped adapter ({meta['shipped_adapter']['steps']} steps × batch "
-             f"{meta['shipped_adapter']['batch_size']}, same settings otherwise). {_seeds_note(summary['rows'])}", "",
+             f"`clusters.yaml`); commonsense: the shipped adapter's recipe ({meta['shipped_adapter']['steps']} steps "
+             f"× batch {meta['shipped_adapter']['batch_size']}, same settings otherwise), seed 0 being the shipped "
+             f"adapter itself. {_seeds_note(summary['rows'])}", "",
              f"Evaluation: zero-shot, the first {meta['eval']['max_templates']} templates of each dataset (file order, "
-             f"direct answers), the first n validation examples of each dataset (n per dataset below: "
-             f"{meta['limits']}); rank scoring and greedy generation "
+             f"direct answers), the first n validation examples of each dataset, or the whole split where it is "
+             f"smaller (n per dataset below: {meta['limits']}); rank scoring and greedy generation "
              "(stopping at the answer's line; invalid answers count as wrong). Baselines: majority class, uniform "
              "guessing over the options, SmolLM2-135M-Instruct as it ships ("
              + ("on every cluster)." if all(c in meta["baseline_clusters"] for c in meta["clusters_reported"]) else
                 f"evaluated on {meta['baseline_clusters']}; left out elsewhere for lack of CPU time)."), "",
+             "Intervals: 95 % paired bootstrap over the examples (10,000 resamples, seed 0; one resample shared by "
+             "the templates and seeds of a dataset; a cluster is the mean of its datasets, each resampled on its own; "
+             "`unseen.instruct.paired`). A difference is called above or below zero only where its interval "
+             "excludes zero.", "",
              *([f"Not finished in the session's CPU time, so not reported: "
                 f"{', '.join(c for c in TASKS if c not in meta['clusters_reported'])}.", ""]
                if len(meta["clusters_reported"]) < len(TASKS) else []),
-             "## Per held-out cluster (mean over its evaluated datasets)", "", cluster_table(summary), "",
+             "## Base → tuned, with intervals", "", paired_table(summary), "",
+             "![held-out differences with intervals](instruct_heldout_all_intervals.png)", "",
              "## Targets", "",
              f"- valid-option rate of the tuned model ≥ 95 % on every held-out dataset: "
              f"**{'met' if checks['valid_option_rate_at_least_95_every_dataset'] else 'not met'}** "
              f"({', '.join(f'{t} {v * 100:.0f}' for t, v in checks['tuned_option_rates'].items())});",
              "- generation exact match ≥ 10 points above base on ≥ 4 clusters: "
-             f"**{checks['clusters_exact_match_plus_10']} of {len(checks['exact_match_gain_by_cluster'])}** "
-             "(" + ", ".join(f"{c} {g * 100:+.1f}" for c, g in checks["exact_match_gain_by_cluster"].items()
-                             if g is not None) + ");",
-             "- tuned exact match above uniform guessing on ≥ 4 clusters: "
+             f"**{checks['clusters_exact_match_plus_10']} of {len(checks['exact_match_gain_by_cluster'])}**; above "
+             f"base (interval above zero) on **{checks['clusters_exact_match_above_base']}** ("
+             + ", ".join(f"{c} {g * 100:+.1f} {_interval(checks['exact_match_gain_interval_by_cluster'][c])}"
+                         for c, g in checks["exact_match_gain_by_cluster"].items()) + ");",
+             "- tuned exact match above uniform guessing (its interval above the uniform level) on ≥ 4 clusters: "
              f"**{checks['clusters_exact_match_above_uniform']}**;",
-             f"- rank-scoring balanced accuracy on average no more than 1 point below base: "
-             f"**{checks['rank_balanced_accuracy_mean_change'] * 100:+.1f} points**.", "",
-             "## Per held-out dataset", "", flan_table(summary), "",
+             "- rank-scoring balanced accuracy on average no more than 1 point below base: "
+             + (f"**{rank_change * 100:+.1f} points "
+                f"{_interval(checks['rank_balanced_accuracy_mean_change_interval'])}** (mean of clusters); per "
+                "cluster: " + ", ".join(f"{c} {v}" for c, v in rank_verdicts.items()) + ".", "")
+             if rank_change is not None else "–.", "",
+             "## Per held-out cluster (mean over its evaluated datasets, with SmolLM2)", "", cluster_table(summary),
+             "", "## Per held-out dataset", "", flan_table(summary), "",
              "![held-out clusters](instruct_heldout_all.png)", ""]
     return "\n".join(lines)
 
@@ -175,8 +226,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clusters", default=",".join(TASKS))
     parser.add_argument("--steps", type=int, default=80)
-    parser.add_argument("--limit", type=int, default=40)
-    parser.add_argument("--templates", type=int, default=4)
+    parser.add_argument("--limit", type=int, default=200, help="Examples per dataset at most")
+    parser.add_argument("--templates", type=int, default=2, help="Templates per dataset (the first, direct ones)")
     parser.add_argument("--seeds", type=lambda text: [int(seed) for seed in text.split(",")], default=[0, 1],
                         help="Training seeds, comma-separated")
     parser.add_argument("--threads", type=int, default=1)
@@ -196,10 +247,13 @@ def main():
     if summary is None:
         return
     clusters_summary = cluster_summary(summary)
-    checks = targets(clusters_summary, summary["rows"])
+    checks = targets(summary, clusters_summary)
+    kept = without_draws(summary)
     args.results.write_text(json.dumps({"meta": meta, "clusters": clusters_summary, "targets": checks,
+                                        "paired": kept["paired"], "paired_all": kept["paired_all"],
                                         "rows": summary["rows"]}, indent=2) + "\n")
     plot_heldout(summary, args.results.with_suffix(".png"))
+    plot_intervals(summary, args.results.with_name(args.results.stem + "_intervals.png"))
     args.results.with_suffix(".md").write_text(report(summary, meta, checks))
     print(args.results.with_suffix(".md").read_text())
 

@@ -221,13 +221,13 @@ def train_command(
     console.print(f"trained {result.steps} steps, final loss {result.final_loss:.4f}; model in {out / 'model'}")
 
 
-def _cluster_paths(values: list[str]) -> dict[str, str]:
-    pairs = {}
+def _cluster_paths(values: list[str]) -> dict[str, list[str]]:
+    pairs: dict[str, list[str]] = {}
     for value in values:
         cluster, sep, path = value.partition("=")
         if not sep or not cluster or not path:
             raise UnseenError(f"--adapter {value!r}: expected CLUSTER=PATH, e.g. commonsense=runs/flan-commonsense")
-        pairs[cluster] = path
+        pairs.setdefault(cluster, []).append(path)
     return pairs
 
 
@@ -251,7 +251,8 @@ def heldout_command(
                                                  "(e.g. an off-the-shelf instruct model)."),
     adapters: Optional[List[str]] = typer.Option(None, "--adapter",
                                                  help="CLUSTER=PATH: a LoRA adapter already trained with CLUSTER held "
-                                                      "out, evaluated instead of training one (repeatable)."),
+                                                      "out, evaluated instead of training (repeatable; several "
+                                                      "for one cluster are its seeds)."),
     generate: bool = typer.Option(False, "--generate",
                                   help="Also evaluate by greedy generation (exact match, valid options)."),
     out: Path = typer.Option(Path("runs/heldout"), "--out"),

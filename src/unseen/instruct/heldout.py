@@ -17,7 +17,8 @@ from rich.console import Console
 
 from unseen.core.training import best_device
 from unseen.instruct.evaluate import EvalConfig, evaluate, write_results
-from unseen.instruct.heldout_report import HEADLINE, cluster_table, flan_table, plot_heldout
+from unseen.instruct.heldout_report import HEADLINE, cluster_table, flan_table, paired_table, plot_heldout
+from unseen.instruct.paired import compare_all, compare_cluster
 from unseen.instruct.templates import load_clusters
 from unseen.instruct.train import InstructConfig, instruction_tune, load_model
 
@@ -30,9 +31,9 @@ class HeldoutConfig:
     train: InstructConfig = field(default_factory=InstructConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)  # its tasks are replaced by the cluster's datasets
     tasks: dict[str, list[str]] = field(default_factory=dict)  # cluster -> evaluated datasets (default: all)
-    # cluster -> a LoRA adapter already trained with that cluster held out (e.g. a shipped one): evaluated,
-    # not retrained
-    adapters: dict[str, str] = field(default_factory=dict)
+    # cluster -> LoRA adapters already trained with that cluster held out (e.g. a shipped one and a second seed):
+    # each evaluated as one tuned run, none retrained
+    adapters: dict[str, list[str]] = field(default_factory=dict)
     # off-the-shelf models evaluated as they are beside base and tuned (e.g. an instruct model a user could
     # pick instead)
     baselines: list[str] = field(default_factory=list)
@@ -101,7 +102,7 @@ def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, co
     out_dir = Path(out_dir)
     console = console or Console()
     clusters = load_clusters()
-    summary: dict = {"config": dataclasses.asdict(config), "rows": []}
+    summary: dict = {"config": dataclasses.asdict(config), "rows": [], "paired": []}
     for cluster in config.clusters:
         tasks = config.tasks.get(cluster) or clusters[cluster]
         eval_config = dataclasses.replace(config.eval, tasks=list(tasks))
@@ -114,11 +115,12 @@ def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, co
                                                             name, eval_config, data_dir, Path(name).name)
                          for name in config.baselines}
             if cluster in config.adapters:
-                console.print(f"[bold]{cluster}[/] held out, {model_name}: the given adapter "
-                              f"{config.adapters[cluster]}")
-                tuned_runs = [cached_evaluation(out_dir / cluster / label / "adapter_eval.json", model_name,
-                                                eval_config, data_dir, f"{label} + adapter",
-                                                adapter=config.adapters[cluster])]
+                tuned_runs = []
+                for index, adapter in enumerate(_as_list(config.adapters[cluster])):
+                    console.print(f"[bold]{cluster}[/] held out, {model_name}: the given adapter {adapter}")
+                    tuned_runs.append(cached_evaluation(out_dir / cluster / label / f"adapter{index}_eval.json",
+                                                        model_name, eval_config, data_dir, f"{label} + adapter",
+                                                        adapter=adapter))
             else:
                 tuned_runs = [tune_and_evaluate(config, cluster, model_name, seed, eval_config,
                                                 out_dir / cluster / label, data_dir, console) for seed in config.seeds]
@@ -128,8 +130,8 @@ def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, co
                        "constant_baseline": base["results"][task].get("constant_baseline"),
                        "uniform_baseline": base["results"][task].get("uniform_baseline"),
                        "classes": len(next(iter(base["templates"][task].values())).get("predicted_distribution", [])),
-                       "tuned_from": config.adapters.get(
-                           cluster, f"{len(tuned_runs)} seed(s) of {config.train.steps} steps")}
+                       "tuned_from": (", ".join(_as_list(config.adapters[cluster])) if cluster in config.adapters
+                                      else f"{len(tuned_runs)} seed(s) of {config.train.steps} steps")}
                 for key, values in template_values(base, task).items():
                     row[key] = {"base_mean": statistics.fmean(values),
                                 "base_std_templates": statistics.stdev(values) if len(values) > 1 else 0.0,
@@ -137,15 +139,35 @@ def run_heldout(config: HeldoutConfig, out_dir: str | Path, *, data_dir=None, co
                                 "tuned_seeds": [], "baselines": {}}
                 add_to_row(row, task, tuned_runs, [] if cluster in config.adapters else config.seeds, baselines)
                 summary["rows"].append(row)
+            summary["paired"].append({"cluster": cluster, "model": model_name}
+                                     | compare_cluster(base, tuned_runs, list(tasks)))
+    summary["paired_all"] = paired_all(summary)
     write_summary(summary, out_dir)
     return summary
+
+
+def _as_list(paths: str | list[str]) -> list[str]:
+    return [paths] if isinstance(paths, str) else list(paths)
+
+
+def paired_all(summary: dict) -> dict:
+    """Per model, the mean over its held-out clusters of each base → tuned difference, with its interval."""
+    models = dict.fromkeys(entry["model"] for entry in summary["paired"])
+    return {model: compare_all([e for e in summary["paired"] if e["model"] == model and e["draws"]])
+            for model in models}
+
+
+def without_draws(summary: dict) -> dict:
+    """The summary as JSON can hold it (the bootstrap draws kept for pooling clusters dropped)."""
+    return summary | {"paired": [{k: v for k, v in entry.items() if k != "draws"} for entry in summary["paired"]]}
 
 
 def write_summary(summary: dict, out_dir: Path) -> None:
     """summary.json, summary.md (per cluster, then FLAN's per-dataset table) and heldout.png under ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out_dir / "summary.md").write_text(cluster_table(summary) + "\n" + flan_table(summary))
+    (out_dir / "summary.json").write_text(json.dumps(without_draws(summary), indent=2) + "\n")
+    (out_dir / "summary.md").write_text(cluster_table(summary) + "\n" + paired_table(summary) + "\n"
+                                        + flan_table(summary))
     plot_heldout(summary, out_dir / "heldout.png")
 
 

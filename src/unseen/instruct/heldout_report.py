@@ -6,6 +6,9 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from unseen.instruct.paired import METRICS as PAIRED_METRICS
+from unseen.instruct.paired import cell, verdict
+
 HEADLINE = "balanced_accuracy"
 # (row key, label) of the metrics compared per cluster and plotted; generation = direct answers by greedy decoding
 METRICS = [(HEADLINE, "rank-scoring balanced acc."), ("exact_match", "generation exact match"),
@@ -102,6 +105,77 @@ def cluster_table(summary: dict) -> str:
             line += "".join(f" {_pct(values['baselines'].get(name)) if values else '–'} |" for name in baselines)
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def paired_table(summary: dict) -> str:
+    """Per held-out cluster and its datasets, base → tuned on the same examples: each difference with its 95 %
+    paired bootstrap interval (``paired.py``), and what the interval says."""
+    entries = [e for e in summary.get("paired", []) if e.get("datasets")]
+    if not entries:
+        return ""
+    header = "| held out | dataset | n | " + " | ".join(PAIRED_METRICS.values()) + " |"
+    lines = ["Base → tuned, tuned − base [95 % paired bootstrap interval], in points; a difference is above or below "
+             "zero only where its interval excludes zero (verdicts: ↑ above, ↓ below, = not resolved).", "",
+             header, "|---|---|---|" + "---|" * len(PAIRED_METRICS)]
+
+    def cells(figures: dict) -> str:
+        return " | ".join(f"{cell(figures.get(m))} {_arrow(figures.get(m))}" for m in PAIRED_METRICS)
+
+    for entry in entries:
+        for task, figures in entry["datasets"].items():
+            lines.append(f"| {entry['cluster']} | {task} | {figures['n']} | {cells(figures)} |")
+        if len(entry["datasets"]) > 1:
+            n = sum(f["n"] for f in entry["datasets"].values())
+            lines.append(f"| **{entry['cluster']}** | mean | {n} | {cells(entry['mean'])} |")
+    for model, figures in summary.get("paired_all", {}).items():
+        if figures and len(entries) > 1:
+            lines.append(f"| **all clusters** ({model}) | mean of clusters | | {cells(figures)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _arrow(figures: dict | None) -> str:
+    return {"above": "↑", "below": "↓", "not resolved": "="}[verdict(figures)] if figures else ""
+
+
+def plot_intervals(summary: dict, path: Path) -> None:
+    """One panel per metric: tuned − base per held-out dataset and cluster mean, with its 95 % paired interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = []  # (label, figures by metric, is a cluster mean)
+    for entry in summary.get("paired", []):
+        points += [(f"{task} ({entry['cluster']})", figures, False) for task, figures in entry["datasets"].items()]
+        if len(entry["datasets"]) > 1:
+            points.append((f"{entry['cluster']}: mean", entry["mean"], True))
+    for model, figures in summary.get("paired_all", {}).items():
+        if figures:
+            points.append((f"all clusters ({model})", figures, True))
+    if not points:
+        return
+    size = (2.6 * len(PAIRED_METRICS) + 2.2, 0.28 * len(points) + 1.4)
+    figure, axes = plt.subplots(1, len(PAIRED_METRICS), figsize=size, sharey=True, squeeze=False)
+    y = list(range(len(points)))[::-1]
+    for axis, (metric, label) in zip(axes[0], PAIRED_METRICS.items()):
+        for row, (_, figures, mean) in zip(y, points):
+            f = figures.get(metric)
+            if not f:
+                continue
+            low, high = (v * 100 for v in f["interval"])
+            middle = f["difference"] * 100
+            colour = {"above": "tab:green", "below": "tab:red"}.get(verdict(f), "grey")
+            axis.errorbar(middle, row, xerr=[[middle - low], [high - middle]],
+                          fmt="D" if mean else "o", color=colour, markersize=5 if mean else 3.5, capsize=2)
+        axis.axvline(0, color="black", linewidth=0.8)
+        axis.set_title(f"{label}\ntuned − base (points)", fontsize=8)
+        axis.tick_params(labelsize=7)
+    axes[0, 0].set_yticks(y, [label for label, _, _ in points], fontsize=7)
+    figure.suptitle("Held-out clusters, zero-shot: instruction tuning's effect with 95 % paired bootstrap intervals "
+                    "(green above zero, red below, grey not resolved)", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def plot_heldout(summary: dict, path: Path) -> None:

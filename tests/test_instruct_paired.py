@@ -1,0 +1,67 @@
+"""Paired bootstrap intervals of base → tuned differences (unseen.instruct.paired) on made-up evaluations."""
+
+import numpy as np
+import pytest
+
+from unseen.instruct.paired import compare_all, compare_cluster, verdict
+
+
+def evaluation(task_predictions: dict[str, tuple[list, list, list]]) -> dict:
+    """An evaluate()-shaped result: task -> (labels, rank predictions, generated predictions; None = invalid)."""
+    return {"templates": {task: {f"{task}_t": {"labels": labels, "rank_predictions": rank,
+                                              "generated_predictions": generated}}
+                          for task, (labels, rank, generated) in task_predictions.items()}}
+
+
+def test_identical_models_differ_by_exactly_zero():
+    labels = [0, 1] * 50
+    run = evaluation({"a": (labels, labels, [None] * 100)})
+    result = compare_cluster(run, [run], ["a"])["datasets"]["a"]
+    for metric in ("exact_match", "option_rate", "balanced_accuracy", "balanced_accuracy_generated"):
+        assert result[metric]["difference"] == 0 and result[metric]["interval"] == [0, 0]
+        assert verdict(result[metric]) == "not resolved"
+    assert result["option_rate"]["base"] == 0 and result["balanced_accuracy"]["base"] == 1
+
+
+def test_an_all_right_model_is_above_an_all_wrong_one():
+    labels = [0, 1, 2, 0] * 25
+    wrong = [(y + 1) % 3 for y in labels]
+    result = compare_cluster(evaluation({"a": (labels, wrong, wrong)}), [evaluation({"a": (labels, labels, labels)})],
+                             ["a"])["datasets"]["a"]["exact_match"]
+    assert (result["base"], result["tuned"], result["interval"]) == (0, 1, [1, 1]) and verdict(result) == "above"
+
+
+def test_interval_width_matches_the_normal_approximation():
+    """Two independent coin-flip models on 400 examples: the difference's standard error is sqrt(2 * .25 / 400)."""
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 400).tolist()
+    base, tuned = (evaluation({"a": (labels, rng.integers(0, 2, 400).tolist(), labels)}) for _ in range(2))
+    result = compare_cluster(base, [tuned], ["a"])["datasets"]["a"]["balanced_accuracy"]
+    low, high = result["interval"]
+    assert low < result["difference"] < high
+    assert (high - low) / 2 == pytest.approx(1.96 * np.sqrt(2 * 0.25 / 400), rel=0.15)
+
+
+def test_cluster_and_overall_figures_are_means_of_their_parts():
+    rng = np.random.default_rng(2)
+    tasks = {}
+    for task, n in (("a", 60), ("b", 90)):
+        labels = rng.integers(0, 3, n).tolist()
+        tasks[task] = labels
+    base = evaluation({t: (y, rng.integers(0, 3, len(y)).tolist(), rng.integers(0, 3, len(y)).tolist())
+                       for t, y in tasks.items()})
+    seeds = [evaluation({t: (y, y, rng.integers(0, 3, len(y)).tolist()) for t, y in tasks.items()}) for _ in range(2)]
+    result = compare_cluster(base, seeds, ["a", "b"])
+    for metric in ("exact_match", "balanced_accuracy"):
+        parts = [result["datasets"][t][metric]["difference"] for t in ("a", "b")]
+        assert result["mean"][metric]["difference"] == pytest.approx(np.mean(parts))
+    assert result["mean"]["balanced_accuracy"]["tuned"] == 1.0
+    overall = compare_all([result, result])
+    assert overall["exact_match"]["difference"] == pytest.approx(result["mean"]["exact_match"]["difference"])
+
+
+def test_different_examples_are_refused():
+    base = evaluation({"a": ([0, 1, 0], [0, 1, 0], [0, 1, 0])})
+    tuned = evaluation({"a": ([1, 1, 0], [0, 1, 0], [0, 1, 0])})
+    with pytest.raises(ValueError, match="different examples"):
+        compare_cluster(base, [tuned], ["a"])
