@@ -65,3 +65,32 @@ def test_different_examples_are_refused():
     tuned = evaluation({"a": ([1, 1, 0], [0, 1, 0], [0, 1, 0])})
     with pytest.raises(ValueError, match="different examples"):
         compare_cluster(base, [tuned], ["a"])
+
+
+def test_compare_command_writes_the_table_and_names_bad_files(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from unseen.cli.instruct import app
+    from unseen.core.errors import UnseenError
+
+    labels = [0, 1] * 20
+    base, tuned = tmp_path / "base.json", tmp_path / "tuned.json"
+    base.write_text(json.dumps(evaluation({"rte": (labels, [0] * 40, [None] * 40)})))
+    tuned.write_text(json.dumps(evaluation({"rte": (labels, labels, labels)})))
+    out = tmp_path / "results" / "compare.json"
+    result = CliRunner().invoke(app, ["compare", str(base), str(tuned), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())["datasets"]["rte"]
+    assert figures["option_rate"]["difference"] == 1 and figures["balanced_accuracy"]["difference"] == 0.5
+    table = out.with_suffix(".md").read_text()
+    assert "| rte | 40 | exact match | 0.0 | 100.0 | +100.0 | [+100.0, +100.0] | above |" in table
+
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(evaluation({"rte": ([1, 0] * 20, labels, labels)})))
+    for args, message in (([str(base), str(other)], "different examples"),
+                          ([str(tmp_path / "missing.json"), str(tuned)], "missing.json: not a readable results JSON"),
+                          ([str(out.with_suffix(".md")), str(tuned)], "compare.md: not a readable results JSON")):
+        result = CliRunner().invoke(app, ["compare", *args])
+        assert isinstance(result.exception, UnseenError) and message in str(result.exception), result.output

@@ -184,6 +184,54 @@ def eval_command(
     console.print(f"results written to {out} and {out.with_suffix('.md')}")
 
 
+@app.command("compare")
+def compare_command(
+    base: Path = typer.Argument(..., help="`unseen instruct eval --generate` results of the model before tuning."),
+    tuned: List[Path] = typer.Argument(..., help="Results after tuning, on the same examples and templates (several: "
+                                                 "seeds, averaged)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the comparison as JSON, a Markdown table "
+                                                           "beside it."),
+):
+    """Base → tuned on the same examples: each difference with a 95 % paired bootstrap interval over the examples.
+
+    Per dataset: exact match, valid-option rate, balanced accuracy of the generated answers, rank-scoring balanced
+    accuracy (means over templates); a difference is above or below zero only where its interval excludes it.
+
+    Example: unseen instruct compare runs/base.json runs/tuned.json --out results/base_vs_tuned.json
+    """
+    import json
+
+    from unseen.core.io import atomic_write
+    from unseen.instruct.paired import COMPARISON_COLUMNS, compare_cluster, comparison_rows
+
+    def read(path: Path) -> dict:
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise UnseenError(f"{path}: not a readable results JSON ({error})") from None
+        if not isinstance(results, dict) or "templates" not in results:
+            raise UnseenError(f"{path}: no per-template results; give files written by `unseen instruct eval --out`")
+        return results
+
+    before, after = read(base), [read(path) for path in tuned]
+    try:
+        result = compare_cluster(before, after, list(before["templates"]))
+    except ValueError as error:
+        raise UnseenError(f"{base} vs {', '.join(map(str, tuned))}: {error}") from None
+    if not result["datasets"]:
+        raise UnseenError(f"{base}: no per-example predictions shared by the files; evaluate both with "
+                          "`unseen instruct eval --generate` on the same --tasks, --templates and --limit")
+    rows = comparison_rows(result)
+    console.print(table(f"{base.name} → {', '.join(path.name for path in tuned)}", COMPARISON_COLUMNS, rows))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out, json.dumps({"base": str(base), "tuned": [str(p) for p in tuned]}
+                                     | {k: v for k, v in result.items() if k != "draws"}, indent=1) + "\n")
+        lines = ["| " + " | ".join(COMPARISON_COLUMNS) + " |", "|" + "---|" * len(COMPARISON_COLUMNS)]
+        atomic_write(out.with_suffix(".md"), "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n")
+        console.print(f"written to {out} and {out.with_suffix('.md')}")
+
+
 @app.command("train")
 def train_command(
     model: str = typer.Option("smollm2-135m-instruct", "--model", help="Asset name, model folder or hub id."),

@@ -128,3 +128,22 @@ def cell(summary: dict | None) -> str:
     low, high = summary["interval"]
     return (f"{summary['base'] * 100:.1f} → {summary['tuned'] * 100:.1f}, {summary['difference'] * 100:+.1f} "
             f"[{low * 100:+.1f}, {high * 100:+.1f}]")
+
+
+COMPARISON_COLUMNS = ["dataset", "n", "metric", "base", "tuned", "tuned − base", "95 % interval", "verdict"]
+
+
+def comparison_rows(result: dict) -> list[list[str]]:
+    """A ``compare_cluster`` result as rows of COMPARISON_COLUMNS (percentages); the mean over datasets last."""
+    parts = [(task, figures["n"], figures) for task, figures in result["datasets"].items()]
+    if len(parts) > 1:
+        parts.append(("mean", sum(n for _, n, _ in parts), result["mean"]))
+    rows = []
+    for task, n, figures in parts:
+        for metric, label in METRICS.items():
+            if metric in figures:
+                f = figures[metric]
+                rows.append([task, str(n), label, f"{f['base'] * 100:.1f}", f"{f['tuned'] * 100:.1f}",
+                             f"{f['difference'] * 100:+.1f}",
+                             f"[{f['interval'][0] * 100:+.1f}, {f['interval'][1] * 100:+.1f}]", verdict(f)])
+    return rows
