@@ -153,6 +153,9 @@ def _interval(low_high: list[float]) -> str:
 def report(summary: dict, meta: dict, checks: dict) -> str:
     rank_change = checks["rank_balanced_accuracy_mean_change"]
     rank_verdicts = checks["rank_balanced_accuracy_verdict_by_cluster"]
+    rank_line = "–." if rank_change is None else (
+        f"**{rank_change * 100:+.1f} points {_interval(checks['rank_balanced_accuracy_mean_change_interval'])}** "
+        "(mean of clusters); per cluster: " + ", ".join(f"{c} {v}" for c, v in rank_verdicts.items()) + ".")
     lines = ["# The FLAN protocol over every held-out cluster: Gemma 3 270M base vs instruction-tuned (LoRA)", "",
              f"Command: `{meta['command']}` (two workers, then the report); seeds "
              f"{', '.join(map(str, meta['seeds']))}; machine: {meta['machine']}; {meta['date']}.", "",
@@ -189,11 +192,7 @@ def report(summary: dict, meta: dict, checks: dict) -> str:
                          for c, g in checks["exact_match_gain_by_cluster"].items()) + ");",
              "- tuned exact match above uniform guessing (its interval above the uniform level) on ≥ 4 clusters: "
              f"**{checks['clusters_exact_match_above_uniform']}**;",
-             "- rank-scoring balanced accuracy on average no more than 1 point below base: "
-             + (f"**{rank_change * 100:+.1f} points "
-                f"{_interval(checks['rank_balanced_accuracy_mean_change_interval'])}** (mean of clusters); per "
-                "cluster: " + ", ".join(f"{c} {v}" for c, v in rank_verdicts.items()) + ".", "")
-             if rank_change is not None else "–.", "",
+             "- rank-scoring balanced accuracy on average no more than 1 point below base: " + rank_line, "",
              "## Per held-out cluster (mean over its evaluated datasets, with SmolLM2)", "", cluster_table(summary),
              "", "## Per held-out dataset", "", flan_table(summary), "",
              "![held-out clusters](instruct_heldout_all.png)", ""]
@@ -209,7 +208,7 @@ def run_and_describe(clusters: list[str], args) -> tuple[dict | None, dict | Non
     shipped = json.loads((SHIPPED / "training.json").read_text())["instruct_config"]
     by_n: dict[int, set] = {}
     for row in summary["rows"]:
-        by_n.setdefault(row["n"], set()).add(row["cluster"])
+        by_n.setdefault(row["n"], set()).add(row["task"])
     meta = {"command": "OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py", "seeds": args.seeds,
             "train": asdict(config.train), "eval": asdict(config.eval), "tasks": config.tasks,
             "shipped_adapter": shipped,
