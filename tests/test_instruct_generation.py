@@ -304,6 +304,7 @@ def test_heldout_evaluates_a_given_adapter_beside_baselines(tiny_llama_dir, tmp_
     assert copa["exact_match"]["base"] == pytest.approx(row["exact_match"]["base_mean"])
     assert "paired bootstrap interval" in (out / "summary.md").read_text()
     assert "draws" not in json.loads((out / "summary.json").read_text())["paired"][0]
+    assert (out / "intervals.png").stat().st_size > 0
     base = json.loads((out / "commonsense" / tiny_llama_dir.name / "base.json").read_text())
     assert len(base["templates"]["copa"]) == 2
     for metric in ("balanced_accuracy", "exact_match", "option_rate"):

@@ -332,4 +332,4 @@ def heldout_command(
     run_heldout(config, out, data_dir=data_dir, console=console.stdout)
     for block in markdown_tables((out / "summary.md").read_text()):
         console.print(block)
-    console.print(f"table: {out / 'summary.md'}, plot: {out / 'heldout.png'}")
+    console.print(f"table: {out / 'summary.md'}, plots: {out / 'heldout.png'}, {out / 'intervals.png'}")

@@ -17,7 +17,14 @@ from rich.console import Console
 
 from unseen.core.training import best_device
 from unseen.instruct.evaluate import EvalConfig, evaluate, write_results
-from unseen.instruct.heldout_report import HEADLINE, cluster_table, flan_table, paired_table, plot_heldout
+from unseen.instruct.heldout_report import (
+    HEADLINE,
+    cluster_table,
+    flan_table,
+    paired_table,
+    plot_heldout,
+    plot_intervals,
+)
 from unseen.instruct.paired import compare_all, compare_cluster
 from unseen.instruct.templates import load_clusters
 from unseen.instruct.train import InstructConfig, instruction_tune, load_model
@@ -163,12 +170,14 @@ def without_draws(summary: dict) -> dict:
 
 
 def write_summary(summary: dict, out_dir: Path) -> None:
-    """summary.json, summary.md (per cluster, then FLAN's per-dataset table) and heldout.png under ``out_dir``."""
+    """summary.json, summary.md (per cluster, the paired intervals, then FLAN's per-dataset table), heldout.png and
+    intervals.png (each base → tuned difference with its interval) under ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps(without_draws(summary), indent=2) + "\n")
     (out_dir / "summary.md").write_text(cluster_table(summary) + "\n" + paired_table(summary) + "\n"
                                         + flan_table(summary))
     plot_heldout(summary, out_dir / "heldout.png")
+    plot_intervals(summary, out_dir / "intervals.png")
 
 
 def tune_and_evaluate(config: HeldoutConfig, cluster: str, model_name: str, seed: int, eval_config: EvalConfig,
