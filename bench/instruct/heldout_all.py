@@ -42,7 +42,7 @@ from unseen.instruct.heldout_report import (
     plot_intervals,
 )
 from unseen.instruct.mixture import MixtureConfig
-from unseen.instruct.paired import verdict
+from unseen.instruct.paired import interval_text, verdict
 from unseen.instruct.train import InstructConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,15 +146,11 @@ def _seeds_note(rows: list[dict]) -> str:
             "over seeds.")
 
 
-def _interval(low_high: list[float]) -> str:
-    return f"[{low_high[0] * 100:+.1f}, {low_high[1] * 100:+.1f}]"
-
-
 def report(summary: dict, meta: dict, checks: dict) -> str:
     rank_change = checks["rank_balanced_accuracy_mean_change"]
     rank_verdicts = checks["rank_balanced_accuracy_verdict_by_cluster"]
     rank_line = "–." if rank_change is None else (
-        f"**{rank_change * 100:+.1f} points {_interval(checks['rank_balanced_accuracy_mean_change_interval'])}** "
+        f"**{rank_change * 100:+.1f} points {interval_text(checks['rank_balanced_accuracy_mean_change_interval'])}** "
         "(mean of clusters); per cluster: " + ", ".join(f"{c} {v}" for c, v in rank_verdicts.items()) + ".")
     lines = ["# The FLAN protocol over every held-out cluster: Gemma 3 270M base vs instruction-tuned (LoRA)", "",
              f"Command: `{meta['command']}` (two workers, then the report); seeds "
@@ -188,7 +184,7 @@ def report(summary: dict, meta: dict, checks: dict) -> str:
              "- generation exact match ≥ 10 points above base on ≥ 4 clusters: "
              f"**{checks['clusters_exact_match_plus_10']} of {len(checks['exact_match_gain_by_cluster'])}**; above "
              f"base (interval above zero) on **{checks['clusters_exact_match_above_base']}** ("
-             + ", ".join(f"{c} {g * 100:+.1f} {_interval(checks['exact_match_gain_interval_by_cluster'][c])}"
+             + ", ".join(f"{c} {g * 100:+.1f} {interval_text(checks['exact_match_gain_interval_by_cluster'][c])}"
                          for c, g in checks["exact_match_gain_by_cluster"].items()) + ");",
              "- tuned exact match above uniform guessing (its interval above the uniform level) on ≥ 4 clusters: "
              f"**{checks['clusters_exact_match_above_uniform']}**;",

@@ -202,7 +202,7 @@ def compare_command(
     import json
 
     from unseen.core.io import atomic_write
-    from unseen.instruct.paired import COMPARISON_COLUMNS, compare_cluster, comparison_rows
+    from unseen.instruct.paired import COMPARISON_COLUMNS, compare_cluster, comparison_markdown, comparison_rows
 
     def read(path: Path) -> dict:
         try:
@@ -227,8 +227,7 @@ def compare_command(
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(out, json.dumps({"base": str(base), "tuned": [str(p) for p in tuned]}
                                      | {k: v for k, v in result.items() if k != "draws"}, indent=1) + "\n")
-        lines = ["| " + " | ".join(COMPARISON_COLUMNS) + " |", "|" + "---|" * len(COMPARISON_COLUMNS)]
-        atomic_write(out.with_suffix(".md"), "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n")
+        atomic_write(out.with_suffix(".md"), comparison_markdown(rows))
         console.print(f"written to {out} and {out.with_suffix('.md')}")
 
 

@@ -121,13 +121,17 @@ def verdict(summary: dict) -> str:
     return "above" if low > 0 else "below" if high < 0 else "not resolved"
 
 
+def interval_text(interval: list[float]) -> str:
+    """'[low, high]' in signed points."""
+    return f"[{interval[0] * 100:+.1f}, {interval[1] * 100:+.1f}]"
+
+
 def cell(summary: dict | None) -> str:
     """'base → tuned, ±d [low, high]' in points."""
     if not summary:
         return "–"
-    low, high = summary["interval"]
     return (f"{summary['base'] * 100:.1f} → {summary['tuned'] * 100:.1f}, {summary['difference'] * 100:+.1f} "
-            f"[{low * 100:+.1f}, {high * 100:+.1f}]")
+            f"{interval_text(summary['interval'])}")
 
 
 COMPARISON_COLUMNS = ["dataset", "n", "metric", "base", "tuned", "tuned − base", "95 % interval", "verdict"]
@@ -144,6 +148,11 @@ def comparison_rows(result: dict) -> list[list[str]]:
             if metric in figures:
                 f = figures[metric]
                 rows.append([task, str(n), label, f"{f['base'] * 100:.1f}", f"{f['tuned'] * 100:.1f}",
-                             f"{f['difference'] * 100:+.1f}",
-                             f"[{f['interval'][0] * 100:+.1f}, {f['interval'][1] * 100:+.1f}]", verdict(f)])
+                             f"{f['difference'] * 100:+.1f}", interval_text(f["interval"]), verdict(f)])
     return rows
+
+
+def comparison_markdown(rows: list[list[str]]) -> str:
+    """``comparison_rows`` as a Markdown table."""
+    lines = ["| " + " | ".join(COMPARISON_COLUMNS) + " |", "|" + "---|" * len(COMPARISON_COLUMNS)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
