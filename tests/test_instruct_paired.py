@@ -42,6 +42,31 @@ def test_interval_width_matches_the_normal_approximation():
     assert (high - low) / 2 == pytest.approx(1.96 * np.sqrt(2 * 0.25 / 400), rel=0.15)
 
 
+def test_correlated_models_get_the_narrow_paired_interval():
+    """Tuned = base with 8 of 400 wrong answers made right: every per-example difference is 0 or +1, so the paired
+    interval is that of a proportion of 8 / 400 (half-width 1.96 * sqrt(.02 * .98 / 400) = 1.4 points) and lies
+    above zero. Resampling the two sides independently would treat them as two unrelated 50 % models: half-width
+    1.96 * sqrt(2 * .25 / 400) = 6.9 points, an interval that holds zero."""
+    n = 400
+    labels = [0, 1] * (n // 2)
+    base_answers = [y if i < n // 2 else 1 - y for i, y in enumerate(labels)]  # right on the first half only
+    flipped = range(n // 2, n // 2 + 8)
+    tuned_answers = [labels[i] if i in flipped else a for i, a in enumerate(base_answers)]
+    base = evaluation({"a": (labels, labels, base_answers)})
+    tuned = evaluation({"a": (labels, labels, tuned_answers)})
+    result = compare_cluster(base, [tuned], ["a"])["datasets"]["a"]["exact_match"]
+    assert (result["base"], result["tuned"], result["difference"]) == (0.5, pytest.approx(0.52), pytest.approx(0.02))
+    low, high = result["interval"]
+    paired = 1.96 * np.sqrt(0.02 * 0.98 / n)
+    unpaired = 1.96 * np.sqrt(2 * 0.25 / n)
+    assert (high - low) / 2 == pytest.approx(paired, rel=0.25)
+    assert high - low < unpaired / 2  # the unpaired width is 4.9 times the paired one
+    assert low > 0 and verdict(result) == "above"
+    # the tuned figure's own interval is a single model's: as wide as an unpaired difference's over sqrt(2)
+    tuned_low, tuned_high = result["tuned_interval"]
+    assert (tuned_high - tuned_low) / 2 == pytest.approx(unpaired / np.sqrt(2), rel=0.15)
+
+
 def test_cluster_and_overall_figures_are_means_of_their_parts():
     rng = np.random.default_rng(2)
     tasks = {}

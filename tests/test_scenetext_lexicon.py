@@ -1,6 +1,8 @@
 """Word lists and lexicon-constrained CTC decoding, on small hand-made log-probabilities (no model needed);
 the real ICDAR 2015 generic vocabulary where the shared data is present."""
 
+import itertools
+import math
 import random
 import string
 
@@ -9,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from unseen.core.errors import DataError
-from unseen.scenetext.lexicon import Lexicon, lexicon_for, load_lexicons, read_word_list
+from unseen.scenetext.lexicon import Lexicon, ctc_scores, lexicon_for, load_lexicons, read_word_list
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -56,11 +58,67 @@ def test_case_variants_are_one_word_the_first_spelling_kept():
     assert lexicon.words == ["Hello"]
 
 
-def test_score_is_the_exact_ctc_log_likelihood_on_folded_columns():
-    log_probs = spelled("Hello", peak=0.6)
-    lexicon = Lexicon(["HELLO", "HELL", "HALLO", "JELLO"], CHARACTERS)
-    for word, score in lexicon.decode(log_probs, CHARACTERS, top_k=4):
-        assert score == pytest.approx(exact_score(word, log_probs), abs=1e-4)
+def every_reading(log_probs: torch.Tensor, characters, fold: bool) -> dict[str, float]:
+    """The reference CTC, by brute force: every length-T path over the classes, its probability (the product of its
+    columns), collapsed (repeats merged, then blanks removed) and summed by the text it spells. With ``fold`` each
+    class stands for its upper-case letter *before* repeats merge, as on case-folded columns ("Aa" is one A)."""
+    symbols = [c.upper() if fold else c for c in characters]  # "" (the blank) stays ""
+    p = log_probs.double().exp()
+    texts: dict[str, float] = {}
+    for path in itertools.product(range(len(characters)), repeat=len(log_probs)):
+        spelled = [symbols[c] for i, c in enumerate(path) if i == 0 or symbols[c] != symbols[path[i - 1]]]
+        text = "".join(spelled)  # the blank spells nothing
+        texts[text] = texts.get(text, 0.0) + float(torch.prod(p[torch.arange(len(path)), list(path)]))
+    return texts
+
+
+TINY = ["", "A", "B", "C"]  # blank + 3 letters: 4 ** 6 = 4,096 paths of 6 columns
+
+
+def tiny_log_probs(seed: int, characters=TINY, steps: int = 6) -> torch.Tensor:
+    return (torch.randn(steps, len(characters), generator=torch.Generator().manual_seed(seed),
+                        dtype=torch.float64) * 2).log_softmax(-1)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ctc_scores_equal_the_sum_over_every_alignment(seed):
+    log_probs = tiny_log_probs(seed)
+    reference = every_reading(log_probs, TINY, fold=False)
+    assert sum(reference.values()) == pytest.approx(1.0)
+    targets = ["A", "AB", "AA", "ABA", "CAB", "AAA", "BAAB", "ABCABC", "CCC"]
+    ids = [[TINY.index(c) for c in t] for t in targets]
+    for target, score in zip(targets, ctc_scores(log_probs, ids)):
+        assert score == pytest.approx(math.log(reference[target]), abs=1e-6), target
+    # no path of 6 columns spells AAAA (A _ A _ A _ A takes 7) or 7 letters: log 0
+    assert "AAAA" not in reference and ctc_scores(log_probs, [[1] * 4, [1, 2] * 3 + [1]]) == [float("-inf")] * 2
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_decode_scores_and_ranks_words_as_the_sum_over_every_alignment(seed):
+    log_probs = tiny_log_probs(seed)
+    reference = every_reading(log_probs, TINY, fold=False)
+    words = ["A", "B", "AB", "BA", "AA", "ABC", "CAB", "ACCA", "BBB", "CBA", "ABCA"]
+    lexicon = Lexicon(words, TINY)
+    found = lexicon.decode(log_probs, TINY, beam_width=len(lexicon.parent), top_k=len(words))
+    expected = sorted(words, key=lambda w: -reference[w])
+    assert [w for w, _ in found] == expected
+    for word, score in found:
+        assert score == pytest.approx(math.log(reference[word]), abs=1e-6), word
+    # the default beam finds the best word of this small trie too
+    assert lexicon.decode(log_probs, TINY) == [(expected[0], pytest.approx(math.log(reference[expected[0]]), abs=1e-6))]
+
+
+def test_decode_scores_a_word_over_both_cases_of_each_letter():
+    """Upper and lower case columns fold into one letter before repeats merge: "Aa" reads as one A."""
+    characters = ["", "A", "a", "B"]
+    log_probs = tiny_log_probs(7, characters, steps=5)
+    reference = every_reading(log_probs, characters, fold=True)
+    lexicon = Lexicon(["A", "AB", "BA", "AA", "ABA"], characters)
+    for word, score in lexicon.decode(log_probs, characters, beam_width=64, top_k=5):
+        assert score == pytest.approx(math.log(reference[word]), abs=1e-6), word
+    # without folding, "Aa" would be read as two letters: the reference is not the unfolded one
+    unfolded = every_reading(log_probs, characters, fold=False)
+    assert reference["A"] > unfolded["A"] + unfolded["a"]
 
 
 def test_fold_merges_each_letters_two_cases():
