@@ -1,5 +1,8 @@
 """The ICDAR 2015 Task 4.4 end-to-end protocol on hand-built photos, and one check on the real data."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -164,3 +167,30 @@ def test_real_vocabularies(data_dir):
     strong = read_vocabulary(vocabulary_path("strong", "img_1", data_dir))
     assert len(strong) == 100 and not strong[0].startswith("\ufeff")
     assert len(read_vocabulary(vocabulary_path("weak", data_dir=data_dir))) == 1071
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ic15_e2e"
+
+
+@pytest.mark.needs_data("str/ic15_e2e")
+def test_hand_made_detections_on_real_photos(data_dir):
+    """Detections copied from the ground truth of three photos and changed by hand (a box shifted to IoU 0.20, 0.46,
+    exactly 0.5 and 0.71, wrong texts, duplicates, detections on and half on ### regions, a 2-letter word); the
+    expected counts are worked out in tests/fixtures/ic15_e2e/README.md and beside each detection."""
+    fixtures = [json.loads(path.read_text()) for path in sorted(FIXTURES.glob("img_*.json"))]
+    assert [f["photo"] for f in fixtures] == ["img_2", "img_3", "img_5"]
+    photos = {p.name: p for p in load_ic15_e2e(data_dir, limit=5)}
+    truth = [photos[f["photo"]].words for f in fixtures]
+    detections = [[Detection(quad=np.array(d["quad"], dtype=float).reshape(4, 2), text=d["text"])
+                   for d in f["detections"]] for f in fixtures]
+    for mode, options in (("end_to_end", {}), ("word_spotting", {"word_spotting": True})):
+        result = evaluate_e2e(detections, truth, **options)
+        expected = [f["expected"][mode] for f in fixtures]
+        assert [c.__dict__ for c in result.per_photo] == expected, mode
+        total = {key: sum(e[key] for e in expected) for key in expected[0]}
+        assert (result.matched, result.care_detections, result.care_ground_truth) == tuple(total.values()), mode
+    end_to_end = evaluate_e2e(detections, truth)
+    assert (end_to_end.matched, end_to_end.care_detections, end_to_end.care_ground_truth) == (7, 17, 18)
+    assert end_to_end.precision == pytest.approx(100 * 7 / 17) and end_to_end.recall == pytest.approx(100 * 7 / 18)
+    spotting = evaluate_e2e(detections, truth, word_spotting=True)
+    assert (spotting.matched, spotting.care_detections, spotting.care_ground_truth) == (5, 15, 12)
