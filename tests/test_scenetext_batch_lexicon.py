@@ -66,3 +66,36 @@ def test_pool_labels_come_first_then_the_batch():
 def test_tau_above_min_confidence_is_refused():
     with pytest.raises(ValueError, match="its own reading"):
         BatchLexicon(0.8, GateSetting(0.9, -3.0))
+
+
+# ---- real IC15 crops with the default reader -----------------------------------------------------
+
+@pytest.mark.needs_data("str/ic15/test")
+def test_the_default_reader_fixes_real_unsure_crops_with_the_batch_lexicon(data_dir):
+    """Crops of words IC15 shows several times, read together by the default reader (batch lexicon on by default):
+    a crop read unsurely takes the word read surely elsewhere. The batch is chosen by the labels, not by the
+    readings: the 8 most repeated words of >= 3 characters (36-character form), up to 8 crops each, in file order,
+    so a change of recognizer changes which crops are fixed, not the search. Without the batch lexicon every
+    reading is the recognizer's own."""
+    from collections import defaultdict
+
+    from unseen.scenetext.evaluate import load_records
+    from unseen.scenetext.metrics import normalize
+    from unseen.scenetext.reader import Recognizer
+
+    groups = defaultdict(list)
+    for record in load_records("ic15", "test", data_dir):
+        groups[normalize(record["text"])].append(record)
+    repeated = sorted((w for w, g in groups.items() if len(w) >= 3 and len(g) >= 3), key=lambda w: (-len(groups[w]), w))
+    batch = [record for word in repeated[:8] for record in groups[word][:8]]
+    recognizer = Recognizer.load()
+    readings = recognizer.read([record["image"] for record in batch])
+    right = [normalize(r.text) == normalize(record["text"]) for r, record in zip(readings, batch)]
+    greedy_right = [normalize(r.greedy) == normalize(record["text"]) for r, record in zip(readings, batch)]
+    fixed = [(r.greedy, r.text) for r, now, before in zip(readings, right, greedy_right) if now and not before]
+    broken = [(r.greedy, r.text) for r, now, before in zip(readings, right, greedy_right) if before and not now]
+    assert fixed, f"the batch lexicon fixed none of {len(batch)} crops of {repeated[:8]}"
+    assert not broken, f"the batch lexicon broke {broken} (fixed {fixed})"
+    assert all(r.source == "batch" for r in readings if r.text != r.greedy)
+    off = recognizer.read([record["image"] for record in batch], batch_lexicon=False)
+    assert [r.text for r in off] == [r.greedy for r in readings]
