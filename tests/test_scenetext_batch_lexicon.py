@@ -70,6 +70,7 @@ def test_tau_above_min_confidence_is_refused():
 
 # ---- real IC15 crops with the default reader -----------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.needs_data("str/ic15/test")
 def test_the_default_reader_fixes_real_unsure_crops_with_the_batch_lexicon(data_dir):
     """Crops of words IC15 shows several times, read together by the default reader (batch lexicon on by default):
