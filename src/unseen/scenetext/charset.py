@@ -23,15 +23,18 @@ def unsupported(text: str) -> list[str]:
     return list(dict.fromkeys(c for c in text if c not in _ID))
 
 
-def check_label(text: str, where: str) -> str:
-    """Return ``text`` if every character is in CHARSET, else raise a one-line DataError."""
+def check_label(text: str, where: str, spelling: frozenset[str] | None = None) -> str:
+    """Return ``text`` if the recognizer can write every character (``spelling``: its characters; default CHARSET,
+    E2STR-lite's), else raise a one-line DataError."""
     if not text or not text.strip():
         raise DataError(f"{where}: empty label")
-    bad = unsupported(text)
+    bad = unsupported(text) if spelling is None else list(dict.fromkeys(c for c in text if c not in spelling))
     if bad:
         shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in bad[:3])
+        allowed = ("printable ASCII letters, digits, punctuation and space" if spelling is None
+                   else "the Latin-script characters the recognizer keeps (ASCII, Latin-1, Latin Extended-A)")
         raise DataError(f"{where}: label {text!r} has characters outside the recognizer's charset: {shown}; "
-                        "allowed are printable ASCII letters, digits, punctuation and space")
+                        f"allowed are {allowed}")
     return text
 
 

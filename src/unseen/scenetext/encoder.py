@@ -273,16 +273,34 @@ class PPOCREncoder:
         return boxes_from_ctc(image, spans, crop_width(image), step=8, lead=1.0)
 
 
-# the encoders a recognizer or a pool can be built on, by asset name
-ENCODERS = {"easyocr-english-g2": FrozenEncoder, "ppocr-v4-rec": PPOCREncoder}
+def _onnx_encoder(name: str = "ppocr-v6-rec"):
+    from unseen.scenetext.onnx_encoder import OnnxCTCEncoder
+
+    return OnnxCTCEncoder(name)
+
+
+# the encoders a recognizer or a pool can be built on, by asset name: PP-OCRv6 (the default reader), PP-OCRv4 (our
+# port, history and the experimental E2STR-lite's encoder) and EasyOCR's CRNN (CRNN-era E2STR-lite)
+ENCODERS = {"ppocr-v6-rec": _onnx_encoder, "easyocr-english-g2": FrozenEncoder, "ppocr-v4-rec": PPOCREncoder}
+DEFAULT_ENCODER = "ppocr-v6-rec"
+# pools of these keep words only: the lexicon gate reads labels, never features
+WORDS_ONLY = ("ppocr-v6-", "ppocr-v4-")
 
 
 def encoder_name(fingerprint: str) -> str:
     """The asset name of the encoder a pool's or checkpoint's fingerprint names."""
-    return "ppocr-v4-rec" if fingerprint.startswith("ppocr-v4-") else "easyocr-english-g2"
+    for name in ("ppocr-v6-rec", "ppocr-v4-rec"):
+        if fingerprint.startswith(name[:9]):
+            return name
+    return "easyocr-english-g2"
 
 
-def load_encoder(name: str = "ppocr-v4-rec"):
+def keeps_features(fingerprint: str) -> bool:
+    """Whether a pool built with this encoder stores visual tokens (only E2STR-lite's encoders)."""
+    return not fingerprint.startswith(WORDS_ONLY)
+
+
+def load_encoder(name: str = DEFAULT_ENCODER):
     from unseen.core.errors import UnseenError
 
     if name not in ENCODERS:

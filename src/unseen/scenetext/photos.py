@@ -113,12 +113,18 @@ class PhotoReader:
         self.detector, self.encoder, self.settings = detector, encoder, settings
 
     @classmethod
-    def load(cls, settings: ReadSettings = ReadSettings()) -> PhotoReader:
+    def load(cls, settings: ReadSettings = ReadSettings(), base: str = "ppocr-v6") -> PhotoReader:
+        """``base``: ppocr-v6 (PP-OCRv6 small detector and recognizer, the default) or ppocr-v4 (history)."""
         from unseen.core.assets import load_asset
+        from unseen.core.errors import UnseenError
         from unseen.scenetext.encoder import PPOCREncoder
+        from unseen.scenetext.onnx_encoder import OnnxCTCEncoder
 
-        # lines are long and of every width: onnxruntime reads them faster than our port (bench/scenetext/e2e.py)
-        return cls(load_asset("ppocr-v4-det"), PPOCREncoder(backend="onnxruntime"), settings)
+        if base == "ppocr-v6":
+            return cls(load_asset("ppocr-v6-det"), OnnxCTCEncoder("ppocr-v6-rec"), settings)
+        if base == "ppocr-v4":
+            return cls(load_asset("ppocr-v4-det"), PPOCREncoder(backend="onnxruntime"), settings)
+        raise UnseenError(f"unknown reader base {base!r}; known: ppocr-v6, ppocr-v4")
 
     # reading -----------------------------------------------------------------------------------
     def detect_and_read(self, path) -> RawPhoto:

@@ -4,14 +4,14 @@ A pool is a folder a user keeps per domain:
 
     pool.json            format, encoder fingerprint, one entry per sample (file, text, source, and
                          "self_labelled": true for a reading the reader added itself, ``--evolve``),
-                         and for PP-OCRv4 pools the lexicon gate's setting (lexicon_gate.py) and
+                         and for PP-OCRv6 (or v4) pools the lexicon gate's setting (lexicon_gate.py) and
                          the labelled crops it was chosen on, if not on the pool itself (gate_crops)
     images/              a copy of every sample image
     gate/                the gate crops' images (pool build --gate-on N)
     features.safetensors E2STR-lite pools only (scenetext/e2str): tokens [sum T_i, d] fp16, lengths [n],
                          keys [n, 256] for retrieval by the cosine similarity of mean-pooled tokens
 
-The default reader (PP-OCRv4) uses a pool's words, never its features, so its pools compute none. A pool
+The default reader (PP-OCRv6) uses a pool's words, never its features, so its pools compute none. A pool
 records which encoder it was built for; reading it with another is an error (rebuild the pool).
 """
 
@@ -29,7 +29,7 @@ from unseen.core.data import open_image
 from unseen.core.errors import DataError, UnseenError
 from unseen.core.io import atomic_path, atomic_write
 from unseen.scenetext.charset import check_label
-from unseen.scenetext.encoder import FrozenEncoder, pooled_key
+from unseen.scenetext.encoder import FrozenEncoder, keeps_features, pooled_key
 
 FORMAT = "unseen-str-pool/1"
 
@@ -53,7 +53,7 @@ class Pool:
     def __init__(self, encoder: str, texts=(), sources=(), files=(), visuals=(), root: Path | None = None,
                  gate: dict | None = None, gate_crops: list[dict] | None = None, self_labelled=()):
         self.encoder = encoder
-        self.gate = gate  # the lexicon gate's setting (PP-OCRv4 pools)
+        self.gate = gate  # the lexicon gate's setting (PP-OCRv6/v4 pools)
         self.gate_crops = list(gate_crops or [])  # [{"file", "text"}]: other labelled crops the gate is chosen on
         self.texts, self.sources, self.files = list(texts), list(sources), list(files)
         self.self_labelled = list(self_labelled) or [False] * len(self.texts)
@@ -90,7 +90,7 @@ class Pool:
 
     @property
     def keeps_features(self) -> bool:
-        return not self.encoder.startswith("ppocr-v4-")
+        return keeps_features(self.encoder)
 
     def add(self, samples: list[PoolSample], encoder, self_labelled: bool = False) -> int:
         """Check labels, decode images (and encode them, for an E2STR-lite pool), append; returns how many were
@@ -98,7 +98,7 @@ class Pool:
         self.check_encoder(encoder.fingerprint)
         images = []
         for sample in samples:
-            check_label(sample.text, sample.where or sample.source)
+            check_label(sample.text, sample.where or sample.source, getattr(encoder, "spelling", None))
             image = _decoded(sample)
             if image.width == 0 or image.height == 0:
                 raise DataError(f"{sample.where or sample.source}: image has zero size")
@@ -186,7 +186,7 @@ class Pool:
             raise DataError(f"{meta_path}: field 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
         samples = meta.get("samples", [])
         visuals = []
-        if samples and not str(meta.get("encoder", "")).startswith("ppocr-v4-"):
+        if samples and keeps_features(str(meta.get("encoder", ""))):
             try:
                 tensors = load_file(root / "features.safetensors")
             except (OSError, Exception) as err:  # safetensors raises its own error type

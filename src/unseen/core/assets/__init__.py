@@ -206,6 +206,8 @@ def load_asset(name: str):
     if kind == "ppocr_rec":
         return models.load_ppocr_v4_rec(asset_file(name))  # (model, characters)
     if kind == "ppocr_det":
-        return models.load_ppocr_v4_det(asset_file(name))
+        return models.load_db_detector(asset_file(name))
+    if kind == "ppocr_rec_onnx":
+        return models.load_ppocr_onnx_rec(asset_file(name))
     raise UnseenError(f"assets.yaml: asset {name!r} has unknown kind {kind!r}")
 

@@ -68,6 +68,14 @@ def _probe(name: str, loaded) -> str:
         word = "unseen"
         text, confidence = ctc_greedy(model(to_tensor(render_word(word))[None]), characters)[0]
         return f"rendered {word!r} read as {text.strip()!r} (confidence {confidence:.2f})"
+    if kind == "ppocr_rec_onnx":
+        from unseen.core.ctc import greedy_decode
+        from unseen.core.models.ppocr import to_array
+
+        word = "unseen"
+        probs = torch.from_numpy(loaded.probabilities(to_array(render_word(word))[None]))
+        text, confidence = greedy_decode(probs.clamp_min(1e-30).log(), loaded.characters)[0]
+        return f"rendered {word!r} read as {text.strip()!r} (confidence {confidence:.2f})"
     if kind == "ppocr_det":
         import numpy as np
 

@@ -14,7 +14,8 @@ from unseen.core.models.efficientnet_lite import (
     preprocess_efficientnet,
 )
 from unseen.core.models.ppocr import PPOCRv4Rec, load_ppocr_v4_rec
-from unseen.core.models.ppocr_det import DetectorSettings, PPOCRv4Detector, load_ppocr_v4_det
+from unseen.core.models.ppocr_det import DBDetector, DetectorSettings, load_db_detector
+from unseen.core.models.ppocr_onnx import OnnxCTCRecognizer, load_ppocr_onnx_rec
 
 __all__ = [
     "CRNN",
@@ -29,6 +30,8 @@ __all__ = [
     "PPOCRv4Rec",
     "load_ppocr_v4_rec",
     "DetectorSettings",
-    "PPOCRv4Detector",
-    "load_ppocr_v4_det",
+    "DBDetector",
+    "load_db_detector",
+    "OnnxCTCRecognizer",
+    "load_ppocr_onnx_rec",
 ]

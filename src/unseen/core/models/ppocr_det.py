@@ -1,8 +1,10 @@
-"""PaddleOCR's PP-OCRv4 mobile text detector (DB), run through onnxruntime, with RapidOCR's pre- and post-processing.
+"""PaddleOCR's DB text detectors (PP-OCRv6 small, and PP-OCRv4 mobile as history), run through onnxruntime with
+RapidOCR 3.10's pre- and post-processing (its config.yaml: short side 736, ``limit_type min``, thresh 0.3,
+box_thresh 0.5, unclip 1.6, dilation, "fast" box score).
 
-The weights ship in ``rapidocr-onnxruntime`` (``ch_PP-OCRv4_det_infer.onnx``). Unlike the recognizer, the detector
-is not ported to PyTorch: nothing here trains it or reads its features, so onnxruntime, which *is* the reference,
-gives RapidOCR's boxes exactly and at its speed (docs/scenetext.md, "Why the detector stays in onnxruntime").
+The weights ship in ``rapidocr==3.10.0`` (``PP-OCRv6_det_small.onnx``) and ``rapidocr-onnxruntime==1.4.4``
+(``ch_PP-OCRv4_det_infer.onnx``). Nothing here trains the detector or reads its features, so onnxruntime, which *is*
+the reference, gives RapidOCR's boxes exactly and at its speed.
 
     photo (BGR uint8) -> cap the long side, pad very flat images, resize so the short side is 736 (multiples of 32)
     -> DB probability map -> binarise at ``thresh``, dilate 2 x 2 -> contours -> minimum-area rectangles
@@ -21,10 +23,11 @@ from unseen.core.errors import AssetMissingError
 
 @dataclass(frozen=True)
 class DetectorSettings:
-    """RapidOCR 1.4.4's defaults (its config.yaml), plus ``max_input_side``: a cap on the network input, so a
+    """RapidOCR 3.10's defaults (its config.yaml), plus ``max_input_side``: a cap on the network input, so a
     20,000-pixel panorama is read smaller instead of exhausting memory."""
 
-    limit_side_len: int = 736  # the short side is brought to this length
+    limit_side_len: int = 736  # the short side is brought to this length ("min"), or the long side capped ("max")
+    limit_type: str = "min"
     thresh: float = 0.3  # probability that counts as text
     box_thresh: float = 0.5  # mean probability a box needs
     unclip_ratio: float = 1.6
@@ -91,24 +94,24 @@ def _clockwise(quad: np.ndarray) -> np.ndarray:
     return np.array([left[0], right[0], right[1], left[1]], dtype=np.float32)
 
 
-def _reading_order(quads: list[np.ndarray]) -> list[np.ndarray]:
-    """Top to bottom, and left to right among boxes whose tops are within 10 px (RapidOCR's order)."""
-    boxes = sorted(quads, key=lambda q: (q[0][1], q[0][0]))
-    for i in range(len(boxes) - 1):
-        for j in range(i, -1, -1):
-            if abs(boxes[j + 1][0][1] - boxes[j][0][1]) < 10 and boxes[j + 1][0][0] < boxes[j][0][0]:
-                boxes[j], boxes[j + 1] = boxes[j + 1], boxes[j]
-            else:
-                break
-    return boxes
+def _reading_order(quads: list[np.ndarray]) -> list[int]:
+    """RapidOCR 3.10's order: boxes sorted by their top-left y, a new row wherever that y jumps by 10 px or more,
+    left to right within a row. Returns the positions of ``quads`` in that order."""
+    if not quads:
+        return []
+    tops = np.array([q[0][1] for q in quads])
+    by_y = np.argsort(tops, kind="stable")
+    rows = np.concatenate([[0], np.cumsum(np.diff(tops[by_y]) >= 10)])
+    lefts = np.array([quads[i][0][0] for i in by_y])
+    return [int(by_y[i]) for i in np.lexsort((lefts, rows))]
 
 
-class PPOCRv4Detector:
+class DBDetector:
     def __init__(self, path, settings: DetectorSettings = DetectorSettings(), threads: int | None = None):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise AssetMissingError("the PP-OCRv4 detector needs onnxruntime: pip install onnxruntime") from None
+            raise AssetMissingError("the text detector needs onnxruntime: pip install onnxruntime") from None
         if threads is None:
             import torch
 
@@ -146,7 +149,10 @@ class PPOCRv4Detector:
             pad_top = int(abs(max(int(w / s.width_height_ratio), s.min_height) * 2 - h) / 2)
             img = cv2.copyMakeBorder(img, pad_top, pad_top, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         h, w = img.shape[:2]
-        ratio = s.limit_side_len / min(h, w) if min(h, w) < s.limit_side_len else 1.0
+        if s.limit_type == "max":
+            ratio = s.limit_side_len / max(h, w) if max(h, w) > s.limit_side_len else 1.0
+        else:
+            ratio = s.limit_side_len / min(h, w) if min(h, w) < s.limit_side_len else 1.0
         ratio = min(ratio, s.max_input_side / max(h, w))
         scaled, _, _ = _resize_to_32(img, ratio)
         prob = self.probability_map(scaled)
@@ -161,16 +167,15 @@ class PPOCRv4Detector:
             kept.append(quad)
             kept_scores.append(score)
         order = _reading_order(kept)
-        score_of = {id(q): sc for q, sc in zip(kept, kept_scores)}
         if not order:
             return np.zeros((0, 4, 2), np.float32), np.zeros(0, np.float32)
-        out = np.array(order, dtype=np.float32)
+        out = np.array([kept[i] for i in order], dtype=np.float32)
         out[:, :, 1] -= pad_top
         out[:, :, 0] *= ratio_w
         out[:, :, 1] *= ratio_h
         out[..., 0] = out[..., 0].clip(0, raw_w)
         out[..., 1] = out[..., 1].clip(0, raw_h)
-        return out, np.array([score_of[id(q)] for q in order], dtype=np.float32)
+        return out, np.array([kept_scores[i] for i in order], dtype=np.float32)
 
     @staticmethod
     def _boxes(prob: np.ndarray, dest_w: int, dest_h: int, s: DetectorSettings):
@@ -197,5 +202,5 @@ class PPOCRv4Detector:
         return quads, scores
 
 
-def load_ppocr_v4_det(path, settings: DetectorSettings = DetectorSettings()) -> PPOCRv4Detector:
-    return PPOCRv4Detector(path, settings)
+def load_db_detector(path, settings: DetectorSettings = DetectorSettings()) -> DBDetector:
+    return DBDetector(path, settings)

@@ -1,0 +1,98 @@
+"""The default reader's recognizer: PP-OCRv6 small (asset ``ppocr-v6-rec``) through onnxruntime, its CTC columns
+kept for the Latin script.
+
+PP-OCRv6 scores 18,710 classes per column, 15,908 of them Chinese characters. Everything the reader does after
+reading (word cuts, the batch lexicon, word lists, the pool gate) needs the log-probabilities of the characters a
+word may be spelled with, kept per word until the whole collection is read; all 18,710 would cost 75 kB per column.
+So each column keeps the blank, every printable ASCII and Latin-1/Latin Extended-A character the model has (é, ß,
+ł, œ: the Latin-script languages PP-OCRv6 reads), one column for "another character" (the probability of the most
+likely one, shown as U+FFFD) and the space, last, as in PaddleOCR's own layout. So the greedy reading is RapidOCR's,
+with U+FFFD where it reads another script, and a word spelled with kept characters scores exactly as on the full
+output (tests/test_scenetext_v6.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+
+import numpy as np
+import torch
+from PIL import Image
+
+from unseen.core.models.ppocr import READ_BATCH_SIZE, padded_width, to_array
+
+OTHER = "\ufffd"  # stands for every character outside the kept set
+KEPT_SET_VERSION = "ascii-latin1-latinA-v1"
+
+
+def kept(character: str) -> bool:
+    """Printable ASCII (not the space, which has its own column) and Latin-1 Supplement/Latin Extended-A."""
+    if len(character) != 1:
+        return False
+    code = ord(character)
+    return 0x21 <= code <= 0x7E or 0xA1 <= code <= 0x17F
+
+
+class OnnxCTCEncoder:
+    """``ctc_log_probs(images)`` yields (index, [T, K] log-probabilities) over ``characters`` (blank "", the kept
+    characters, OTHER, " "). ``fingerprint`` names the model file, its preprocessing and the kept set: pools and
+    cached readings made with another differ."""
+
+    def __init__(self, name: str = "ppocr-v6-rec", recognizer=None):
+        from unseen.core.assets import asset_file, load_asset
+
+        self.name = name
+        self.recognizer = recognizer or load_asset(name)
+        full = self.recognizer.characters
+        self.full_characters = full
+        keep = [i for i, c in enumerate(full[1:-1], 1) if kept(c)]
+        self._kept = np.array([0, *keep])
+        other = np.ones(len(full), dtype=bool)
+        other[[0, *keep, len(full) - 1]] = False
+        self._other = other
+        self._space = len(full) - 1
+        self.characters = ["", *[full[i] for i in keep], OTHER, " "]
+        self.spelling = frozenset(self.characters[1:-2]) | {" "}  # what a label or word may be written with
+        digest = hashlib.sha256(f"{name}-h48-w320-cv2linear-bgr-{KEPT_SET_VERSION}".encode())
+        digest.update(_file_digest(asset_file(name) if recognizer is None else recognizer.path).encode())
+        self.fingerprint = f"{name}-{digest.hexdigest()[:16]}"
+
+    def compact(self, probs: np.ndarray) -> torch.Tensor:
+        """[..., C] probabilities over all classes -> [..., K] log-probabilities over ``characters``."""
+        columns = np.concatenate([probs[..., self._kept], probs[..., self._other].max(-1, keepdims=True),
+                                  probs[..., self._space : self._space + 1]], axis=-1)
+        return torch.from_numpy(np.log(np.maximum(columns, 1e-30)))
+
+    def batches(self, images: list[Image.Image], batch_size: int = READ_BATCH_SIZE):
+        """(indices, [B, 3, 48, W] input) for crops of one padded width: each crop's input is exactly what it
+        would be on its own (RapidOCR pads a batch to its widest crop, which can change a reading)."""
+        by_width = defaultdict(list)
+        for i, image in enumerate(images):
+            by_width[padded_width(image)].append(i)
+        for indices in by_width.values():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                yield chunk, np.stack([to_array(images[i]) for i in chunk])
+
+    def full_probs(self, images: list[Image.Image], batch_size: int = READ_BATCH_SIZE):
+        """(index, [T, C] probabilities over all 18,710 classes) per crop: for tests and for reading other scripts."""
+        for chunk, x in self.batches(images, batch_size):
+            probs = self.recognizer.probabilities(x)
+            for j, i in enumerate(chunk):
+                yield i, probs[j]
+
+    @torch.no_grad()
+    def ctc_log_probs(self, images: list[Image.Image], batch_size: int = READ_BATCH_SIZE):
+        for chunk, x in self.batches(images, batch_size):
+            log_probs = self.compact(self.recognizer.probabilities(x))
+            for j, i in enumerate(chunk):
+                yield i, log_probs[j]
+
+
+def _file_digest(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
