@@ -111,6 +111,40 @@ def lint_command(
     )
 
 
+# keeping what the base knew (issue 33): shared by `train` and `heldout`; unseen.instruct.keep explains each
+PromptLossOption = typer.Option(0.0, "--prompt-loss-weight", min=0.0,
+                                help="Prompt tokens as targets too, weighted against answer tokens (1: the "
+                                     "full-sequence loss; 0: answers only).")
+KlWeightOption = typer.Option(0.0, "--kl-weight", min=0.0,
+                              help="Weight of KL(base || tuned) of the next-token distributions on the same rows; the "
+                                   "base is the LoRA model with its adapters disabled (LoRA only).")
+KlOnOption = typer.Option("both", "--kl-on", help="Where the KL applies: positions predicting answer, prompt or both "
+                                                  "kinds of tokens.")
+KlPositionsOption = typer.Option(64, "--kl-max-positions", min=0,
+                                 help="KL positions per batch at most, drawn at random (0: all); the 262k-row output "
+                                      "layer runs only at these.")
+KlTopKOption = typer.Option(0, "--kl-top-k", min=0,
+                            help="KL over the base's top-k tokens only, both renormalized over them (0: full "
+                                 "vocabulary).")
+ReplayOption = typer.Option(0.0, "--replay-fraction", min=0.0,
+                            help="Raw texts of the training datasets (no template) per mixture example, trained by "
+                                 "language modelling.")
+ReplayWeightOption = typer.Option(1.0, "--replay-weight", min=0.0, help="Weight of the replay loss.")
+NoOptionsOption = typer.Option(0.0, "--no-options-fraction", min=0.0, max=1.0,
+                               help="Share of the examples whose template lists OPTIONS rendered without the list "
+                                    "(FLAN 2022's mix).")
+LoraROption = typer.Option(16, "--lora-r", min=1, help="LoRA rank (alpha = 2 r).")
+
+
+def _keep_options(prompt_loss_weight, kl_weight, kl_on, kl_max_positions, kl_top_k, replay_fraction,
+                  replay_weight, lora_r) -> dict:
+    if kl_on not in ("answer", "prompt", "both"):
+        raise UnseenError(f"--kl-on {kl_on!r}: expected answer, prompt or both")
+    return {"prompt_loss_weight": prompt_loss_weight, "kl_weight": kl_weight, "kl_on": kl_on,
+            "kl_max_positions": kl_max_positions, "kl_top_k": kl_top_k, "replay_fraction": replay_fraction,
+            "replay_weight": replay_weight, "lora_r": lora_r, "lora_alpha": 2 * lora_r}
+
+
 def _split_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
@@ -248,11 +282,23 @@ def train_command(
     raw_inputs: bool = typer.Option(False, "--raw-inputs",
                                     help="Ablation: no templates, the record's fields as inputs."),
     datasets: Optional[str] = typer.Option(None, "--datasets", help="Only these training datasets (ablation)."),
+    prompt_loss_weight: float = PromptLossOption,
+    kl_weight: float = KlWeightOption,
+    kl_on: str = KlOnOption,
+    kl_max_positions: int = KlPositionsOption,
+    kl_top_k: int = KlTopKOption,
+    replay_fraction: float = ReplayOption,
+    replay_weight: float = ReplayWeightOption,
+    no_options_fraction: float = NoOptionsOption,
+    lora_r: int = LoraROption,
     out: Path = typer.Option(..., "--out", help="Run directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     data_dir: Optional[str] = DataDirOption,
 ):
     """Instruction-tune a model on the FLAN mixture with the given clusters held out.
+
+    Options that keep what the base model knew (docs/instruct.md, "Keeping what the base knew"): --kl-weight,
+    --replay-fraction, --prompt-loss-weight, --no-options-fraction; all off by default.
 
     Example: unseen instruct train --model smollm2-135m-instruct --heldout nli --steps 200 --lora --out runs/flan-nli
     """
@@ -260,10 +306,13 @@ def train_command(
     from unseen.instruct.train import InstructConfig, instruction_tune
 
     mixture = MixtureConfig(heldout=_split_list(heldout), cap=cap, fewshot_fraction=fewshot_fraction,
-                            datasets=_split_list(datasets) if datasets else None, raw_inputs=raw_inputs, seed=seed)
+                            datasets=_split_list(datasets) if datasets else None, raw_inputs=raw_inputs,
+                            no_options_fraction=no_options_fraction, seed=seed)
+    keep = _keep_options(prompt_loss_weight, kl_weight, kl_on, kl_max_positions, kl_top_k, replay_fraction,
+                         replay_weight, lora_r)
     check_available(mixture_datasets(mixture), data_dir)  # before the model loads
     config = InstructConfig(model=model, mixture=mixture, max_length=max_length, lora=lora, steps=steps,
-                            batch_size=batch_size, lr=lr, save_every=save_every, seed=seed)
+                            batch_size=batch_size, lr=lr, save_every=save_every, seed=seed, **keep)
     result = instruction_tune(config, out, resume=resume, data_dir=data_dir)
     console.print(f"trained {result.steps} steps, final loss {result.final_loss:.4f}; model in {out / 'model'}")
 
@@ -302,6 +351,15 @@ def heldout_command(
                                                       "for one cluster are its seeds)."),
     generate: bool = typer.Option(False, "--generate",
                                   help="Also evaluate by greedy generation (exact match, valid options)."),
+    prompt_loss_weight: float = PromptLossOption,
+    kl_weight: float = KlWeightOption,
+    kl_on: str = KlOnOption,
+    kl_max_positions: int = KlPositionsOption,
+    kl_top_k: int = KlTopKOption,
+    replay_fraction: float = ReplayOption,
+    replay_weight: float = ReplayWeightOption,
+    no_options_fraction: float = NoOptionsOption,
+    lora_r: int = LoraROption,
     out: Path = typer.Option(Path("runs/heldout"), "--out"),
     data_dir: Optional[str] = DataDirOption,
 ):
@@ -318,7 +376,10 @@ def heldout_command(
 
     config = HeldoutConfig(
         models=_split_list(models), clusters=_split_list(clusters), seeds=[int(s) for s in _split_list(seeds)],
-        train=InstructConfig(steps=steps, lora=lora, mixture=MixtureConfig(cap=cap)),
+        train=InstructConfig(steps=steps, lora=lora,
+                             mixture=MixtureConfig(cap=cap, no_options_fraction=no_options_fraction),
+                             **_keep_options(prompt_loss_weight, kl_weight, kl_on, kl_max_positions, kl_top_k,
+                                             replay_fraction, replay_weight, lora_r)),
         eval=EvalConfig(templates="all" if templates == "all" else _split_list(templates), max_templates=max_templates,
                         limit=limit, calibrate=calibrate, generate=generate),
         baselines=_split_list(baselines) if baselines else [], adapters=_cluster_paths(adapters or []),

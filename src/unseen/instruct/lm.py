@@ -26,10 +26,20 @@ PROMPT_SUFFIX = "\n"
 IGNORE = -100
 
 
+# what each token of a packed row is (``segments``): the objectives of ``keep.py`` weigh them apart
+SEGMENT_PROMPT, SEGMENT_ANSWER, SEGMENT_REPLAY, SEGMENT_PAD = 0, 1, 2, -1
+
+
 @dataclass
 class TokenizedExample:
     input_ids: list[int]
     labels: list[int]  # IGNORE on prompt tokens
+    segments: list[int] | None = None  # default: prompt where the label is IGNORE, else answer
+
+    def token_segments(self) -> list[int]:
+        if self.segments is not None:
+            return self.segments
+        return [SEGMENT_PROMPT if label == IGNORE else SEGMENT_ANSWER for label in self.labels]
 
 
 def tokenize_example(tokenizer, prompt: str, target: str, max_length: int) -> TokenizedExample:
@@ -49,7 +59,7 @@ def tokenize_example(tokenizer, prompt: str, target: str, max_length: int) -> To
 def pack(examples: Sequence[TokenizedExample], max_length: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
     """Greedy first-fit packing into rows of at most ``max_length`` tokens.
 
-    Each row is {"input_ids", "labels", "position_ids"} (1-D); collate pads rows.
+    Each row is {"input_ids", "labels", "position_ids", "segments"} (1-D); collate pads rows.
     """
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
@@ -71,6 +81,7 @@ def pack(examples: Sequence[TokenizedExample], max_length: int, seed: int = 0) -
             "input_ids": torch.tensor([t for e in row for t in e.input_ids]),
             "labels": torch.tensor([t for e in row for t in e.labels]),
             "position_ids": torch.cat([torch.arange(len(e.input_ids)) for e in row]),
+            "segments": torch.tensor([s for e in row for s in e.token_segments()]),
         })
     return packed
 
@@ -87,6 +98,8 @@ def collate_packed(rows: list[dict[str, torch.Tensor]], pad_token_id: int = 0) -
         batch["labels"].append(F.pad(row["labels"], (0, extra), value=IGNORE))
         last = row["position_ids"][-1].item()
         batch["position_ids"].append(torch.cat([row["position_ids"], torch.arange(last + 1, last + 1 + extra)]))
+        if "segments" in row:
+            batch.setdefault("segments", []).append(F.pad(row["segments"], (0, extra), value=SEGMENT_PAD))
     return {key: torch.stack(value) for key, value in batch.items()}
 
 

@@ -28,6 +28,8 @@ class MixtureConfig:
     max_shots: int = 2
     datasets: list[str] | None = None  # restrict to these (ablation: number of clusters)
     raw_inputs: bool = False  # ablation "no template": fields as 'name: value' lines, the label word as target
+    # FLAN 2022's mix: this share of the examples whose template lists OPTIONS is rendered without the list
+    no_options_fraction: float = 0.0
     seed: int = 0
 
 
@@ -91,11 +93,16 @@ def build_mixture(config: MixtureConfig, *, tasks: dict | None = None,
             template, rendered = _render_with_random_template(task, record, rng)
             if template is None:
                 continue
+            with_options = True
+            if config.no_options_fraction and template.options and rng.random() < config.no_options_fraction:
+                with_options = False
+                rendered = render(template, record, options_suffix=False)
             text = rendered.input
             if config.fewshot_fraction and rng.random() < config.fewshot_fraction:
                 shots, wanted = [], rng.randint(1, config.max_shots)
                 for other in rng.sample(range(len(records)), min(len(records), 4 * config.max_shots)):
-                    exemplar = render(template, records[other]) if other != index else None
+                    exemplar = (render(template, records[other], options_suffix=with_options)
+                                if other != index else None)
                     if exemplar is not None:
                         shots.append(f"{exemplar.input}\n{exemplar.target}")
                     if len(shots) == wanted:

@@ -13,6 +13,7 @@ from unseen.core.assets import load_causal_lm
 from unseen.core.errors import UnseenError
 from unseen.core.training import TrainConfig, TrainResult, apply_lora, count_parameters, seed_everything, train
 from unseen.core.training.lora import quiet_peft
+from unseen.instruct.keep import KeepConfig, keep_loss, replay_texts, tokenize_replay
 from unseen.instruct.lm import (
     collate_packed,
     collate_seq2seq,
@@ -42,6 +43,23 @@ class InstructConfig:
     schedule: str = "cosine"
     save_every: int = 50
     seed: int = 0
+    # keeping what the base knew (issue 33; ``keep.py``): all off by default, which is the target-only loss
+    prompt_loss_weight: float = 0.0  # prompt tokens as targets too, weighted against answer tokens (1: full sequence)
+    kl_weight: float = 0.0  # KL(base || tuned) of the next-token distributions; LoRA only (base = adapters off)
+    kl_on: str = "both"  # positions that predict: answer | prompt | both
+    kl_max_positions: int = 64  # per batch, drawn at random (0: all); the 262k-row output layer runs only there
+    kl_top_k: int = 0  # > 0: the base's top-k tokens only, both renormalized over them
+    replay_fraction: float = 0.0  # raw texts of the training datasets (no template), per mixture example
+    replay_weight: float = 1.0  # weight of their language-modelling loss
+
+    def keep(self) -> KeepConfig:
+        return KeepConfig(prompt_loss_weight=self.prompt_loss_weight, replay_weight=self.replay_weight,
+                          kl_weight=self.kl_weight, kl_on=self.kl_on, kl_max_positions=self.kl_max_positions,
+                          kl_top_k=self.kl_top_k)
+
+    def keeps(self) -> bool:
+        """True when an objective beyond the target-only loss is on."""
+        return bool(self.prompt_loss_weight or self.kl_weight or self.replay_fraction)
 
 
 def adapter_folder(path: str | Path) -> Path:
@@ -91,25 +109,36 @@ def instruction_tune(config: InstructConfig, out_dir: str | Path, *, resume: boo
     seed_everything(config.seed)
     model, tokenizer = load_model(config.model)
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+    keep = config.keep()  # checks kl_on
+    if config.keeps() and encoder_decoder:
+        raise UnseenError("the prompt loss, replay and the KL term are for causal LMs, not encoder-decoder models")
+    if config.kl_weight and not config.lora:
+        raise UnseenError("the KL term to the base model needs LoRA (the base is the model with its adapters "
+                          "disabled); train with --lora or set the KL weight to 0")
     if config.lora:
         targets = ("q", "k", "v", "o") if encoder_decoder else None
         model = apply_lora(model, r=config.lora_r, alpha=config.lora_alpha,
                            **({"target_modules": targets} if targets else {}))
-    mixture = build_mixture(dataclasses.replace(config.mixture, seed=config.seed), data_dir=data_dir)
+    mixture_config = dataclasses.replace(config.mixture, seed=config.seed)
+    mixture = build_mixture(mixture_config, data_dir=data_dir)
+    replay = replay_texts(mixture_config, config.replay_fraction, data_dir=data_dir)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     if encoder_decoder:
         rows = [tokenize_seq2seq(tokenizer, e.input, e.target, config.max_length) for e in mixture]
         loss_fn, collate = seq2seq_loss, partial(collate_seq2seq, pad_token_id=pad)
     else:
         tokenized = [tokenize_example(tokenizer, e.input, e.target, config.max_length) for e in mixture]
+        tokenized += [tokenize_replay(tokenizer, text, config.max_length) for _, text in replay]
         rows = pack(tokenized, config.max_length, seed=config.seed)
-        loss_fn, collate = target_only_loss, partial(collate_packed, pad_token_id=pad)
+        loss_fn = partial(keep_loss, keep=keep) if config.keeps() else target_only_loss
+        collate = partial(collate_packed, pad_token_id=pad)
     if len(rows) < config.batch_size:
         raise UnseenError(f"the mixture fills {len(rows)} rows, fewer than one batch of {config.batch_size}")
     trainable, total = count_parameters(model)
     extra = {
         "instruct": dataclasses.asdict(config),
         "mixture_examples": len(mixture),
+        "replay_texts": len(replay),
         "packed_rows": len(rows),
         "examples_per_dataset": dict(sorted(Counter(e.dataset for e in mixture).items())),
         "trainable_parameters": trainable,
@@ -121,7 +150,8 @@ def instruction_tune(config: InstructConfig, out_dir: str | Path, *, resume: boo
         seed=config.seed, extra=extra,
     )
     tasks = load_templates()
-    datasets_used = sorted({(e.dataset, tasks[e.dataset].splits["train"]) for e in mixture})
+    datasets_used = sorted({(e.dataset, tasks[e.dataset].splits["train"]) for e in mixture}
+                           | {(name, tasks[name].splits["train"]) for name, _ in replay})
     assets = [config.model] if "/" not in config.model and not Path(config.model).exists() else []
     result = train(model, loss_fn, rows, train_config, collate=collate, resume=resume, assets=assets,
                    data=datasets_used, progress_label="instruction tuning")

@@ -1,0 +1,215 @@
+"""Issue 33: training recipes that keep what the base model knew, chosen on HELD-IN validation data only.
+
+One held-out setting (commonsense, the shipped adapter's): every recipe is Gemma 3 270M base + LoRA
+instruction-tuned on all the other clusters, and is scored on the evaluation splits of datasets it WAS trained on
+whose evaluation split is not their training split (``unseen.instruct.recipe.check_held_in``): SST-2, RTE, QASC
+and StrategyQA validation, the first --limit examples, the first --templates direct templates, rank scoring and
+greedy generation. No held-out cluster's data is read (tests/test_instruct_recipe.py checks this function's data).
+Every recipe is compared with the base model and with the answer-only recipe (the shipped one at --steps), each
+difference with a 95 % paired bootstrap interval over the examples (``unseen.instruct.paired``).
+
+    # trains and evaluates what is missing under --out (each finished piece is kept; a run resumes):
+    OMP_NUM_THREADS=1 python bench/instruct/recipe_search.py --recipes answer_only,kl,replay,no_options
+    # the report only, from what is there:
+    OMP_NUM_THREADS=1 python bench/instruct/recipe_search.py --report
+
+Writes ``docs/results/instruct_recipe_search.{json,md}``.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from unseen.instruct.evaluate import EvalConfig
+from unseen.instruct.heldout import cached_evaluation, template_means
+from unseen.instruct.mixture import MixtureConfig
+from unseen.instruct.paired import compare_cluster, interval_text
+from unseen.instruct.recipe import check_held_in, recipe_config, search_data
+from unseen.instruct.train import InstructConfig, instruction_tune
+
+ROOT = Path(__file__).resolve().parents[2]
+HELDOUT = "commonsense"
+EVAL_TASKS = ["sst2", "rte", "qasc", "strategyqa"]  # held-in with commonsense out; validation splits
+# name -> (what it changes from the answer-only recipe, why)
+RECIPES = {
+    "answer_only": ({}, "the shipped recipe: loss on answer tokens only, LoRA r = 16"),
+    "kl": ({"kl_weight": 1.0, "kl_on": "both", "kl_max_positions": 64},
+           "+ KL(base || tuned) on prompt and answer positions, weight 1, 64 positions per batch"),
+    "kl_answer": ({"kl_weight": 1.0, "kl_on": "answer", "kl_max_positions": 0},
+                  "+ KL(base || tuned) on the answer positions only, weight 1"),
+    "replay": ({"replay_fraction": 0.25, "replay_weight": 0.5},
+               "+ replay: raw training texts (no template), 0.25 per example, LM loss weight 0.5"),
+    "no_options": ({"mixture.no_options_fraction": 0.3},
+                   "30 % of the OPTIONS templates rendered without the options list"),
+    "prompt_loss": ({"prompt_loss_weight": 0.1}, "prompt tokens as targets at weight 0.1 (1 = full sequence)"),
+    "r4": ({"lora_r": 4, "lora_alpha": 8}, "LoRA rank 4 instead of 16"),
+}
+METRICS = [("option_rate", "valid-option rate"), ("exact_match", "generation exact match"),
+           ("balanced_accuracy", "rank-scoring balanced acc.")]
+
+
+def base_config(args) -> InstructConfig:
+    """The shipped adapter's recipe (train_commonsense_adapter.py) at the search's step count."""
+    return InstructConfig(model="gemma3-270m", mixture=MixtureConfig(heldout=[HELDOUT], cap=1000), max_length=128,
+                          lora=True, lora_r=16, lora_alpha=32, steps=args.steps, batch_size=4, lr=2e-4,
+                          save_every=10, seed=args.seed)
+
+
+def eval_config(args) -> EvalConfig:
+    return EvalConfig(tasks=list(EVAL_TASKS), max_templates=args.templates, limit=args.limit, generate=True)
+
+
+def build_data(args, data_dir=None) -> dict:
+    """All the data the search reads (the mixture, replay texts and held-in evaluation records)."""
+    replay = max(RECIPES[name][0].get("replay_fraction", 0.0) for name in args.recipes)
+    return search_data(base_config(args).mixture, EVAL_TASKS, replay_fraction=replay, data_dir=data_dir)
+
+
+def run_recipe(name: str, args) -> dict:
+    run_dir = args.out / name
+    config = recipe_config(base_config(args), RECIPES[name][0])
+    if not (run_dir / "eval.json").exists() and not (run_dir / "model").exists():
+        print(f"training {name}", flush=True)
+        instruction_tune(config, run_dir, resume=(run_dir / "checkpoints").exists())
+    return cached_evaluation(run_dir / "eval.json", str(run_dir / "model"), eval_config(args), None, name)
+
+
+def training_facts(run_dir: Path) -> dict:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    last = rows[-10:]
+    facts = {"steps": rows[-1]["step"], "elapsed_s": rows[-1]["elapsed_s"],
+             "s_per_step": rows[-1]["elapsed_s"] / rows[-1]["step"]}
+    for key in ("loss", "loss_answer", "loss_replay", "kl_to_base"):
+        values = [r[key] for r in last if key in r]
+        if values:
+            facts[f"{key}_last10"] = sum(values) / len(values)
+    return facts
+
+
+def summarize(base: dict, runs: dict[str, dict], args) -> dict:
+    tasks = list(EVAL_TASKS)
+    reference = runs.get("answer_only")
+    recipes = {}
+    for name, results in runs.items():
+        vs_base = compare_cluster(base, [results], tasks, seed=args.seed)
+        entry = {"changes": RECIPES[name][0], "what": RECIPES[name][1],
+                 "config": recipe_config(base_config(args), RECIPES[name][0]).__dict__ | {"mixture": None},
+                 "training": training_facts(args.out / name),
+                 "per_task": {t: {m: template_means(results, t).get(m) for m, _ in METRICS} for t in tasks},
+                 "vs_base": {m: _strip(vs_base["mean"].get(m)) for m, _ in METRICS}}
+        if reference is not None and name != "answer_only":
+            vs_ref = compare_cluster(reference, [results], tasks, seed=args.seed)
+            entry["vs_answer_only"] = {m: _strip(vs_ref["mean"].get(m)) for m, _ in METRICS}
+        recipes[name] = entry
+    return {"base_per_task": {t: {m: template_means(base, t).get(m) for m, _ in METRICS} for t in tasks},
+            "recipes": recipes}
+
+
+def _strip(summary):
+    return None if summary is None else {k: summary[k] for k in ("base", "tuned", "difference", "interval")}
+
+
+def choose(summary: dict) -> dict:
+    """The rule, fixed before the runs: a recipe replaces answer-only only if its rank-scoring balanced accuracy
+    is above answer-only's (paired interval above 0) while neither its valid-option rate nor its exact match is
+    below answer-only's (interval entirely under 0)."""
+    winners = []
+    for name, entry in summary["recipes"].items():
+        ref = entry.get("vs_answer_only")
+        if not ref or not ref["balanced_accuracy"]:
+            continue
+        if (ref["balanced_accuracy"]["interval"][0] > 0
+                and all(ref[m]["interval"][1] >= 0 for m in ("option_rate", "exact_match"))):
+            winners.append((ref["balanced_accuracy"]["difference"], name))
+    return {"rule": choose.__doc__.split("The rule, ")[1].replace("\n   ", "").replace("  ", " ").strip(),
+            "winner": max(winners)[1] if winners else None}
+
+
+def markdown(summary: dict, meta: dict) -> str:
+    lines = ["# Recipe search on held-in validation (issue 33)", "",
+             f"Held out: **{HELDOUT}** (never read). Evaluated on held-in validation splits: "
+             f"{', '.join(EVAL_TASKS)}; the first {meta['limit']} examples × the first {meta['templates']} direct "
+             f"templates each. Gemma 3 270M base, LoRA, {meta['steps']} steps × 4 packed rows of 128 tokens, lr 2e-4, "
+             f"seed {meta['seed']}. Means over the {len(EVAL_TASKS)} datasets (%); differences with 95 % paired "
+             "bootstrap intervals over the examples.", "",
+             f"Command: `{meta['command']}`; machine: {meta['machine']}.", "",
+             "| recipe | what | " + " | ".join(label for _, label in METRICS) + " | s/step |",
+             "|---|---|" + "---|" * (len(METRICS) + 1)]
+    base = summary["base_per_task"]
+    lines.append("| (base model) | | " + " | ".join(
+        f"{100 * sum(base[t][m] for t in EVAL_TASKS) / len(EVAL_TASKS):.1f}" for m, _ in METRICS) + " | |")
+    for name, entry in summary["recipes"].items():
+        cells = []
+        for m, _ in METRICS:
+            s = entry["vs_base"][m]
+            cell = f"{100 * s['tuned']:.1f} ({100 * s['difference']:+.1f} {interval_text(s['interval'])})"
+            ref = entry.get("vs_answer_only")
+            if ref and ref.get(m):
+                cell += f"; vs answer-only {100 * ref[m]['difference']:+.1f} {interval_text(ref[m]['interval'])}"
+            cells.append(cell)
+        lines.append(f"| {name} | {entry['what']} | " + " | ".join(cells)
+                     + f" | {entry['training']['s_per_step']:.1f} |")
+    lines += ["", "Cells: tuned (tuned − base [interval]); vs answer-only: recipe − answer-only [interval].", "",
+              "Per dataset (valid-option rate / exact match / rank balanced accuracy, %):", "",
+              "| recipe | " + " | ".join(EVAL_TASKS) + " |", "|---|" + "---|" * len(EVAL_TASKS)]
+
+    def per(row):
+        return " | ".join(" / ".join(f"{100 * row[t][m]:.1f}" for m, _ in METRICS) for t in EVAL_TASKS)
+
+    lines.append(f"| (base model) | {per(base)} |")
+    lines += [f"| {name} | {per(entry['per_task'])} |" for name, entry in summary["recipes"].items()]
+    choice = summary["choice"]
+    lines += ["", f"Rule: {choice['rule']}", "",
+              f"Winner: **{choice['winner'] or 'none: the default (answer-only) stays'}**.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipes", default="answer_only,kl,replay,no_options",
+                        help=f"comma-separated, of {', '.join(RECIPES)}")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--limit", type=int, default=60)
+    parser.add_argument("--templates", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=ROOT / "runs/recipe_search")
+    parser.add_argument("--report", action="store_true", help="only the report, from the runs already there")
+    parser.add_argument("--no-report", action="store_true",
+                        help="train and evaluate --recipes only (a second worker): no base model, no report")
+    parser.add_argument("--results", type=Path, default=ROOT / "docs/results/instruct_recipe_search")
+    args = parser.parse_args()
+    args.recipes = [name.strip() for name in args.recipes.split(",") if name.strip()]
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    check_held_in([HELDOUT], EVAL_TASKS)
+    started = time.time()
+    if args.no_report:
+        for name in args.recipes:
+            run_recipe(name, args)
+        return
+    base = cached_evaluation(args.out / "base.json", "gemma3-270m", eval_config(args), None, "gemma3-270m base")
+    runs = {}
+    for name in (RECIPES if args.report else args.recipes):
+        if args.report and not (args.out / name / "eval.json").exists():
+            continue
+        runs[name] = run_recipe(name, args)
+    summary = summarize(base, runs, args)
+    summary["choice"] = choose(summary)
+    meta = {"command": "OMP_NUM_THREADS=1 python bench/instruct/recipe_search.py " + " ".join(sys.argv[1:]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), torch {torch.__version__}, "
+                       f"{torch.get_num_threads()} thread(s)",
+            "heldout": HELDOUT, "eval_tasks": EVAL_TASKS, "steps": args.steps, "limit": args.limit,
+            "templates": args.templates, "seed": args.seed, "wall_s_this_call": round(time.time() - started, 1)}
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.with_suffix(".json").write_text(json.dumps(meta | summary, indent=1, default=str) + "\n")
+    args.results.with_suffix(".md").write_text(markdown(summary, meta))
+    print(markdown(summary, meta))
+
+
+if __name__ == "__main__":
+    main()
