@@ -82,17 +82,18 @@ def evaluate_photos(dataset, vocabulary, limit, baselines, out, batch_lexicon, d
         raise UnseenError(f"--dataset {dataset!r}: only ic15_e2e (ICDAR 2015 end to end) is known")
     if vocabulary not in ("none", "generic", "weak", "strong"):
         raise UnseenError(f"--vocabulary {vocabulary!r}: use none, generic, weak or strong")
+    known = {"rapidocr": "3.10", "rapidocr-1.4.4": "1.4.4"}  # RapidOCR as `pip install rapidocr` gives, and history
     for name in baselines:
-        if name != "rapidocr":
-            raise UnseenError(f"--baseline {name!r}: unknown; known: rapidocr")
+        if name not in known:
+            raise UnseenError(f"--baseline {name!r}: unknown; known: {', '.join(known)}")
     photos = load_ic15_e2e(data_dir, limit=limit)
     lexicon = load_vocabulary(vocabulary, [p.name for p in photos], data_dir)
     with console.stderr.status("loading PP-OCRv4 (detector and recognizer)..."):
         reader = PhotoReader.load()
-    engine = rapidocr.load_rapidocr() if baselines else None
+    engines = {name: rapidocr.load_rapidocr(known[name]) for name in dict.fromkeys(baselines)}
     with _progress() as progress:
         task = progress.add_task("reading photos", total=len(photos))
-        raws, spotted, words, seconds = rapidocr.read_beside(reader, engine, [p.image_path for p in photos],
+        raws, spotted, words, seconds = rapidocr.read_beside(reader, engines, [p.image_path for p in photos],
                                                              lambda *_: progress.advance(task))
     started = time.perf_counter()
     readings = reader.adapt(raws, lexicon=lexicon, batch_lexicon=batch_lexicon)
@@ -100,9 +101,10 @@ def evaluate_photos(dataset, vocabulary, limit, baselines, out, batch_lexicon, d
     truth = [p.words for p in photos]
     results = {f"unseen (PP-OCRv4 + words + {'batch lexicon' if batch_lexicon else 'no batch lexicon'})":
                (evaluate_e2e([r.words for r in readings], truth), seconds["ours"])}
-    if engine is not None:
-        results["RapidOCR 1.4.4 as shipped"] = (evaluate_e2e(spotted, truth), seconds["rapidocr"])
-        results["RapidOCR, word-box option"] = (evaluate_e2e(words, truth), None)
+    for name in engines:
+        results[f"RapidOCR {known[name]} as shipped"] = (evaluate_e2e(spotted[name], truth), seconds[name])
+        results[f"RapidOCR {known[name]}, word-box option"] = (evaluate_e2e(words[name], truth),
+                                                               seconds[f"{name} words"])
     rows = [[name, f"{r.precision:.1f}", f"{r.recall:.1f}", f"{r.f:.1f}", f"{len(photos) / s:.2f}" if s else "-"]
             for name, (r, s) in results.items()]
     console.print(table(f"ICDAR 2015 end to end, {len(photos)} photos, vocabulary {vocabulary}",
