@@ -49,21 +49,6 @@ def box_iou(quad, box) -> float:
     return inter / union
 
 
-def test_detector_gives_rapidocr_boxes_on_real_photos(data_dir):
-    cv2 = pytest.importorskip("cv2")
-    from rapidocr_onnxruntime import RapidOCR
-
-    from unseen.core.assets import load_asset
-
-    detector, engine = load_asset("ppocr-v4-det"), RapidOCR()
-    for n in (1, 2, 7):
-        path = data_dir / "str" / "ic15_e2e" / "test" / "images" / f"img_{n}.jpg"
-        ours, _ = detector(cv2.imread(str(path)))
-        theirs, _ = engine(str(path), use_cls=False, use_rec=False)
-        assert ours.shape == (len(theirs), 4, 2)
-        np.testing.assert_array_equal(ours, np.array(theirs, dtype=np.float32))
-
-
 def test_a_rendered_line_is_cut_into_its_words(reader, tmp_path):
     words = ["HELLO", "unseen", "WORLD", "2026"]
     image, boxes = render_photo(words)
