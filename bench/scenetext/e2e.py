@@ -1,15 +1,15 @@
-"""End to end on ICDAR 2015 (Task 4.4): whole photos in, words and boxes out, beside RapidOCR as shipped.
+"""End to end on ICDAR 2015 (Task 4.4): whole photos in, words and boxes out, beside RapidOCR as users install it.
 
-    python bench/scenetext/e2e.py tune   # settings chosen on photos 1-100 -> docs/results/scenetext_e2e_tuning.json
-    python bench/scenetext/e2e.py run    # 500 photos, reported as 101-500 and 1-500 -> docs/results/scenetext_e2e.*
+    python bench/scenetext/e2e.py tune    # photos 1-100 -> src/unseen/scenetext/tuned.json (the reader's defaults)
+                                          #   and its record, docs/results/scenetext_e2e_tuning.json
+    python bench/scenetext/e2e.py run     # 500 photos, reported as 101-500 and 1-500 -> docs/results/scenetext_e2e.*
+    python bench/scenetext/e2e_speed.py   # speed and memory, on a quiet machine -> docs/results/scenetext_e2e_speed.*
 
-Every setting (word box reach and height, the confidence a word needs, each vocabulary's delta and drop rule) is
-chosen on photos 1-100 and never on the others' ground truth. ``run`` reads every photo once with our reader and
-once with RapidOCR 1.4.4 (det + direction classifier + rec, onnxruntime, its defaults, then with its word-box
-option), alternating photo by photo so both see the same machine; it times both at 2 threads, then adapts our
-raw readings without a vocabulary and with the generic, weak and strong vocabularies, and streams photos 251-500
-through an evolving pool after photos 1-250 evolved it, against the same photos streamed cold.
-Detections and line readings are cached per photo under runs/e2e-cache (the timing run never reads the cache).
+Every setting (the confidence a word needs, where lines are cut, word box reach and height, how each kind of word
+list is trusted, how an evolving pool's words are used) is chosen on photos 1-100 and never on the others' ground
+truth; ``tune`` writes the choice into the library's tuned.json, so the reader reported here is the reader users get
+(``run`` reads with the library's defaults). Raw readings are cached by photo content and reader fingerprint
+(unseen.scenetext.raw_cache); RapidOCR's outputs by photo content and RapidOCR version, under runs/.
 """
 
 from __future__ import annotations
@@ -17,19 +17,21 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from e2e_report import machine, markdown, snapped
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "results"
-CACHE = ROOT / "runs" / "e2e-cache"
-TUNE = range(0, 100)  # photos 1-100 (0-based positions)
+RAW_CACHE = ROOT / "runs" / "raw-cache"
+BASELINE_CACHE = ROOT / "runs" / "e2e-baselines"
+TUNE = slice(0, 100)  # photos 1-100
 VOCABULARIES = ["none", "generic", "weak", "strong"]
+ENGINES = {"3.10": "RapidOCR 3.10.0", "1.4.4": "RapidOCR 1.4.4 (history)"}
 
 
 def reader_and_photos(limit=None):
@@ -39,14 +41,42 @@ def reader_and_photos(limit=None):
     return PhotoReader.load(), load_ic15_e2e(limit=limit)
 
 
-def cached_raw(reader, photo):
-    path = CACHE / f"{photo.name}.pt"
-    if path.exists():
-        return torch.load(path, weights_only=False)
-    raw = reader.detect_and_read(photo.image_path)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    torch.save(raw, path)
-    return raw
+def raw_readings(reader, photos, label="reading"):
+    from unseen.scenetext.raw_cache import RawCache
+
+    cache, raws = RawCache(RAW_CACHE, reader), []
+    for count, photo in enumerate(photos, 1):
+        raws.append(cache.read(photo.image_path))
+        if count % 50 == 0:
+            print(f"{label}: {count}/{len(photos)} photos", flush=True)
+    return raws
+
+
+def baseline_readings(version, photos):
+    """RapidOCR's lines and word boxes per photo (cached by photo content and version)."""
+    import numpy as np
+
+    from unseen.scenetext import rapidocr
+    from unseen.scenetext.raw_cache import photo_digest
+
+    engine, lines, words = None, [], []
+    for count, photo in enumerate(photos, 1):
+        path = BASELINE_CACHE / version / f"{photo_digest(photo.image_path)[:32]}.json"
+        if not path.exists():
+            engine = engine or rapidocr.load_rapidocr(version)
+            spotted = {"lines": rapidocr.read_lines(engine, photo.image_path),
+                       "words": rapidocr.read_words(engine, photo.image_path)}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({k: [{"quad": w.quad.tolist(), "text": w.text, "confidence": w.confidence}
+                                            for w in v] for k, v in spotted.items()}))
+        data = json.loads(path.read_text())
+        lines.append([rapidocr.SpottedWord(np.array(w["quad"], np.float32), w["text"], w["confidence"])
+                      for w in data["lines"]])
+        words.append([rapidocr.SpottedWord(np.array(w["quad"], np.float32), w["text"], w["confidence"])
+                      for w in data["words"]])
+        if count % 100 == 0:
+            print(f"RapidOCR {version}: {count}/{len(photos)} photos", flush=True)
+    return lines, words
 
 
 def lexicons(kind, photos):
@@ -58,22 +88,24 @@ def lexicons(kind, photos):
 def score(reader, raws, photos, **adapt):
     from unseen.scenetext.icdar import evaluate_e2e
 
-    readings = reader.adapt(raws, **adapt)
-    return evaluate_e2e([r.words for r in readings], [p.words for p in photos])
+    return evaluate_e2e([r.words for r in reader.adapt(raws, **adapt)], [p.words for p in photos])
 
 
 def tune(args):
-    """Stage "read": the confidence a word needs, then the word box geometry; stage "vocabulary": each vocabulary's
-    gate at the chosen read settings. Both on photos 1-100; results accumulate in the tuning JSON."""
+    """Stage "read": where lines are cut, the confidence a word needs, the word box geometry; stage "vocabulary":
+    how a domain list (strong and weak lists, chosen together) and a general dictionary (generic) are trusted;
+    stage "detect": a second detector pass at a larger scale (kept only if it raises F). All on photos 1-100."""
+    from unseen.scenetext import tuned
     from unseen.scenetext.adapt import VocabularySettings
     from unseen.scenetext.photos import ReadSettings
     from unseen.scenetext.words import SplitSettings
 
     reader, photos = reader_and_photos(limit=100)
-    photos = [photos[i] for i in TUNE]
-    raws = [cached_raw(reader, p) for p in photos]
-    path = RESULTS / "scenetext_e2e_tuning.json"
-    out = json.loads(path.read_text()) if path.exists() else {"photos": "1-100"}
+    photos = photos[TUNE]
+    raws = raw_readings(reader, photos)
+    record_path = RESULTS / "scenetext_e2e_tuning.json"
+    record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    record.update({"photos": "1-100", "base": "ppocr-v6", "reader": reader.fingerprint})
     if args.stage in ("read", "all"):
         grid = []
 
@@ -81,95 +113,147 @@ def tune(args):
             split = SplitSettings(lead, trail, height, gap, space_prob)
             reader.settings = ReadSettings(min_confidence=min_conf, split=split)
             result = score(reader, raws, photos)
-            grid.append({**asdict(split), "gap": None if gap == float("inf") else gap,
-                         "min_confidence": min_conf, "f": result.f,
-                         "precision": result.precision, "recall": result.recall})
+            grid.append({**asdict(split), "gap": None if gap == float("inf") else gap, "min_confidence": min_conf,
+                         "f": result.f, "precision": result.precision, "recall": result.recall})
             print(grid[-1], flush=True)
             return result.f
 
         # coordinate-wise: where lines are cut, the confidence a word needs, then the word box geometry
-        gaps, space_probs = [2.0, 2.5, 3.0, float("inf")], [0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 1.01]
-        gap, space_prob = max(itertools.product(gaps, space_probs),
-                              key=lambda g: trial(0.8, 0.6, 0.6, 0.8, *g))
+        gaps, space_probs = [2.0, 2.5, 3.0, float("inf")], [0.01, 0.02, 0.05, 0.1, 0.2, 1.01]
+        gap, space_prob = max(itertools.product(gaps, space_probs), key=lambda g: trial(0.8, 0.6, 0.6, 0.8, *g))
         min_conf = max([0.5, 0.6, 0.7, 0.8, 0.9], key=lambda c: trial(c, 0.6, 0.6, 0.8, gap, space_prob))
         for lead, trail, height in itertools.product([0.4, 0.6, 0.8, 1.0], [0.4, 0.6, 0.8, 1.0], [0.7, 0.8, 0.9]):
             trial(min_conf, lead, trail, height, gap, space_prob)
         best = max(grid, key=lambda g: g["f"])
-        out["read"] = {"grid": grid, "chosen": best}
-    best = out["read"]["chosen"]
-    reader.settings = chosen_settings(best)
+        record["read"] = {"grid": grid, "chosen": best}
+        tuned.write({"base": "ppocr-v6",
+                     "read": {"min_confidence": best["min_confidence"], "min_length": 1},
+                     "split": {k: best[k] for k in ("lead", "trail", "height", "gap", "space_prob")}})
+        reader.settings = ReadSettings(min_confidence=best["min_confidence"], split=SplitSettings(
+            best["lead"], best["trail"], best["height"], float("inf") if best["gap"] is None else best["gap"],
+            best["space_prob"]))
     if args.stage in ("vocabulary", "all"):
-        out["vocabularies"] = {}
+        plain = score(reader, raws, photos).f
+        grids = {}
         for kind in VOCABULARIES[1:]:
             lex, memo, rows = lexicons(kind, photos), {}, []
             for tau, delta, (restrict, drop) in itertools.product(
-                    [0.7, 0.9, 1.01], [-6.0, -3.0, 0.0], [(False, 0.0), (True, -10.0), (True, -5.0)]):
+                    [0.7, 0.9, 1.01], [-6.0, -3.0, 0.0], [(False, -10.0), (True, -10.0), (True, -5.0)]):
                 vocab = VocabularySettings(tau, delta, restrict, drop)
                 result = score(reader, raws, photos, lexicon=lex, vocabulary=vocab, memo=memo)
                 rows.append({**asdict(vocab), "f": result.f, "precision": result.precision, "recall": result.recall})
                 print(kind, rows[-1], flush=True)
-            # a vocabulary is used only where it beat reading without one on photos 1-100
-            top = max(rows, key=lambda r: r["f"])
-            out["vocabularies"][kind] = {"grid": rows, "chosen": top, "used": top["f"] > best["f"]}
-    out["machine"] = machine()
-    path.write_text(json.dumps(out, indent=1) + "\n")
-    print(json.dumps({k: v["chosen"] for k, v in out.get("vocabularies", {}).items()} | {"read": best}, indent=1))
+            grids[kind] = rows
+        fields = ("tau", "delta", "restrict", "drop_below")
+
+        def key(row):
+            return tuple(row[k] for k in fields)
+
+        # a domain list: the setting best on the strong and weak lists together
+        by_setting = {key(r): r["f"] for r in grids["strong"]}
+        domain = max(grids["weak"], key=lambda r: r["f"] + by_setting[key(r)])
+        general = max(grids["generic"], key=lambda r: r["f"])
+        # a general dictionary that does not beat reading without it is used as if absent: tau 0 changes nothing
+        general_used = general["f"] > plain
+        general_setting = {k: general[k] for k in fields} if general_used else {
+            "tau": 0.0, "delta": 0.0, "restrict": False, "drop_below": -10.0}
+        record["vocabularies"] = {"plain_f": plain, "grids": grids, "domain_list": domain,
+                                  "general_list": general, "general_list_used": general_used}
+        tuned.write({"vocabulary": {"domain_list": {k: domain[k] for k in fields},
+                                    "general_list": general_setting,
+                                    "general_list_words": tuned.tuned()["vocabulary"]["general_list_words"]}})
+    if args.stage in ("detect", "all"):
+        record["detect"] = detection_passes(reader, photos, raws)
+    record["machine"] = machine()
+    record_path.write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps(tuned.tuned(), indent=1))
+
+
+def detection_passes(reader, photos, raws) -> dict:
+    """A second detector pass with the short side at 1152 or 1440 px (small text), its boxes added where they overlap
+    no first-pass box by half or more of the smaller one's area: F, detection recall and detection seconds."""
+    from unseen.scenetext.icdar import _polygon, evaluate_e2e
+    from unseen.scenetext.photos import load_photo
+    from unseen.scenetext.reading import RawPhoto
+
+    truth = [p.words for p in photos]
+    rows = []
+
+    def row(name, candidate_raws, seconds):
+        words = [r.words for r in reader.adapt(candidate_raws)]
+        e2e, det = evaluate_e2e(words, truth), evaluate_e2e(words, truth, detection_only=True)
+        rows.append({"passes": name, "f": e2e.f, "precision": e2e.precision, "recall": e2e.recall,
+                     "detection_precision": det.precision, "detection_recall": det.recall,
+                     "detection_seconds": seconds})
+        print(rows[-1], flush=True)
+
+    first_seconds, merged = 0.0, {1152: [], 1440: []}
+    extra_seconds = dict.fromkeys(merged, 0.0)
+    for photo in photos:
+        bgr, scale, (width, height) = load_photo(photo.image_path)
+        started = time.perf_counter()
+        first, _ = reader.detector(bgr)
+        first_seconds += time.perf_counter() - started
+        polygons = [_polygon(q) for q in first]
+        for side in merged:
+            started = time.perf_counter()
+            second, _ = reader.detector(bgr, reader.detector.settings.with_(limit_side_len=side))
+            extra_seconds[side] += time.perf_counter() - started
+            added = [q for q in second if all(
+                p.intersection(_polygon(q)).area < 0.5 * min(p.area, _polygon(q).area) for p in polygons)]
+            quads = [*first, *added]
+            merged[side].append(RawPhoto(str(photo.image_path), width, height, scale,
+                                         reader.read_lines(bgr, quads)))
+    row("one pass (short side 736)", raws, first_seconds)
+    for side, candidate in merged.items():
+        row(f"+ second pass at {side}", candidate, first_seconds + extra_seconds[side])
+    return {"rows": rows, "kept": "one pass" if max(rows, key=lambda r: r["f"]) is rows[0] else "see rows"}
 
 
 def run(args):
-    """All 500 photos: our reader and RapidOCR alternating photo by photo (timed, no cache), the vocabularies,
-    the evolving pool in stream order; reported on photos 101-500 (never used to choose a setting) and 1-500."""
-    from unseen.scenetext import rapidocr
-    from unseen.scenetext.adapt import VocabularySettings
+    """All photos read with the library's defaults (tuned.json) beside RapidOCR 3.10.0 and 1.4.4; reported on photos
+    101-500 (never used to choose a setting) and 1-500; the evolving pool in stream order."""
+    from unseen.scenetext.adapt import DOMAIN_LIST, GENERAL_LIST
     from unseen.scenetext.icdar import evaluate_e2e
+    from unseen.scenetext.tuned import tuned
 
-    tuning = json.loads((RESULTS / "scenetext_e2e_tuning.json").read_text())
     reader, photos = reader_and_photos(limit=args.limit)
-    reader.settings = chosen_settings(tuning["read"]["chosen"])
-    engine = rapidocr.load_rapidocr()
-
-    def report_progress(count, seconds):
-        if count % 50 == 0:
-            print(f"{count} photos: ours {seconds['ours']:.0f} s, RapidOCR {seconds['rapidocr']:.0f} s", flush=True)
-
-    raws, lines, words, seconds = rapidocr.read_beside(reader, engine, [p.image_path for p in photos],
-                                                       report_progress)
-    started = time.perf_counter()
-    reader.adapt(raws)  # the batch lexicon over all photos read: part of reading them
-    seconds["ours"] += time.perf_counter() - started
+    raws = raw_readings(reader, photos)
+    baselines = {version: baseline_readings(version, photos) for version in ENGINES}
     parts = {"101-500": slice(100, None), "1-500": slice(None)}
     rows = []
 
-    def report(name, readings_by_part, vocabulary="none"):
+    def report(name, by_photo, vocabulary="none", detection=False):
         for part, cut in parts.items():
-            result = evaluate_e2e(readings_by_part[part], [p.words for p in photos[cut]])
-            rows.append({"reader": name, "vocabulary": vocabulary, "photos": part, **result.as_dict()})
-            rows[-1].pop("per_photo", None)
-            print(rows[-1], flush=True)
+            truth = [p.words for p in photos[cut]]
+            result = evaluate_e2e(by_photo[cut], truth)
+            row = {"reader": name, "vocabulary": vocabulary, "photos": part, **result.as_dict()}
+            if detection:
+                found = evaluate_e2e(by_photo[cut], truth, detection_only=True)
+                row |= {"detection_precision": found.precision, "detection_recall": found.recall}
+            row.pop("per_photo", None)
+            rows.append(row)
+            print(row, flush=True)
 
-    report("RapidOCR 1.4.4 as shipped (lines)", {k: lines[c] for k, c in parts.items()})
-    report("RapidOCR 1.4.4, word-box option", {k: words[c] for k, c in parts.items()})
-    for kind in VOCABULARIES:
-        chosen = tuning["vocabularies"].get(kind) if kind != "none" else None
-        use = chosen is not None and chosen["used"]
-        fields = ("tau", "delta", "restrict", "drop_below")
-        settings = VocabularySettings(**{k: chosen["chosen"][k] for k in fields}) if use else None
-        by_part = {}
-        for part, cut in parts.items():
-            lex = lexicons(kind, photos[cut]) if use else None
-            by_part[part] = [r.words for r in reader.adapt(raws[cut], lexicon=lex, vocabulary=settings)]
-        report("unseen: PP-OCRv4 + words + batch lexicon" + ("" if kind == "none" or use else " (vocabulary unused)"),
-               by_part, kind)
-        if kind == "none":
-            report("unseen without the batch lexicon",
-                   {k: [r.words for r in reader.adapt(raws[c], batch_lexicon=False)] for k, c in parts.items()})
-    # stream order: each photo read alone as it arrives; evolved = the pool grown on photos 1-250 and growing on
-    stream = stream_experiment(reader, raws, photos)
+    for version, name in ENGINES.items():
+        lines, words = baselines[version]
+        report(f"{name} as shipped (lines)", lines)
+        report(f"{name}, word-box option", words, detection=True)
+    report("unseen, no adaptation", [r.words for r in reader.adapt(raws, batch_lexicon=False)], detection=True)
+    report("unseen (default: batch lexicon)", [r.words for r in reader.adapt(raws)], detection=True)
+    for kind in VOCABULARIES[1:]:
+        lex = lexicons(kind, photos)
+        setting = GENERAL_LIST if kind == "generic" else DOMAIN_LIST
+        report("unseen (default)", [r.words for r in reader.adapt(raws, lexicon=lex, vocabulary=setting)], kind)
+        if kind != "generic":  # the strongest list baseline: RapidOCR's word boxes snapped to the nearest list word
+            report(f"{ENGINES['3.10']} word boxes snapped to the list", snapped(baselines["3.10"][1], lex, photos),
+                   kind)
     out = {"command": "python bench/scenetext/e2e.py run", "machine": machine(),
-           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "settings": tuning["read"]["chosen"], "photos": len(photos),
-           "seconds": seconds, "photos_per_second": {k: len(photos) / v for k, v in seconds.items()},
-           "rows": rows, "stream": stream}
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "reader": reader.fingerprint,
+           "settings": tuned(), "photos": len(photos), "rows": rows,
+           "stream": stream_experiment(reader, raws, photos, tuned()["self_labelled_as"])}
+    speed_path = RESULTS / "scenetext_e2e_speed.json"
+    out["speed"] = json.loads(speed_path.read_text()) if speed_path.exists() else None
     (RESULTS / "scenetext_e2e.json").write_text(json.dumps(out, indent=1) + "\n")
     (RESULTS / "scenetext_e2e.md").write_text(markdown(out))
     print(markdown(out))
@@ -216,67 +300,31 @@ def stream_experiment(reader, raws, photos, self_labelled_as="batch"):
 
 def stream(args):
     """How a pool's self-labelled words are used, chosen on photos 1-100 (1-50 evolve, 51-100 measured; ties keep
-    "batch"), then photos 251-500 streamed after 1-250 evolved the pool; updates scenetext_e2e.{json,md}."""
-    tuning_path, run_path = RESULTS / "scenetext_e2e_tuning.json", RESULTS / "scenetext_e2e.json"
-    tuning, out = json.loads(tuning_path.read_text()), json.loads(run_path.read_text())
-    reader, photos = reader_and_photos()
-    reader.settings = chosen_settings(tuning["read"]["chosen"])
-    raws = [cached_raw(reader, p) for p in photos]
-    trials = {how: stream_experiment(reader, raws[:100], photos[:100], how) for how in ("batch", "vocabulary")}
+    "batch"); written into tuned.json and the tuning record."""
+    from unseen.scenetext import tuned
+
+    reader, photos = reader_and_photos(limit=100)
+    raws = raw_readings(reader, photos)
+    trials = {how: stream_experiment(reader, raws, photos, how) for how in ("batch", "vocabulary")}
     gains = {how: t["evolved"]["f"] - t["cold"]["f"] for how, t in trials.items()}
     chosen = max(gains, key=lambda how: (gains[how], how == "batch"))
-    tuning["self_labelled_as"] = {"photos": "1-100 (1-50 evolve the pool, 51-100 measured)", "gain_f": gains,
+    record_path = RESULTS / "scenetext_e2e_tuning.json"
+    record = json.loads(record_path.read_text())
+    record["self_labelled_as"] = {"photos": "1-100 (1-50 evolve the pool, 51-100 measured)", "gain_f": gains,
                                   "chosen": chosen}
-    tuning_path.write_text(json.dumps(tuning, indent=1) + "\n")
-    out["stream"] = stream_experiment(reader, raws, photos, chosen)
-    run_path.write_text(json.dumps(out, indent=1) + "\n")
-    (RESULTS / "scenetext_e2e.md").write_text(markdown(out))
-    print(gains, chosen, out["stream"]["cold"]["f"], out["stream"]["evolved"]["f"])
-
-
-def markdown(out: dict) -> str:
-    lines = ["# ICDAR 2015 end to end (Task 4.4): whole photos in, words and boxes out", "",
-             f"Command: `{out['command']}`; machine: {out['machine']}; {out['date']}. Every setting was chosen "
-             "on photos 1-100 (`python bench/scenetext/e2e.py tune`, scenetext_e2e_tuning.json); photos 101-500 "
-             "never informed one.",
-             "", "| reader | vocabulary | photos | P | R | F |", "|---|---|---|---|---|---|"]
-    for row in out["rows"]:
-        lines.append(f"| {row['reader']} | {row['vocabulary']} | {row['photos']} | {row['precision']:.1f} | "
-                     f"{row['recall']:.1f} | {row['f']:.1f} |")
-    s, speed = out["stream"], out["photos_per_second"]
-    lines += ["", f"Speed, {out['photos']} photos, both at 2 threads, alternating photo by photo: ours "
-              f"{speed['ours']:.2f} photos/s, RapidOCR as shipped {speed['rapidocr']:.2f} photos/s "
-              f"({speed['ours'] / speed['rapidocr']:.2f}x).", "",
-              "## Evolving pool, stream order", "",
-              f"Photos 251-500 read one at a time. Cold: no pool. Evolved: the pool that photos 1-250 grew "
-              f"({s['pool_after_first_half']} self-labelled words), growing on ({s['pool_at_end']} at the end); "
-              f"its words used as {s.get('self_labelled_as', 'batch')} words (`python bench/scenetext/e2e.py stream`"
-              f" chooses how on photos 1-100).", "",
-              "| through photo | cold F | evolved F |", "|---|---|---|"]
-    lines += [f"| {c['through_photo']} | {c['cold_f']:.1f} | {c['evolved_f']:.1f} |" for c in s["checkpoints"]]
-    return "\n".join(lines) + "\n"
-
-
-def chosen_settings(row: dict):
-    from unseen.scenetext.photos import ReadSettings
-    from unseen.scenetext.words import SplitSettings
-
-    split = SplitSettings(**{k: row[k] for k in ("lead", "trail", "height", "space_prob")},
-                          gap=float("inf") if row["gap"] is None else row["gap"])  # JSON has no infinity: null
-    return ReadSettings(min_confidence=row["min_confidence"], split=split)
-
-
-def machine() -> str:
-    threads = torch.get_num_threads()
-    return f"{platform.node() or 'vm'} {platform.machine()}, {threads} threads, torch {torch.__version__}"
+    record_path.write_text(json.dumps(record, indent=1) + "\n")
+    tuned.write({"self_labelled_as": chosen})
+    print(gains, chosen)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["tune", "run", "stream"])
     parser.add_argument("--limit", type=int, default=None, help="run: first N photos only (a smoke test)")
-    parser.add_argument("--stage", choices=["read", "vocabulary", "all"], default="all", help="tune: which settings")
+    parser.add_argument("--stage", choices=["read", "vocabulary", "detect", "all"], default="all",
+                        help="tune: which settings")
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     {"tune": tune, "run": run, "stream": stream}[args.command](args)
     sys.exit(0)

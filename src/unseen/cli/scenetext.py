@@ -1,7 +1,8 @@
 """`unseen str`: read scene text in photos or word crops, adapting to their domain without labels or training.
 
-The reader is PP-OCRv4 (detector + recognizer) with label-free adaptation (unseen.scenetext); the trained
-in-context decoder E2STR-lite is experimental (--weights, `unseen str train`).
+The reader is PaddleOCR's PP-OCRv6 small (detector + recognizer) with label-free adaptation (unseen.scenetext);
+word crops can also be read with PP-OCRv4 (--encoder ppocr-v4-rec); the trained in-context decoder E2STR-lite is
+experimental (--weights, `unseen str train`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from typing import List, Optional
 import typer
 
 from unseen.cli.common import DataDirOption, console, table
-from unseen.cli.scenetext_options import PPOCR, BatchLexiconOption, EncoderOption, WeightsOption, reader_for
+from unseen.cli.scenetext_options import (
+    PPOCR,
+    BatchLexiconOption,
+    EncoderOption,
+    WeightsOption,
+    reader_for,
+    reader_name,
+)
 from unseen.cli.scenetext_pool import pool_app
 from unseen.cli.scenetext_train import train
 
@@ -23,7 +31,7 @@ app.add_typer(pool_app, name="pool")
 app.command("train")(train)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-CROP_MAX_SHORT_SIDE = 160  # --as auto: smaller images are word crops, larger ones photos
+CROP_MAX_SHORT_SIDE = 160  # --as auto: larger images are photos; a smaller one is a photo if it holds several words
 
 
 def _expand(paths: List[Path]) -> list[Path]:
@@ -41,23 +49,40 @@ def _expand(paths: List[Path]) -> list[Path]:
     return out
 
 
-def _is_photo(path: Path) -> bool:
+def _short_side(path: Path) -> int:
     from PIL import Image
 
     from unseen.core.errors import DataError
 
     try:
         with Image.open(path) as image:
-            return min(image.size) >= CROP_MAX_SHORT_SIDE
+            return min(image.size)
     except (OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{path}: cannot decode image ({str(err).splitlines()[0][:100]})") from None
+
+
+def _photos_among(paths: list[Path], read_as: str) -> list[Path]:
+    """--as photos: all; crops: none; auto: images of 160 px or more on their short side, and smaller ones in which
+    the detector and word cuts find more than one word (a banner is a photo, a word crop holds one word)."""
+    if read_as != "auto":
+        return list(paths) if read_as == "photos" else []
+    small = [p for p in paths if _short_side(p) < CROP_MAX_SHORT_SIDE]
+    several = set()
+    if small:
+        from unseen.scenetext.photos import PhotoReader
+
+        with console.stderr.status("looking for words in the small images..."):
+            reader = PhotoReader.load()
+            several = {p for p in small if reader.holds_several_words(p)}
+    return [p for p in paths if p not in set(small) or p in several]
 
 
 @app.command("read")
 def read(
     images: List[Path] = typer.Argument(..., help="Photos or word crops, or folders of them."),
-    read_as: str = typer.Option("auto", "--as", help="photos, crops, or auto: an image shorter than 160 px on its "
-                                "short side is read as a word crop, a larger one as a photo."),
+    read_as: str = typer.Option("auto", "--as", help="photos, crops, or auto: an image of 160 px or more on its "
+                                "short side is a photo; a smaller one is a photo if the detector finds more than one "
+                                "word in it, else a word crop."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image (photos: words with boxes)."),
     draw: Optional[Path] = typer.Option(None, "--draw", help="Photos: write each with its words drawn, as PNG, here."),
     lexicon: Optional[Path] = typer.Option(None, "--lexicon", help="Photos: a word list (one per line), or a folder "
@@ -69,7 +94,8 @@ def read(
     pool_dir: Optional[Path] = typer.Option(None, "--pool", help="A pool of the domain: its words are used."),
     evolve: Optional[Path] = typer.Option(None, "--evolve", help="Photos: a pool (made if missing) that the reader's "
                                           "sure readings join as self-labelled words, for the photos read after."),
-    explain: bool = typer.Option(False, "--explain", help="Show PP-OCRv4's own reading and where each text came from."),
+    explain: bool = typer.Option(False, "--explain", help="Show the recognizer's own reading and where each text came "
+                                 "from."),
     weights: Optional[Path] = WeightsOption,
     encoder_name: Optional[str] = EncoderOption,
     batch_lexicon: bool = BatchLexiconOption,
@@ -90,13 +116,13 @@ def read(
         raise UnseenError(f"--as {read_as!r}: use photos, crops or auto")
     if lexicon_mode not in ("auto", "restrict", "correct"):
         raise UnseenError(f"--lexicon-mode {lexicon_mode!r}: use auto, restrict or correct")
-    photos = [p for p in paths if read_as == "photos" or (read_as == "auto" and _is_photo(p))]
+    photos = _photos_among(paths, read_as)
     crops = [p for p in paths if p not in set(photos)]
     if crops and (lexicon or evolve or draw):
         raise UnseenError(f"{crops[0]}: read as a word crop; --lexicon, --evolve and --draw are for photos "
                           "(pass --as photos to read it as one)")
     if photos and (weights or (encoder_name and encoder_name != PPOCR)):
-        raise UnseenError("photos are read with PP-OCRv4; --weights and --encoder apply to word crops only")
+        raise UnseenError("photos are read with PP-OCRv6; --weights and --encoder apply to word crops only")
     if photos:
         from unseen.cli.scenetext_photos import read_photos
 
@@ -117,18 +143,21 @@ def _read_crops(paths, pool_dir, explain, as_json, weights, encoder_name, batch_
         from unseen.scenetext.reader import gated_readings
 
         readings, gate = gated_readings(reader, pictures, pool, batch_lexicon)
-        if as_json:  # the schema word-crop users already parse
+        if as_json:  # confidence: mean character probability (as for photos); least_sure: what the gates compare
             for path, r in zip(paths, readings):
-                console.print(json.dumps({"image": str(path), "text": r.text, "confidence": round(r.confidence, 4),
-                                          "greedy": r.greedy, "from_pool": r.from_pool, "from_batch": r.from_batch},
+                console.print(json.dumps({"image": str(path), "text": r.text, "confidence": round(r.mean, 4),
+                                          "least_sure": round(r.least_sure, 4), "greedy": r.greedy,
+                                          "from_pool": r.from_pool, "from_batch": r.from_batch},
                                          ensure_ascii=False), highlight=False, soft_wrap=True)
             return
-        rows = [[str(p), r.text, round(r.confidence, 3)]
-                + ([r.greedy, "pool" if r.from_pool else "batch" if r.from_batch else ""] if explain else [])
+        rows = [[str(p), r.text, round(r.mean, 3)]
+                + ([round(r.least_sure, 3), r.greedy, "pool" if r.from_pool else "batch" if r.from_batch else ""]
+                   if explain else [])
                 for p, r in zip(paths, readings)]
-        title = "Readings (PP-OCRv4" + (f", pool with {gate.setting.describe()}" if gate else "") + \
+        title = f"Readings ({reader_name(reader)}" + (f", pool with {gate.setting.describe()}" if gate else "") + \
             (", batch lexicon" if batch_lexicon else "") + ")"
-        console.print(table(title, ["image", "text", "conf."] + (["greedy", "from"] if explain else []), rows))
+        console.print(table(title, ["image", "text", "conf."] + (["least sure", "greedy", "from"] if explain else []),
+                            rows))
         return
     # experimental E2STR-lite: two retrieved pool samples before each query
     readings = reader.read(pictures, pool=pool, n=2 if pool is not None else 0)
@@ -185,15 +214,17 @@ def evaluate(
     images, targets = [r["image"] for r in records], [r["text"] for r in records]
     kind, reader = reader_for(encoder_name, weights, pool)
     if kind == "gate":
+        from unseen.scenetext.encoder import encoder_name as name_of
         from unseen.scenetext.reader import gated_readings
 
-        with console.stderr.status(f"reading {len(images)} images with PP-OCRv4..."):
+        with console.stderr.status(f"reading {len(images)} images with {reader_name(reader)}..."):
             readings, gate = gated_readings(reader, images, pool, batch_lexicon)
         predictions = [r.text for r in readings]
-        result = {"encoder": PPOCR, "gate": gate.as_dict() if gate else None, "batch_lexicon": batch_lexicon,
+        result = {"encoder": name_of(reader.fingerprint), "gate": gate.as_dict() if gate else None,
+                  "batch_lexicon": batch_lexicon,
                   "metrics": report(predictions, targets), "predictions": predictions,
                   "from_pool": sum(r.from_pool for r in readings), "from_batch": sum(r.from_batch for r in readings)}
-        name = "PP-OCRv4" + (f" + pool ({gate.setting.describe().split(' (')[0]})" if gate else "") + \
+        name = reader_name(reader) + (f" + pool ({gate.setting.describe().split(' (')[0]})" if gate else "") + \
             (" + batch lexicon" if batch_lexicon else "") + ("" if gate or batch_lexicon else " (no context)")
     else:
         recognizer = reader
@@ -216,11 +247,6 @@ def evaluate(
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(payload, indent=1) + "\n")
-
-
-def _cells(metrics: dict) -> list:
-    return [round(100 * metrics["36"]["accuracy"], 2), round(100 * metrics["36"]["one_minus_ned"], 2),
-            round(100 * metrics["cased"]["accuracy"], 2), round(100 * metrics["full"]["accuracy"], 2)]
 
 
 def _cells(metrics: dict) -> list:

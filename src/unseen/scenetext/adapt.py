@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
-from unseen.scenetext.batch_lexicon import DEFAULT_BATCH_LEXICON, BatchCrop, BatchLexicon, apply, ascii_columns
+from unseen.scenetext.batch_lexicon import DEFAULT_BATCH_LEXICON, BatchCrop, BatchLexicon, apply, spelling_columns
 from unseen.scenetext.lexicon_gate import LexiconGate, score_log_probs
+from unseen.scenetext.reading import ReadSettings, Word
+from unseen.scenetext.tuned import section, tuned
 
 
 @dataclass(frozen=True)
@@ -34,15 +36,15 @@ class VocabularySettings:
     drop_below: float = -10.0
 
 
-# Chosen on ICDAR 2015 photos 1-100 (bench/scenetext/e2e.py tune, docs/results/scenetext_e2e_tuning.json): a list
-# of the domain's words (the per-photo "strong" and the test-set "weak" lists chose the same setting) may drop
-# words it cannot explain; a general dictionary (87k "generic" words) only corrects.
-DOMAIN_LIST = VocabularySettings(tau=1.01, delta=-6.0, restrict=True, drop_below=-5.0)
-GENERAL_LIST = VocabularySettings(tau=1.01, delta=-3.0, restrict=False)
-GENERAL_LIST_WORDS = 10_000  # larger lists are read as general dictionaries
-# how a pool's self-labelled words are used: "batch" gained more than "vocabulary" on photos 51-100 after 1-50
-# evolved the pool (bench/scenetext/e2e.py stream)
-SELF_LABELLED_AS = "batch"
+# Chosen on ICDAR 2015 photos 1-100 (bench/scenetext/e2e.py tune, read from tuned.json): a list of the domain's
+# words (per-photo lists, a short list) may drop words it cannot explain; a general dictionary only corrects.
+_VOCABULARY = section("vocabulary")
+DOMAIN_LIST = VocabularySettings(**_VOCABULARY["domain_list"])
+GENERAL_LIST = VocabularySettings(**_VOCABULARY["general_list"])
+GENERAL_LIST_WORDS = _VOCABULARY["general_list_words"]  # larger lists are read as general dictionaries
+# how a pool's self-labelled words are used: "batch" (batch-lexicon words) or "vocabulary" (bench/scenetext/e2e.py
+# stream chooses on photos 1-100)
+SELF_LABELLED_AS = tuned()["self_labelled_as"]
 
 
 def settings_for(lexicon) -> VocabularySettings:
@@ -85,11 +87,11 @@ def adapt_words(readings, raw, characters, *, lexicon=None, vocabulary: Vocabula
                 pool=None, batch_lexicon: bool | BatchLexicon = True, settings=None, memo: dict | None = None,
                 self_labelled_as: str = SELF_LABELLED_AS):
     """Fill ``readings[i].words`` from ``raw[i]`` = [(WordSpan, quad, log-probability slice)] for photo i.
-    ``memo``: a dict kept across calls on the same readings (a settings search) to decode each word only once.
+    ``memo``: a dict kept across calls on the same readings and the same ``lexicon`` (a settings search) to decode
+    each word only once; keyed by photo path and word position.
     ``self_labelled_as``: how a pool's self-labelled words are used, "batch" (batch-lexicon words, offered to
     unsure words) or "vocabulary" (a word list read with GENERAL_LIST, where the user gave none)."""
     from unseen.scenetext.lexicon import Lexicon, lexicon_for
-    from unseen.scenetext.photos import ReadSettings, Word
 
     settings = settings or ReadSettings()
     if lexicon is not None and vocabulary is None:
@@ -102,7 +104,7 @@ def adapt_words(readings, raw, characters, *, lexicon=None, vocabulary: Vocabula
             gate = LexiconGate.from_pool(pool)
     if earlier_words and lexicon is None and self_labelled_as == "vocabulary":
         lexicon, vocabulary = Lexicon(earlier_words), GENERAL_LIST
-    columns, _ = ascii_columns(characters)
+    columns, _ = spelling_columns(characters)
     crops, where = [], []
     for i, words in enumerate(raw):
         for j, (span, _, log_probs) in enumerate(words):
@@ -121,7 +123,7 @@ def adapt_words(readings, raw, characters, *, lexicon=None, vocabulary: Vocabula
         photo_lexicon = lexicon_for(lexicon, readings[i].name) if lexicon is not None else None
         vouched = False
         if photo_lexicon is not None and source != "pool":
-            key = (id(photo_lexicon), log_probs.data_ptr(), log_probs.shape[0])
+            key = (readings[i].path, j)
             if memo is None or key not in memo:
                 candidate = vocabulary_candidate(photo_lexicon, log_probs, characters, span.text)
                 if memo is not None:
@@ -138,5 +140,6 @@ def adapt_words(readings, raw, characters, *, lexicon=None, vocabulary: Vocabula
             continue
         if len(text) < settings.min_length or not any(ch.isalnum() for ch in text):
             continue
-        sure = min(span.char_probs) >= (batch or DEFAULT_BATCH_LEXICON).min_confidence
-        readings[i].words.append(Word(text, quad, confidence, span.text, source, sure))
+        least_sure = min(span.char_probs)
+        sure = least_sure >= (batch or DEFAULT_BATCH_LEXICON).min_confidence
+        readings[i].words.append(Word(text, quad, confidence, span.text, source, sure, least_sure))

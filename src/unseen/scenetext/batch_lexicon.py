@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from unseen.scenetext.charset import CHARSET
+from unseen.scenetext.charset import latin
 from unseen.scenetext.lexicon_gate import (
     GatedReading,
     GateSetting,
@@ -29,12 +29,15 @@ from unseen.scenetext.lexicon_gate import (
     gated_text,
     score_log_probs,
 )
+from unseen.scenetext.tuned import section
+
+_TUNED = section("batch_lexicon")  # chosen on IC15 train crops by bench/scenetext/batch_lexicon.py (tuned.json)
 
 
 @dataclass(frozen=True)
 class BatchLexicon:
-    min_confidence: float = 0.9  # a reading this sure joins the lexicon
-    setting: GateSetting = GateSetting(0.9, -3.0, chosen_by="IC15 train")
+    min_confidence: float = _TUNED["min_confidence"]  # a reading this sure joins the lexicon
+    setting: GateSetting = GateSetting(_TUNED["tau"], _TUNED["delta"], chosen_by="IC15 train")
 
     def __post_init__(self):
         if self.setting.tau > self.min_confidence:
@@ -45,7 +48,6 @@ class BatchLexicon:
                 f"tau={self.setting.tau}, delta={self.setting.delta})")
 
 
-# chosen on IC15 train by bench/scenetext/batch_lexicon.py (docs/results/scenetext_batch_lexicon.md)
 DEFAULT_BATCH_LEXICON = BatchLexicon()
 
 
@@ -56,21 +58,20 @@ class BatchCrop:
     only the blank's and the word's own columns, so the score equals the full one)."""
 
     scored: ScoredCrop
-    ascii_log_probs: torch.Tensor | None
+    spelling_log_probs: torch.Tensor | None
 
 
-def ascii_columns(characters: list[str]) -> tuple[list[int], list[str]]:
-    """The recognizer's columns of the blank and the printable ASCII characters (CHARSET order), and
-    the character each kept column stands for ("" for the blank)."""
-    index = {c: i for i, c in enumerate(characters) if i > 0}
-    kept = [c for c in CHARSET if c in index]
-    return [0] + [index[c] for c in kept], [""] + kept
+def spelling_columns(characters: list[str]) -> tuple[list[int], list[str]]:
+    """The recognizer's columns of the blank and of the characters a batch word may be spelled with (printable
+    ASCII, Latin-1 and Latin Extended-A: accented words count), and the character each stands for ("" for blank)."""
+    columns = [i for i, c in enumerate(characters) if i > 0 and latin(c)]
+    return [0, *columns], ["", *(characters[i] for i in columns)]
 
 
 def read_crops(encoder, images, pool_labels=(), *, pool_tau: float = 0.0, keep_below: float = 0.0) -> list[BatchCrop]:
     """One PP-OCRv4 pass: each crop's ScoredCrop (pool labels scored where confidence < pool_tau), and
     its ASCII log-probabilities where confidence < keep_below (the batch lexicon's tau)."""
-    columns, _ = ascii_columns(encoder.characters)
+    columns, _ = spelling_columns(encoder.characters)
     crops: list = [None] * len(images)
     for i, log_probs in encoder.ctc_log_probs(images):
         scored = score_log_probs(log_probs, encoder.characters, list(pool_labels), unsure_below=pool_tau)
@@ -80,21 +81,21 @@ def read_crops(encoder, images, pool_labels=(), *, pool_tau: float = 0.0, keep_b
 
 
 def lexicon_of(crops: list[BatchCrop], min_confidence: float) -> list[str]:
-    """The sure readings of the batch that the CTC can spell with ASCII characters."""
+    """The sure readings of the batch that can be spelled with the batch lexicon's characters (spelling_columns)."""
     return sorted({c.scored.greedy for c in crops
                    if c.scored.greedy and c.scored.confidence >= min_confidence
-                   and all(ch in CHARSET for ch in c.scored.greedy)})
+                   and all(latin(ch) for ch in c.scored.greedy)})
 
 
-def best_word(ascii_log_probs: torch.Tensor, characters: list[str], words: list[str]) -> tuple[float, str] | None:
+def best_word(spelling_log_probs: torch.Tensor, characters: list[str], words: list[str]) -> tuple[float, str] | None:
     """(log-likelihood, word) of the batch word that best explains the crop; None without words."""
     index = {c: i for i, c in enumerate(characters)}
     words = [w for w in words if all(ch in index for ch in w)]
     if not words:
         return None
     targets = [torch.tensor([index[c] for c in w], dtype=torch.long) for w in words]
-    steps = ascii_log_probs.shape[0]
-    nll = F.ctc_loss(ascii_log_probs[:, None].expand(steps, len(words), -1), torch.cat(targets),
+    steps = spelling_log_probs.shape[0]
+    nll = F.ctc_loss(spelling_log_probs[:, None].expand(steps, len(words), -1), torch.cat(targets),
                      torch.full((len(words),), steps, dtype=torch.long), torch.tensor([len(t) for t in targets]),
                      blank=0, reduction="none")
     best = int(nll.argmin())
@@ -105,7 +106,7 @@ def apply(crops: list[BatchCrop], encoder_characters, gate: LexiconGate | None =
           batch: BatchLexicon | None = DEFAULT_BATCH_LEXICON, extra_words=()) -> list[GatedReading]:
     """The pool's gate first (where there is a pool), then the batch lexicon on what it left alone.
     ``extra_words``: sure readings from outside the batch (a pool's self-labelled words) join its lexicon."""
-    _, characters = ascii_columns(encoder_characters)
+    _, characters = spelling_columns(encoder_characters)
     words = sorted(set(lexicon_of(crops, batch.min_confidence)) | set(extra_words)) if batch else []
     candidates = set(gate.labels) if gate else set()
     out = []
@@ -113,8 +114,8 @@ def apply(crops: list[BatchCrop], encoder_characters, gate: LexiconGate | None =
         scored = crop.scored
         text = gated_text(scored, candidates, gate.setting) if gate else scored.greedy
         from_pool, from_batch = text != scored.greedy, False
-        if batch and not from_pool and scored.confidence < batch.setting.tau and crop.ascii_log_probs is not None:
-            found = best_word(crop.ascii_log_probs, characters, [w for w in words if w != scored.greedy])
+        if batch and not from_pool and scored.confidence < batch.setting.tau and crop.spelling_log_probs is not None:
+            found = best_word(crop.spelling_log_probs, characters, [w for w in words if w != scored.greedy])
             if found and found[0] > scored.greedy_ll + batch.setting.delta:
                 text, from_batch = found[1], True
         out.append(GatedReading(text, scored.greedy, scored.confidence, from_pool, from_batch))

@@ -18,6 +18,15 @@ VOCAB_SIZE = len(CHARSET) + N_SPECIAL
 _ID = {c: i + N_SPECIAL for i, c in enumerate(CHARSET)}
 
 
+def latin(character: str) -> bool:
+    """Printable ASCII (not the space) or Latin-1 Supplement/Latin Extended-A: the characters the default reader
+    keeps a column for and spells words with (é, ß, ł, œ; onnx_encoder.py)."""
+    if len(character) != 1:
+        return False
+    code = ord(character)
+    return 0x21 <= code <= 0x7E or 0xA1 <= code <= 0x17F
+
+
 def unsupported(text: str) -> list[str]:
     """Characters of ``text`` the recognizer cannot produce, in order of appearance."""
     return list(dict.fromkeys(c for c in text if c not in _ID))

@@ -229,11 +229,14 @@ def evaluate_e2e(
     ground_truth: Sequence[Sequence[GroundTruthWord]],
     *,
     word_spotting: bool = False,
+    detection_only: bool = False,
 ) -> E2EResult:
-    """Score detections (anything with ``.quad`` and ``.text``) against each photo's ground truth."""
+    """Score detections (anything with ``.quad`` and ``.text``) against each photo's ground truth.
+    ``detection_only``: a box matching a word counts whatever its text (detection precision and recall)."""
     if len(predictions) != len(ground_truth):
         raise ValueError(f"{len(predictions)} photos of predictions for {len(ground_truth)} photos of ground truth")
-    per_photo = [_score_photo(list(d), list(g), word_spotting) for d, g in zip(predictions, ground_truth)]
+    per_photo = [_score_photo(list(d), list(g), word_spotting, detection_only)
+                 for d, g in zip(predictions, ground_truth)]
     matched = sum(c.matched for c in per_photo)
     care_detections = sum(c.care_detections for c in per_photo)
     care_ground_truth = sum(c.care_ground_truth for c in per_photo)
@@ -251,7 +254,8 @@ def evaluate_e2e(
     )
 
 
-def _score_photo(detections: list, words: list[GroundTruthWord], word_spotting: bool) -> PhotoCounts:
+def _score_photo(detections: list, words: list[GroundTruthWord], word_spotting: bool,
+                 detection_only: bool = False) -> PhotoCounts:
     truths, care = [], []
     for word in words:
         text, is_care = word.text, not word.dont_care
@@ -278,7 +282,9 @@ def _score_photo(detections: list, words: list[GroundTruthWord], word_spotting: 
             if not taken[det_index] and _iou(gt_polygon, det_polygon) > IOU_CONSTRAINT:
                 taken[det_index] = True  # the pair is used up whether or not the text is right
                 text = str(detections[det_index].text)
-                if word_spotting:
+                if detection_only:
+                    matched += 1
+                elif word_spotting:
                     matched += truths[gt_index].upper() == text.upper()
                 else:
                     matched += transcriptions_match(truths[gt_index], text)

@@ -21,17 +21,11 @@ import torch
 from PIL import Image
 
 from unseen.core.models.ppocr import READ_BATCH_SIZE, padded_width, to_array
+from unseen.core.models.ppocr_onnx import file_digest
+from unseen.scenetext.charset import latin
 
 OTHER = "\ufffd"  # stands for every character outside the kept set
 KEPT_SET_VERSION = "ascii-latin1-latinA-v1"
-
-
-def kept(character: str) -> bool:
-    """Printable ASCII (not the space, which has its own column) and Latin-1 Supplement/Latin Extended-A."""
-    if len(character) != 1:
-        return False
-    code = ord(character)
-    return 0x21 <= code <= 0x7E or 0xA1 <= code <= 0x17F
 
 
 class OnnxCTCEncoder:
@@ -46,7 +40,7 @@ class OnnxCTCEncoder:
         self.recognizer = recognizer or load_asset(name)
         full = self.recognizer.characters
         self.full_characters = full
-        keep = [i for i, c in enumerate(full[1:-1], 1) if kept(c)]
+        keep = [i for i, c in enumerate(full[1:-1], 1) if latin(c)]
         self._kept = np.array([0, *keep])
         other = np.ones(len(full), dtype=bool)
         other[[0, *keep, len(full) - 1]] = False
@@ -55,7 +49,7 @@ class OnnxCTCEncoder:
         self.characters = ["", *[full[i] for i in keep], OTHER, " "]
         self.spelling = frozenset(self.characters[1:-2]) | {" "}  # what a label or word may be written with
         digest = hashlib.sha256(f"{name}-h48-w320-cv2linear-bgr-{KEPT_SET_VERSION}".encode())
-        digest.update(_file_digest(asset_file(name) if recognizer is None else recognizer.path).encode())
+        digest.update(file_digest(asset_file(name) if recognizer is None else recognizer.path).encode())
         self.fingerprint = f"{name}-{digest.hexdigest()[:16]}"
 
     def compact(self, probs: np.ndarray) -> torch.Tensor:
@@ -89,10 +83,3 @@ class OnnxCTCEncoder:
             for j, i in enumerate(chunk):
                 yield i, log_probs[j]
 
-
-def _file_digest(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -1,4 +1,4 @@
-"""Reading whole photos: detect text lines, read each once with PP-OCRv4, cut the lines into words, adapt.
+"""Reading whole photos: detect text lines, read each once with PP-OCRv6, cut the lines into words, adapt.
 
     from unseen.scenetext import PhotoReader
     reader = PhotoReader.load()
@@ -17,67 +17,18 @@ Adaptation needs no label and no training (each step is gated so that it only re
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from unseen.core.errors import DataError
-from unseen.scenetext.words import SplitSettings, split_line, warp_line, word_quad
+from unseen.scenetext.reading import PhotoReading, RawPhoto, ReadSettings, Word
+from unseen.scenetext.words import split_line, warp_line, word_quad
+
+__all__ = ["PhotoReader", "PhotoReading", "RawPhoto", "ReadSettings", "Word", "as_json", "draw", "load_photo"]
 
 MAX_PHOTO_SIDE = 4096  # larger photos are shrunk on load: the detector reads at most 2000 px anyway
-
-
-@dataclass
-class Word:
-    text: str
-    quad: np.ndarray  # [4, 2] photo pixels, clockwise from top-left
-    confidence: float  # mean probability of the characters PP-OCRv4 read (RapidOCR's score)
-    greedy: str  # PP-OCRv4's own reading, before any adaptation
-    source: str = "read"  # read | batch | vocabulary | pool: where the text came from
-    sure: bool = False  # every character read at least as surely as the batch lexicon asks
-
-    def as_dict(self) -> dict:
-        return {"text": self.text, "quad": [[round(float(x), 1), round(float(y), 1)] for x, y in self.quad],
-                "confidence": round(self.confidence, 4), "greedy": self.greedy, "source": self.source}
-
-
-@dataclass
-class PhotoReading:
-    path: str
-    width: int
-    height: int
-    words: list[Word] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return Path(self.path).stem
-
-    def as_dict(self) -> dict:
-        return {"path": self.path, "width": self.width, "height": self.height,
-                "words": [w.as_dict() for w in self.words]}
-
-
-@dataclass
-class RawPhoto:
-    """A photo detected and read, before words are cut and adapted: its lines as (LineCrop, resized width,
-    [T, C] CTC log-probabilities), and the scale from photo pixels to the pixels they were read at."""
-
-    path: str
-    width: int
-    height: int
-    scale: float
-    lines: list[tuple]
-
-
-@dataclass(frozen=True)
-class ReadSettings:
-    """What the reader keeps. Chosen on ICDAR 2015 photos 1-100 (bench/scenetext/e2e.py), never on the others."""
-
-    min_confidence: float = 0.8  # words read less surely (mean character probability) are dropped, unless a
-    # vocabulary vouches for them (RapidOCR drops lines below 0.5; 0.8 was best on photos 1-100)
-    min_length: int = 1
-    split: SplitSettings = SplitSettings()
+RAW_FORMAT = "raw-v2"  # what detect_and_read returns; bump when it changes
 
 
 def load_photo(path) -> tuple[np.ndarray, float, tuple[int, int]]:
@@ -107,10 +58,20 @@ def load_photo(path) -> tuple[np.ndarray, float, tuple[int, int]]:
 
 
 class PhotoReader:
-    """PP-OCRv4 detector + recognizer (our port) + the word splitter + label-free adaptation."""
+    """PP-OCRv6 small detector + recognizer (onnxruntime) + the word splitter + label-free adaptation."""
 
     def __init__(self, detector, encoder, settings: ReadSettings = ReadSettings()):
         self.detector, self.encoder, self.settings = detector, encoder, settings
+
+    @property
+    def fingerprint(self) -> str:
+        """Names everything that changes ``detect_and_read``'s output: detector weights and settings, recognizer
+        weights, preprocessing and kept columns, and this format (a cache of raw readings is keyed by it)."""
+        import hashlib
+
+        backend = getattr(self.encoder, "backend", "onnxruntime")  # PP-OCRv4 also runs on our port
+        text = f"{RAW_FORMAT}|{self.detector.fingerprint}|{self.encoder.fingerprint}|{backend}"
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
 
     @classmethod
     def load(cls, settings: ReadSettings = ReadSettings(), base: str = "ppocr-v6") -> PhotoReader:
@@ -129,16 +90,26 @@ class PhotoReader:
     # reading -----------------------------------------------------------------------------------
     def detect_and_read(self, path) -> RawPhoto:
         """Detection and one recognizer pass per line: all that adaptation and word boxes are computed from."""
-        from unseen.core.models.ppocr import crop_width
-
         bgr, scale, (width, height) = load_photo(path)
         quads, _ = self.detector(bgr)
+        return RawPhoto(str(path), width, height, scale, self.read_lines(bgr, quads))
+
+    def read_lines(self, bgr: np.ndarray, quads) -> list[tuple]:
+        """Each line cut out and read once: (LineCrop without pixels, resized width, [T, K] log-probabilities)."""
+        from unseen.core.models.ppocr import crop_width
+
         lines = [warp_line(bgr, quad) for quad in quads]
         read: list = [None] * len(lines)
         for i, log_probs in self.encoder.ctc_log_probs([line.image for line in lines]):
             resized = crop_width(lines[i].image)
-            read[i] = (lines[i], resized, log_probs[: -(-resized // 8)].clone())  # the columns that see the crop
-        return RawPhoto(str(path), width, height, scale, read)
+            # the columns that see the crop; the line's pixels are not kept
+            read[i] = (lines[i].without_pixels(), resized, log_probs[: -(-resized // 8)].clone())
+        return read
+
+    def holds_several_words(self, path) -> bool:
+        """Whether the detector and the word cuts find more than one word in the image: how ``--as auto`` tells a
+        small photo or banner ("OPEN 24 HOURS", 795 x 129) from a word crop, which holds one."""
+        return len(self.words(self.detect_and_read(path))) > 1
 
     def words(self, raw: RawPhoto) -> list[tuple]:
         """The photo's words as (WordSpan, quad in photo pixels, [T, C] log-probability slice)."""

@@ -17,32 +17,39 @@ import torch
 from PIL import Image
 
 from unseen.core.ctc import best_path
+from unseen.scenetext.tuned import section
 
 COLUMN = 8  # pixels of the 48-high resized crop per CTC column
 
 
+_SPLIT = section("split")
+
+
 @dataclass(frozen=True)
 class SplitSettings:
-    """Where a line is cut, and how far a word box reaches. PP-OCRv4 often writes no space between words
-    ("BEWAREOF"), so besides its spaces a line is also cut where two characters are ``gap`` pitches apart or
-    the space class reaches ``space_prob`` in a column between them. A word box reaches ``lead`` and ``trail``
-    character pitches beyond its first and last spike and keeps ``height`` of the line box's height (the
-    detector's boxes are grown around the text). Defaults: chosen on ICDAR 2015 photos 1-100
-    (bench/scenetext/e2e.py tune; the gap rule did not help there, so it is off)."""
+    """Where a line is cut, and how far a word box reaches. Besides the recognizer's spaces a line is also cut where
+    two characters are ``gap`` pitches apart or the space class reaches ``space_prob`` in a column between them (a
+    recognizer often writes no space between words: "BEWAREOF"). A word box reaches ``lead`` and ``trail``
+    character pitches beyond its first and last spike and keeps ``height`` of the line box's height (the detector's
+    boxes are grown around the text). Defaults from tuned.json (bench/scenetext/e2e.py tune, photos 1-100)."""
 
-    lead: float = 0.8
-    trail: float = 0.6
-    height: float = 0.8
-    gap: float = float("inf")
-    space_prob: float = 0.02
+    lead: float = _SPLIT["lead"]
+    trail: float = _SPLIT["trail"]
+    height: float = _SPLIT["height"]
+    gap: float = float("inf") if _SPLIT["gap"] is None else _SPLIT["gap"]  # JSON has no infinity: null
+    space_prob: float = _SPLIT["space_prob"]
 
 
 @dataclass
 class LineCrop:
-    image: Image.Image  # the line, warped upright (RGB)
+    image: Image.Image | None  # the line, warped upright (RGB); None once read (see without_pixels)
     quad: np.ndarray  # [4, 2] its corners in the photo, clockwise from top-left
     to_photo: np.ndarray  # 3 x 3 perspective map from crop pixels to photo pixels
     rotated: bool  # a tall box: the crop was turned 90 degrees to read it
+    size: tuple[int, int] = (0, 0)  # the crop's (width, height), kept when the pixels are dropped
+
+    def without_pixels(self) -> LineCrop:
+        return LineCrop(None, self.quad, self.to_photo, self.rotated, self.image.size if self.image else self.size)
 
 
 @dataclass
@@ -71,7 +78,7 @@ def warp_line(bgr_photo: np.ndarray, quad: np.ndarray) -> LineCrop:
     if rotated:
         crop = np.rot90(crop)
     image = Image.fromarray(np.ascontiguousarray(crop[:, :, ::-1]))
-    return LineCrop(image, quad, np.linalg.inv(to_crop), rotated)
+    return LineCrop(image, quad, np.linalg.inv(to_crop), rotated, image.size)
 
 
 def split_line(log_probs: torch.Tensor, characters: list[str], settings: SplitSettings = SplitSettings()
@@ -118,7 +125,7 @@ def word_quad(line: LineCrop, span: WordSpan, resized_width: int, settings: Spli
     """The word's corners in the photo: its column range mapped to crop pixels, then through the line's warp."""
     import cv2
 
-    crop_w, crop_h = line.image.size
+    crop_w, crop_h = line.size
     if line.rotated:  # vertical text: the line's own box (splitting turned crops is not worth the geometry)
         return line.quad.copy()
     scale = crop_w / resized_width

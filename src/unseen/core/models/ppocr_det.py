@@ -15,10 +15,9 @@ the reference, gives RapidOCR's boxes exactly and at its speed.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
-
-from unseen.core.errors import AssetMissingError
 
 
 @dataclass(frozen=True)
@@ -108,24 +107,17 @@ def _reading_order(quads: list[np.ndarray]) -> list[int]:
 
 class DBDetector:
     def __init__(self, path, settings: DetectorSettings = DetectorSettings(), threads: int | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise AssetMissingError("the text detector needs onnxruntime: pip install onnxruntime") from None
-        if threads is None:
-            import torch
+        from unseen.core.models.ppocr_onnx import file_digest, onnx_session
 
-            threads = torch.get_num_threads()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # a missing, truncated or foreign file
-            raise AssetMissingError(f"{path}: not a readable ONNX model ({str(err).splitlines()[0][:120]})") from None
+        self.session = onnx_session(path, threads)
         self.input_name = self.session.get_inputs()[0].name
         self.settings = settings
+        self._weights = f"{Path(path).name}-{file_digest(path)[:16]}"
+
+    @property
+    def fingerprint(self) -> str:
+        """The weights and every setting: what a cache of its boxes must be keyed by."""
+        return f"{self._weights}|{self.settings}"
 
     def probability_map(self, bgr: np.ndarray) -> np.ndarray:
         """The DB text-probability map of an image already brought to the detector's scale (H, W multiples of 32)."""

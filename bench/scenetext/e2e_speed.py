@@ -1,0 +1,120 @@
+"""Speed and memory of reading whole photos, beside RapidOCR 3.10.0 as users install it. Run on a quiet machine.
+
+    python bench/scenetext/e2e_speed.py               # -> docs/results/scenetext_e2e_speed.{json,md}
+
+Speed: ICDAR 2015 photos 101-200, 3 rounds, every reader at 2 threads, alternating photo by photo so that all see
+the same machine. Ours: detection, one recognizer pass per line, word cuts and the batch lexicon over the photos
+(timed once per round and spread over its photos). RapidOCR 3.10: with word boxes as shipped (its direction
+classifier on: one more network per line than ours), with word boxes and the classifier off (the same steps as
+ours), and its default line output. Memory: peak RSS of one process reading photos 1-500 in one
+``PhotoReader.read`` call, measured in a child process so that nothing else it loaded counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from e2e_report import machine
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "docs" / "results"
+
+
+def race(photos, rounds: int) -> dict:
+    from unseen.scenetext.photos import PhotoReader
+    from unseen.scenetext.rapidocr import load_rapidocr, read_lines, read_words
+
+    reader, engine = PhotoReader.load(), load_rapidocr("3.10")
+    steps = {
+        "ours": None,
+        "rapidocr 3.10 word boxes (as shipped, classifier on)": lambda p: read_words(engine, p),
+        "rapidocr 3.10 word boxes, classifier off (same steps)": lambda p: engine(
+            str(p), use_det=True, use_cls=False, use_rec=True, return_word_box=True),
+        "rapidocr 3.10 lines (as shipped)": lambda p: read_lines(engine, p),
+    }
+    per_round = {name: [] for name in steps}
+    for k in range(rounds):
+        seconds, raws = dict.fromkeys(steps, 0.0), []
+        for path in photos:
+            for name, step in steps.items():
+                started = time.perf_counter()
+                raws.append(reader.detect_and_read(path)) if step is None else step(path)
+                seconds[name] += time.perf_counter() - started
+        started = time.perf_counter()
+        reader.adapt(raws)
+        seconds["ours"] += time.perf_counter() - started
+        for name in steps:
+            per_round[name].append(len(photos) / seconds[name])
+        print(f"round {k + 1}: " + ", ".join(f"{n.split(' (')[0]} {v[-1]:.2f}" for n, v in per_round.items()),
+              flush=True)
+    return {name: {"photos_per_second": values, "median": statistics.median(values)}
+            for name, values in per_round.items()}
+
+
+def peak_memory(limit: int) -> dict:
+    """Peak RSS (MB) of a child process that loads the reader, then of one reading ``limit`` photos in one call."""
+    code = ("import resource, sys, torch; torch.set_num_threads(2)\n"
+            "from unseen.scenetext.icdar import load_ic15_e2e\nfrom unseen.scenetext.photos import PhotoReader\n"
+            "reader = PhotoReader.load(); photos = load_ic15_e2e(limit=int(sys.argv[1]))\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, flush=True)\n"
+            "if int(sys.argv[1]): readings = reader.read([p.image_path for p in photos])\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    out = {}
+    for n in (0, limit):
+        lines = subprocess.run([sys.executable, "-c", code, str(n)], check=True, capture_output=True,
+                               text=True).stdout.split()
+        out[n] = {"after_loading_mb": int(lines[0]), "peak_mb": int(lines[1])}
+        print(n, out[n], flush=True)
+    return {"photos": limit, "loaded_only": out[0], "reading": out[limit]}
+
+
+def markdown(out: dict) -> str:
+    ours = out["speed"]["ours"]["median"]
+    lines = ["# Reading whole photos: speed and memory", "",
+             f"Command: `{out['command']}`; machine: {out['machine']}; {out['date']}. {out['about']}", "",
+             "| reader | photos/s, rounds | median | ours ÷ it |", "|---|---|---|---|"]
+    for name, row in out["speed"].items():
+        rounds = ", ".join(f"{v:.2f}" for v in row["photos_per_second"])
+        lines.append(f"| {name} | {rounds} | {row['median']:.2f} | {ours / row['median']:.2f}x |")
+    memory = out["memory"]
+    lines += ["", f"Peak RSS reading photos 1-{memory['photos']} in one `PhotoReader.read` call: "
+              f"{memory['reading']['peak_mb']} MB (the reader loaded, nothing read: "
+              f"{memory['loaded_only']['peak_mb']} MB)."]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--photos", default="101-200", help="ICDAR 2015 photos to race on, as FIRST-LAST")
+    parser.add_argument("--memory-photos", type=int, default=500)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    from unseen.scenetext.icdar import load_ic15_e2e
+
+    first, last = map(int, args.photos.split("-"))
+    photos = [p.image_path for p in load_ic15_e2e(limit=last)[first - 1 :]]
+    speed = race(photos, args.rounds)
+    memory = peak_memory(args.memory_photos)
+    summary = (f"ours {speed['ours']['median']:.2f} photos/s, "
+               + ", ".join(f"{name} {row['median']:.2f}" for name, row in speed.items() if name != "ours")
+               + f"; peak RSS for {memory['photos']} photos {memory['reading']['peak_mb']} MB")
+    out = {"command": "python bench/scenetext/e2e_speed.py", "machine": machine(),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "about": __doc__.split("\n\n")[1].strip(),
+           "photos": args.photos, "rounds": args.rounds, "speed": speed, "memory": memory, "summary": summary,
+           "this_process_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+    (RESULTS / "scenetext_e2e_speed.json").write_text(json.dumps(out, indent=1) + "\n")
+    (RESULTS / "scenetext_e2e_speed.md").write_text(markdown(out))
+    print(markdown(out))
+
+
+if __name__ == "__main__":
+    main()
