@@ -62,12 +62,10 @@ MUTATIONS = [
     Mutation("d2", "batch lexicon off by default (DEFAULT_BATCH_LEXICON)", "src/unseen/scenetext/batch_lexicon.py",
              "DEFAULT_BATCH_LEXICON = BatchLexicon()", "DEFAULT_BATCH_LEXICON = None",
              ("tests/test_scenetext_batch_lexicon.py",)),
-    # ---- (e) a cache that ignores the model -------------------------------------------------------------------
-    # TO BE FILLED by the PP-OCRv6 scene-text work: the reader's cache must key its entries by the model, so that a
-    # second model never gets the first one's results. Add the mutation that drops the model from the key, and the
-    # test file whose test reads with two models through one cache:
-    # Mutation("e", "a cache that ignores the model", "src/unseen/scenetext/<cache module>.py",
-    #          "<the cache key, with the model>", "<the same key without it>", ("tests/test_scenetext_<...>.py",)),
+    # ---- (e) a cache that ignores the model: a second reader must never get the first one's raw readings
+    Mutation("e", "raw-reading cache keyed by the photo only (not the reader)", "src/unseen/scenetext/raw_cache.py",
+             'f"{self.reader.fingerprint}|{photo_digest(path)}"', 'f"{photo_digest(path)}"',
+             ("tests/test_scenetext_v6.py::test_raw_cache_is_keyed_by_reader_and_photo_content",)),
 ]
 
 

@@ -32,7 +32,7 @@ def read_photos(paths, *, as_json, draw, lexicon, pool_dir, evolve, explain, bat
 
     vocab = load_lexicons(lexicon) if lexicon else None
     pool = Pool.load(pool_dir) if pool_dir else None
-    with console.stderr.status("loading PP-OCRv4 (detector and recognizer)..."):
+    with console.stderr.status("loading PP-OCRv6 (detector and recognizer)..."):
         reader = PhotoReader.load()
     if pool is not None:
         pool.check_encoder(reader.encoder.fingerprint)  # an E2STR-lite pool would silently add nothing
@@ -88,7 +88,7 @@ def evaluate_photos(dataset, vocabulary, limit, baselines, out, batch_lexicon, d
             raise UnseenError(f"--baseline {name!r}: unknown; known: {', '.join(known)}")
     photos = load_ic15_e2e(data_dir, limit=limit)
     lexicon = load_vocabulary(vocabulary, [p.name for p in photos], data_dir)
-    with console.stderr.status("loading PP-OCRv4 (detector and recognizer)..."):
+    with console.stderr.status("loading PP-OCRv6 (detector and recognizer)..."):
         reader = PhotoReader.load()
     engines = {name: rapidocr.load_rapidocr(known[name]) for name in dict.fromkeys(baselines)}
     with _progress() as progress:
@@ -99,7 +99,7 @@ def evaluate_photos(dataset, vocabulary, limit, baselines, out, batch_lexicon, d
     readings = reader.adapt(raws, lexicon=lexicon, batch_lexicon=batch_lexicon)
     seconds["ours"] += time.perf_counter() - started
     truth = [p.words for p in photos]
-    results = {f"unseen (PP-OCRv4 + words + {'batch lexicon' if batch_lexicon else 'no batch lexicon'})":
+    results = {f"unseen (PP-OCRv6 + words + {'batch lexicon' if batch_lexicon else 'no batch lexicon'})":
                (evaluate_e2e([r.words for r in readings], truth), seconds["ours"])}
     for name in engines:
         results[f"RapidOCR {known[name]} as shipped"] = (evaluate_e2e(spotted[name], truth), seconds[name])

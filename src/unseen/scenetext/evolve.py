@@ -1,6 +1,6 @@
 """E2STR's "ego-evolving" without training: the reader's sure readings join a pool as self-labelled words.
 
-A photo's words that PP-OCRv4 read surely (every character at least as sure as the batch lexicon asks) go
+A photo's words that the recognizer read surely (every character at least as sure as the batch lexicon asks) go
 into the pool with their crops, marked ``self_labelled``. Later photos read with the pool get them as batch-
 lexicon words (adapt.py): a shop name read clearly once helps read it where it is blurred or small. Nothing is
 trained and no label is needed; ``unseen str pool ls`` shows the self-labelled entries and ``pool rm
@@ -9,15 +9,15 @@ trained and no label is needed; ``unseen str pool ls`` shows the self-labelled e
 
 from __future__ import annotations
 
-from unseen.scenetext.charset import in_charset
+from unseen.scenetext.charset import latin
 from unseen.scenetext.pool import PoolSample
 
 
 def sure_words(reading, min_length: int = 3) -> list:
-    """The words of a PhotoReading worth keeping: read surely by PP-OCRv4 itself, letters and digits of the pool's
-    character set (printable ASCII), not too short."""
+    """The words of a PhotoReading worth keeping: read surely by the recognizer itself, letters and digits (accented
+    ones too) that the pool can spell, not too short."""
     return [w for w in reading.words if w.sure and w.source == "read" and len(w.text) >= min_length
-            and w.text.isalnum() and in_charset(w.text)]
+            and w.text.isalnum() and all(map(latin, w.text))]
 
 
 def evolve_pool(pool, readings, encoder, *, known_once: bool = True) -> int:
