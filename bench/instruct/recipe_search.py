@@ -17,6 +17,7 @@ Writes ``docs/results/instruct_recipe_search.{json,md}``.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -40,9 +41,9 @@ EVAL_TASKS = ["sst2", "rte", "qasc", "strategyqa"]  # held-in with commonsense o
 RECIPES = {
     "answer_only": ({}, "the shipped recipe: loss on answer tokens only, LoRA r = 16"),
     "kl": ({"kl_weight": 1.0, "kl_on": "both", "kl_max_positions": 64},
-           "+ KL(base || tuned) on prompt and answer positions, weight 1, 64 positions per batch"),
+           "+ KL to the base on prompt and answer positions, weight 1, 64 positions per batch"),
     "kl_answer": ({"kl_weight": 1.0, "kl_on": "answer", "kl_max_positions": 0},
-                  "+ KL(base || tuned) on the answer positions only, weight 1"),
+                  "+ KL to the base on the answer positions only, weight 1"),
     "replay": ({"replay_fraction": 0.25, "replay_weight": 0.5},
                "+ replay: raw training texts (no template), 0.25 per example, LM loss weight 0.5"),
     "no_options": ({"mixture.no_options_fraction": 0.3},
@@ -83,8 +84,9 @@ def run_recipe(name: str, args) -> dict:
 def training_facts(run_dir: Path) -> dict:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     last = rows[-10:]
-    facts = {"steps": rows[-1]["step"], "elapsed_s": rows[-1]["elapsed_s"],
-             "s_per_step": rows[-1]["elapsed_s"] / rows[-1]["step"]}
+    # elapsed_s restarts when a run resumes: the median step time of consecutive rows
+    deltas = sorted(b["elapsed_s"] - a["elapsed_s"] for a, b in zip(rows, rows[1:]) if b["elapsed_s"] > a["elapsed_s"])
+    facts = {"steps": rows[-1]["step"], "s_per_step": deltas[len(deltas) // 2] if deltas else None}
     for key in ("loss", "loss_answer", "loss_replay", "kl_to_base"):
         values = [r[key] for r in last if key in r]
         if values:
@@ -99,7 +101,7 @@ def summarize(base: dict, runs: dict[str, dict], args) -> dict:
     for name, results in runs.items():
         vs_base = compare_cluster(base, [results], tasks, seed=args.seed)
         entry = {"changes": RECIPES[name][0], "what": RECIPES[name][1],
-                 "config": recipe_config(base_config(args), RECIPES[name][0]).__dict__ | {"mixture": None},
+                 "config": dataclasses.asdict(recipe_config(base_config(args), RECIPES[name][0])),
                  "training": training_facts(args.out / name),
                  "per_task": {t: {m: template_means(results, t).get(m) for m, _ in METRICS} for t in tasks},
                  "vs_base": {m: _strip(vs_base["mean"].get(m)) for m, _ in METRICS}}
@@ -115,10 +117,13 @@ def _strip(summary):
     return None if summary is None else {k: summary[k] for k in ("base", "tuned", "difference", "interval")}
 
 
+RULE = ("fixed before the runs: a recipe replaces answer-only (the default) only if its rank-scoring balanced "
+        "accuracy is above answer-only's (paired interval above 0) while neither its valid-option rate nor its exact "
+        "match is below answer-only's (interval entirely under 0)")
+
+
 def choose(summary: dict) -> dict:
-    """The rule, fixed before the runs: a recipe replaces answer-only only if its rank-scoring balanced accuracy
-    is above answer-only's (paired interval above 0) while neither its valid-option rate nor its exact match is
-    below answer-only's (interval entirely under 0)."""
+    """The recipe that wins by RULE, or None."""
     winners = []
     for name, entry in summary["recipes"].items():
         ref = entry.get("vs_answer_only")
@@ -127,8 +132,7 @@ def choose(summary: dict) -> dict:
         if (ref["balanced_accuracy"]["interval"][0] > 0
                 and all(ref[m]["interval"][1] >= 0 for m in ("option_rate", "exact_match"))):
             winners.append((ref["balanced_accuracy"]["difference"], name))
-    return {"rule": choose.__doc__.split("The rule, ")[1].replace("\n   ", "").replace("  ", " ").strip(),
-            "winner": max(winners)[1] if winners else None}
+    return {"rule": RULE, "winner": max(winners)[1] if winners else None}
 
 
 def markdown(summary: dict, meta: dict) -> str:
@@ -138,8 +142,8 @@ def markdown(summary: dict, meta: dict) -> str:
              f"templates each. Gemma 3 270M base, LoRA, {meta['steps']} steps × 4 packed rows of 128 tokens, lr 2e-4, "
              f"seed {meta['seed']}. Means over the {len(EVAL_TASKS)} datasets (%); differences with 95 % paired "
              "bootstrap intervals over the examples.", "",
-             f"Command: `{meta['command']}`; machine: {meta['machine']}.", "",
-             "| recipe | what | " + " | ".join(label for _, label in METRICS) + " | s/step |",
+             f"Command: `{meta['command']}`; machine: {meta['machine']}. {meta['note']}", "",
+             "| recipe | what | " + " | ".join(label for _, label in METRICS) + " | s/step (median; shared machine) |",
              "|---|---|" + "---|" * (len(METRICS) + 1)]
     base = summary["base_per_task"]
     lines.append("| (base model) | | " + " | ".join(
@@ -154,7 +158,7 @@ def markdown(summary: dict, meta: dict) -> str:
                 cell += f"; vs answer-only {100 * ref[m]['difference']:+.1f} {interval_text(ref[m]['interval'])}"
             cells.append(cell)
         lines.append(f"| {name} | {entry['what']} | " + " | ".join(cells)
-                     + f" | {entry['training']['s_per_step']:.1f} |")
+                     + f" | {entry['training']['s_per_step'] or 0:.1f} |")
     lines += ["", "Cells: tuned (tuned − base [interval]); vs answer-only: recipe − answer-only [interval].", "",
               "Per dataset (valid-option rate / exact match / rank balanced accuracy, %):", "",
               "| recipe | " + " | ".join(EVAL_TASKS) + " |", "|---|" + "---|" * len(EVAL_TASKS)]
@@ -182,6 +186,7 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="only the report, from the runs already there")
     parser.add_argument("--no-report", action="store_true",
                         help="train and evaluate --recipes only (a second worker): no base model, no report")
+    parser.add_argument("--note", default="", help="a line for the report (e.g. the workers' commands, the load)")
     parser.add_argument("--results", type=Path, default=ROOT / "docs/results/instruct_recipe_search")
     args = parser.parse_args()
     args.recipes = [name.strip() for name in args.recipes.split(",") if name.strip()]
@@ -203,7 +208,7 @@ def main() -> None:
     meta = {"command": "OMP_NUM_THREADS=1 python bench/instruct/recipe_search.py " + " ".join(sys.argv[1:]),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), torch {torch.__version__}, "
                        f"{torch.get_num_threads()} thread(s)",
-            "heldout": HELDOUT, "eval_tasks": EVAL_TASKS, "steps": args.steps, "limit": args.limit,
+            "note": args.note, "heldout": HELDOUT, "eval_tasks": EVAL_TASKS, "steps": args.steps, "limit": args.limit,
             "templates": args.templates, "seed": args.seed, "wall_s_this_call": round(time.time() - started, 1)}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.with_suffix(".json").write_text(json.dumps(meta | summary, indent=1, default=str) + "\n")

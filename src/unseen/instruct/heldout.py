@@ -35,6 +35,8 @@ class HeldoutConfig:
     models: list[str] = field(default_factory=lambda: ["gemma3-270m"])
     clusters: list[str] = field(default_factory=lambda: ["nli"])
     seeds: list[int] = field(default_factory=lambda: [0, 1])
+    # the training recipe, issue 33's options included (kl_weight, replay_fraction, prompt_loss_weight,
+    # mixture.no_options_fraction; `unseen instruct heldout --kl-weight ...`): each cluster's runs use it
     train: InstructConfig = field(default_factory=InstructConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)  # its tasks are replaced by the cluster's datasets
     tasks: dict[str, list[str]] = field(default_factory=dict)  # cluster -> evaluated datasets (default: all)
