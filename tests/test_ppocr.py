@@ -158,7 +158,7 @@ def test_ppocr_encoder_tokens_read_like_the_baseline(port_and_reference):
     with pytest.raises(UnseenError, match="pool was built with encoder ppocr-v4-") as err:
         pool.check_encoder("crnn-0123456789abcdef")
     assert "\n" not in str(err.value)
-    with pytest.raises(UnseenError, match="known: easyocr-english-g2, ppocr-v4-rec"):
+    with pytest.raises(UnseenError, match="known: ppocr-v6-rec, easyocr-english-g2, ppocr-v4-rec"):
         load_encoder("tesseract")
 
 

@@ -5,7 +5,15 @@ import pytest
 from test_scenetext_gate import FakeEncoder as GateFakeEncoder  # tests/ is on sys.path
 from test_scenetext_gate import log_probs as gate_log_probs
 
-from unseen.scenetext.batch_lexicon import BatchLexicon, apply, best_word, lexicon_of, read_batch, read_crops
+from unseen.scenetext.batch_lexicon import (
+    BatchLexicon,
+    apply,
+    best_word,
+    lexicon_of,
+    read_batch,
+    read_crops,
+    spelling_columns,
+)
 from unseen.scenetext.lexicon_gate import GateSetting, LexiconGate, score_log_probs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -28,17 +36,18 @@ SURE_NON_ASCII = [{"\u6c34": 0.97}, {}]
 BATCH = BatchLexicon(0.9, GateSetting(0.9, -3.0))
 
 
-def test_lexicon_holds_sure_ascii_readings_only():
+def test_lexicon_holds_sure_latin_readings_only():
     crops = read_crops(FakeEncoder(), [SURE_AC, UNSURE_AB, SURE_CD, SURE_NON_ASCII], keep_below=0.9)
     assert lexicon_of(crops, 0.9) == ["ac", "cd"]
-    assert [c.ascii_log_probs is not None for c in crops] == [False, True, False, False]  # kept where unsure only
-    assert crops[1].ascii_log_probs.shape == (4, 6)  # blank + the 5 ASCII classes (a, b, c, d, space)
+    assert [c.spelling_log_probs is not None for c in crops] == [False, True, False, False]  # kept where unsure only
+    assert crops[1].spelling_log_probs.shape == (4, 5)  # blank + the 4 Latin classes (a, b, c, d)
+    assert spelling_columns(["", "a", "é", "ß", "\u6c34", "\ufffd", " "]) == ([0, 1, 2, 3], ["", "a", "é", "ß"])
 
 
-def test_ascii_columns_score_a_word_as_the_full_log_probabilities_do():
+def test_spelling_columns_score_a_word_as_the_full_log_probabilities_do():
     crop = read_crops(FakeEncoder(), [UNSURE_AB], keep_below=0.9)[0]
     full = score_log_probs(log_probs(UNSURE_AB), CHARACTERS, ["ac"]).label_ll["ac"]
-    ll, word = best_word(crop.ascii_log_probs, ["", "a", "b", "c", "d", " "], ["ac", "cd"])
+    ll, word = best_word(crop.spelling_log_probs, ["", "a", "b", "c", "d"], ["ac", "cd"])
     assert word == "ac" and ll == pytest.approx(full, abs=1e-5)
 
 

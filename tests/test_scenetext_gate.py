@@ -1,5 +1,5 @@
-"""The lexicon gate (pool labels scored by PP-OCRv4's CTC, used only where its reading is unsure):
-mechanics on tiny hand-made log-probabilities, pools that record it, and the CLI with bad inputs."""
+"""The lexicon gate (pool labels scored by the recognizer's CTC, PP-OCRv6 by default, used only where its reading
+is unsure): mechanics on tiny hand-made log-probabilities, pools that record it, and the CLI with bad inputs."""
 
 import importlib.util
 import json
@@ -44,7 +44,9 @@ SURE_CD = [{"c": 0.97}, {}, {"d": 0.97}, {}]
 
 def test_scores_greedy_reading_confidence_and_labels():
     crop = score_log_probs(log_probs(UNSURE_AB), CHARACTERS, ["ac", "ab", "xyz", ""])
-    assert crop.greedy == "ab" and crop.confidence == pytest.approx(0.5, abs=0.01)
+    # least sure: the smallest character probability (what tau is compared with); mean: the reading's confidence
+    assert crop.greedy == "ab" and crop.least_sure == pytest.approx(0.5, abs=0.01)
+    assert crop.mean == pytest.approx((0.95 + 0.5) / 2, abs=0.01)
     assert set(crop.label_ll) == {"ac"}  # the greedy reading is scored apart; unspellable and empty labels never win
     assert crop.label_ll["ac"] < crop.greedy_ll
 
@@ -123,12 +125,18 @@ def test_pool_records_its_gate_and_refuses_bad_pools(tmp_path):
     assert "\n" not in str(err.value)
 
 
-# ---- the CLI on real crops with the real PP-OCRv4 port ------------------------------------------
+# ---- the CLI on real crops with the default reader (PP-OCRv6) and PP-OCRv4 -----------------------
 
 def _needs_wheel():
-    for module in ("rapidocr_onnxruntime", "onnx"):
+    for module in ("rapidocr", "rapidocr_onnxruntime", "onnx"):
         if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed (unseen assets install ppocr-v4-rec; pip install onnx)")
+            pytest.skip(f"{module} is not installed (pip install rapidocr==3.10.0 rapidocr_onnxruntime onnx)")
+
+
+def _json_row(output: str) -> dict:
+    """The one JSON object `unseen str read --json` prints for one crop (a summary line follows it)."""
+    (row,) = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return row
 
 
 @pytest.fixture(scope="module")
@@ -152,35 +160,60 @@ def test_cli_builds_a_gated_pool_and_reads_and_evaluates_with_it(tmp_path, crops
 
     runner = CliRunner()
     pool = tmp_path / "pool"
-    # PP-OCRv4 with the lexicon gate is the default reader: no --encoder needed
+    # PP-OCRv6 with the lexicon gate is the default reader: no --encoder needed
     result = runner.invoke(app, ["pool", "build", "--images", str(crops), "--labels", str(crops / "labels.tsv"),
                                  "--out", str(pool)])
     assert result.exit_code == 0, result.output
     assert "lexicon gate:" in result.output
     meta = json.loads((pool / "pool.json").read_text())
-    assert meta["encoder"].startswith("ppocr-v4-") and set(meta["gate"]) >= {"tau", "delta", "chosen_by"}
+    assert meta["encoder"].startswith("ppocr-v6-rec-") and set(meta["gate"]) >= {"tau", "delta", "chosen_by"}
+    assert not (pool / "features.safetensors").exists()  # a PP-OCRv6 pool keeps words only
     result = runner.invoke(app, ["pool", "add", str(pool), "--image", str(crops / "images" / "w0.png"),
                                  "--text", "JOINT"])
     assert result.exit_code == 0 and "now 9 samples" in " ".join(result.output.split()), result.output
     assert "gate" in json.loads((pool / "pool.json").read_text())  # chosen again for the new labels
     result = runner.invoke(app, ["read", str(crops / "images" / "w1.png"), "--pool", str(pool), "--json"])
     assert result.exit_code == 0, result.output
-    row = json.loads(result.output.strip().splitlines()[-1])
-    assert set(row) == {"image", "text", "confidence", "greedy", "from_pool", "from_batch"}
+    row = _json_row(result.output)
+    assert set(row) == {"image", "text", "confidence", "least_sure", "greedy", "from_pool", "from_batch"}
+    assert 0 <= row["least_sure"] <= row["confidence"] <= 1  # the least sure character, the mean of them
     out = tmp_path / "eval.json"
     result = runner.invoke(app, ["eval", "--dataset", str(crops), "--pool", str(pool), "--baseline", "ppocr",
                                  "--out", str(out)])
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
-    assert payload["ours"]["encoder"] == "ppocr-v4-rec" and payload["ours"]["gate"]["chosen_by"]
+    assert payload["ours"]["encoder"] == "ppocr-v6-rec" and payload["ours"]["gate"]["chosen_by"]
     assert payload["ours"]["batch_lexicon"] is True  # on by default
-    if payload["ours"]["from_pool"] == payload["ours"]["from_batch"] == 0:  # nothing replaced: the baseline's readings
-        assert payload["ours"]["predictions"] == payload["ppocr"]["predictions"]
-    # the CRNN-era recognizer refuses this pool in one line, and says how to read with it
+    assert len(payload["ppocr"]["predictions"]) == 8  # --baseline ppocr: PP-OCRv4's greedy reading, beside
+    # PP-OCRv4 refuses this pool in one line, and says how to read with it
     result = runner.invoke(app, ["read", str(crops / "images" / "w1.png"), "--pool", str(pool),
-                                 "--encoder", "easyocr-english-g2"])
-    assert isinstance(result.exception, UnseenError) and "--encoder ppocr-v4-rec" in str(result.exception)
+                                 "--encoder", "ppocr-v4-rec"])
+    assert isinstance(result.exception, UnseenError) and "--encoder ppocr-v6-rec" in str(result.exception)
     assert "\n" not in str(result.exception)
+
+
+def test_cli_reads_crops_with_pp_ocr_v6_by_default_and_v4_when_asked(tmp_path, crops):
+    _needs_wheel()
+    from unseen.cli.scenetext import app
+
+    runner = CliRunner()
+    out = {}
+    for name, extra in (("v6", []), ("v4", ["--encoder", "ppocr-v4-rec"])):
+        result = runner.invoke(app, ["eval", "--dataset", str(crops), "--no-batch-lexicon", "--out",
+                                     str(tmp_path / f"{name}.json"), *extra])
+        assert result.exit_code == 0, result.output
+        out[name] = json.loads((tmp_path / f"{name}.json").read_text())["ours"]
+    assert (out["v6"]["encoder"], out["v4"]["encoder"]) == ("ppocr-v6-rec", "ppocr-v4-rec")
+    from unseen.scenetext.encoder import load_encoder
+    from unseen.scenetext.evaluate import load_records, ppocr_baseline
+    from unseen.scenetext.lexicon_gate import read_plain
+
+    images = [r["image"] for r in load_records(str(crops), None)]
+    assert out["v4"]["predictions"] == ppocr_baseline(images)[0]  # PP-OCRv4's own greedy reading
+    assert out["v6"]["predictions"] == [r.text for r in read_plain(load_encoder("ppocr-v6-rec"), images)]
+    result = runner.invoke(app, ["read", str(crops / "images" / "w1.png"), "--encoder", "ppocr-v4-rec", "--json"])
+    assert result.exit_code == 0, result.output
+    assert _json_row(result.output)["text"] == out["v4"]["predictions"][1]
 
 
 def test_cli_chooses_the_gate_on_other_crops_and_again_after_pool_add(tmp_path, crops):
@@ -192,7 +225,7 @@ def test_cli_chooses_the_gate_on_other_crops_and_again_after_pool_add(tmp_path, 
     build = ["pool", "build", "--images", str(crops), "--labels", str(crops / "labels.tsv"), "--limit", "4",
              "--gate-on", "3", "--out", str(pool)]
     result = runner.invoke(app, build + ["--encoder", "easyocr-english-g2"])
-    assert isinstance(result.exception, UnseenError) and "drop --weights and --encoder" in str(result.exception)
+    assert isinstance(result.exception, UnseenError) and "drop --weights" in str(result.exception)
     assert not pool.exists()
     result = runner.invoke(app, build)
     assert result.exit_code == 0, result.output
@@ -214,7 +247,8 @@ def test_cli_gate_bad_input(tmp_path, crops):
     runner = CliRunner()
     (tmp_path / "bad.png").write_bytes(b"nope")
     result = runner.invoke(app, ["read", str(tmp_path / "bad.png"), "--encoder", "ppocr-v4-rec"])
-    assert isinstance(result.exception, DataError) and "cannot decode image" in str(result.exception)
+    # a file that is not an image is skipped with a one-line reason, and the exit status says so
+    assert result.exit_code == 3 and "bad.png: cannot decode image" in result.output
     image = str(crops / "images" / "w0.png")
     Pool(load_encoder("ppocr-v4-rec").fingerprint).save(tmp_path / "empty")
     result = runner.invoke(app, ["read", image, "--encoder", "ppocr-v4-rec", "--pool", str(tmp_path / "empty")])
@@ -225,12 +259,13 @@ def test_cli_gate_bad_input(tmp_path, crops):
     assert "\n" not in str(result.exception)
     result = runner.invoke(app, ["read", image, "--encoder", "tesseract"])
     assert isinstance(result.exception, UnseenError)
-    assert "known: easyocr-english-g2, ppocr-v4-rec" in str(result.exception)
+    assert "known: ppocr-v6-rec, easyocr-english-g2, ppocr-v4-rec" in str(result.exception)
 
 
 def test_cli_pool_from_a_dataset_skips_labels_outside_the_charset(tmp_path, crops):
-    """A dataset's label the reader cannot write (e.g. CAFÉ in IC15 train) is skipped with a notice,
-    not a refusal of the whole pool; the user's own labels file still fails on it (test_scenetext_data)."""
+    """A dataset's label the reader cannot write is skipped with a notice, not a refusal of the whole pool; the
+    user's own labels file still fails on it (test_scenetext_data). PP-OCRv6 writes accented Latin words (CAFÉ,
+    Straße), PP-OCRv4 and E2STR-lite only printable ASCII."""
     _needs_wheel()
     import shutil
 
@@ -239,8 +274,48 @@ def test_cli_pool_from_a_dataset_skips_labels_outside_the_charset(tmp_path, crop
     source = tmp_path / "source"
     shutil.copytree(crops, source)
     with (source / "labels.tsv").open("a") as handle:
-        handle.write("images/w0.png\tCAFÉ\n")
+        handle.write("images/w0.png\tCAFÉ\nimages/w1.png\t水\n")
     result = CliRunner().invoke(app, ["pool", "build", "--from", str(source), "--out", str(tmp_path / "pool")])
     assert result.exit_code == 0, result.output
-    assert "skipped 1 sample(s)" in " ".join(result.output.split()) and "'CAFÉ'" in result.output
-    assert json.loads((tmp_path / "pool" / "pool.json").read_text())["count"] == 8
+    assert "skipped 1 sample(s)" in " ".join(result.output.split()) and "'水'" in result.output
+    assert "CAFÉ" in [s["text"] for s in json.loads((tmp_path / "pool" / "pool.json").read_text())["samples"]]
+    result = CliRunner().invoke(app, ["pool", "build", "--from", str(source), "--out", str(tmp_path / "pool4"),
+                                      "--encoder", "ppocr-v4-rec"])
+    assert result.exit_code == 0, result.output
+    assert "skipped 2 sample(s)" in " ".join(result.output.split()) and "'CAFÉ'" in result.output
+    assert json.loads((tmp_path / "pool4" / "pool.json").read_text())["count"] == 8
+
+
+def test_a_pp_ocr_v6_pool_takes_accented_labels(tmp_path, crops):
+    """Labels with accents (Café, Straße) join a PP-OCRv6 pool and its gate; PP-OCRv4 refuses them in one line."""
+    _needs_wheel()
+    from unseen.cli.scenetext import app
+    from unseen.scenetext.lexicon_gate import LexiconGate
+
+    labels = tmp_path / "labels.tsv"
+    labels.write_text(f"{crops / 'images' / 'w0.png'}\tCafé\n{crops / 'images' / 'w1.png'}\tStraße\n",
+                      encoding="utf-8")
+    result = CliRunner().invoke(app, ["pool", "build", "--labels", str(labels), "--out", str(tmp_path / "pool")])
+    assert result.exit_code == 0, result.output
+    pool = Pool.load(tmp_path / "pool")
+    assert pool.texts == ["Café", "Straße"] and LexiconGate.from_pool(pool).labels == ["Café", "Straße"]
+    result = CliRunner().invoke(app, ["pool", "build", "--labels", str(labels), "--out", str(tmp_path / "pool4"),
+                                      "--encoder", "ppocr-v4-rec"])
+    assert isinstance(result.exception, DataError) and "'é' (U+00E9)" in str(result.exception)
+    assert "\n" not in str(result.exception)
+
+
+def test_the_default_reader_reads_an_accented_word_with_its_accent():
+    """PP-OCRv6 writes Latin-script accents (PP-OCRv4 could not): a rendered "Café" (DejaVu Sans, height 48, black
+    on white) reads "Café" through Recognizer.load().read, confidence the mean character probability, least_sure
+    the smallest."""
+    _needs_wheel()
+    from unseen.core.assets.checks import render_word
+    from unseen.scenetext.reader import Recognizer
+
+    recognizer = Recognizer.load()
+    assert recognizer.encoder.fingerprint.startswith("ppocr-v6-rec-")
+    (reading,) = recognizer.read([render_word("Café", height=48)])
+    assert (reading.text, reading.greedy, reading.source) == ("Café", "Café", "read")
+    assert 0 < reading.least_sure <= reading.confidence <= 1
+    assert set(reading.as_dict()) == {"text", "confidence", "least_sure", "greedy", "source"}

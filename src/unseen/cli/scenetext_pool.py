@@ -50,7 +50,7 @@ def pool_build(
     split: Optional[str] = typer.Option(None, "--split", help="Split of --from."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Keep a random sample of this many."),
     seed: int = typer.Option(0, "--seed", help="Seed of the --limit sample."),
-    gate_on: int = typer.Option(0, "--gate-on", help="With PP-OCRv4 and --limit: choose the lexicon gate "
+    gate_on: int = typer.Option(0, "--gate-on", help="With PP-OCRv6 (or v4) and --limit: choose the lexicon gate "
                                 "on this many other labelled samples of the source (kept in the pool's gate/ folder) "
                                 "instead of leave-one-out on the pool."),
     weights: Optional[Path] = WeightsOption,
@@ -59,37 +59,37 @@ def pool_build(
 ):
     """Make a context pool from labelled word images.
 
-    With PP-OCRv4 (the default), the lexicon gate's setting is chosen on the pool itself (leave-one-out),
+    With PP-OCRv6 (the default) or PP-OCRv4, the lexicon gate's setting is chosen on the pool itself (leave-one-out),
     or with --gate-on N on N labelled samples of the source that are not in the pool (measured better
     on IC15: docs/scenetext.md).
 
     Example: unseen str pool build --from ic15 --split train --limit 100 --out pools/ic15 [--gate-on 500]
     """
     from unseen.core.errors import UnseenError
-    from unseen.scenetext.charset import in_charset
     from unseen.scenetext.pool import Pool
 
     if (out / "pool.json").exists():
         raise UnseenError(f"{out}: a pool already exists here; use `unseen str pool add` or another --out")
     kind, reader = reader_for(encoder_name, weights)
     if gate_on and kind != "gate":
-        raise UnseenError("--gate-on chooses the lexicon gate, which reads with PP-OCRv4: drop --weights and --encoder")
+        raise UnseenError("--gate-on chooses the lexicon gate, which reads with PP-OCRv6 or PP-OCRv4 "
+                          "(--encoder ppocr-v6-rec or ppocr-v4-rec): drop --weights")
     samples, rest = _samples(images, labels, source, split, limit, seed, data_dir)
     # a dataset's labels are not the user's to fix: skip what the reader cannot write, and say so
+    encoder = reader if kind == "gate" else reader.encoder
     if source is not None:
-        skipped = [sample.text for sample in samples if not in_charset(sample.text)]
-        samples = [sample for sample in samples if in_charset(sample.text)]
+        skipped = [sample.text for sample in samples if not writable(sample.text, encoder)]
+        samples = [sample for sample in samples if writable(sample.text, encoder)]
         if skipped:
-            console.stderr.print(f"skipped {len(skipped)} sample(s) of {source} whose label has characters outside the "
-                                 f"recognizer's 95 printable ASCII characters: {', '.join(map(repr, skipped[:5]))}")
+            console.stderr.print(f"skipped {len(skipped)} sample(s) of {source} whose label has characters the "
+                                 f"recognizer cannot write: {', '.join(map(repr, skipped[:5]))}")
     gate_crops = []
     if gate_on:
-        others = [sample for sample in rest if in_charset(sample.text)]
+        others = [sample for sample in rest if writable(sample.text, encoder)]
         if not others:
             raise UnseenError("--gate-on: no labelled samples left outside the pool; "
                               "lower --limit or give more samples")
         gate_crops = random.Random(seed + 1).sample(others, min(gate_on, len(others)))
-    encoder = reader if kind == "gate" else reader.encoder
     pool = Pool.new(encoder, root=out)
     with console.stderr.status(f"encoding {len(samples)} samples..."):
         pool.add(samples, encoder)
@@ -100,8 +100,19 @@ def pool_build(
     console.print(f"pool {out}: {len(pool)} samples", soft_wrap=True)
 
 
+def writable(text: str, encoder) -> bool:
+    """Whether the encoder can write the label: PP-OCRv6 its ``spelling`` (Latin script, accents included), the others
+    the 95 printable ASCII characters."""
+    from unseen.scenetext.charset import in_charset
+
+    spelling = getattr(encoder, "spelling", None)
+    if spelling is None:
+        return in_charset(text)
+    return bool(text.strip()) and all(c in spelling for c in text)
+
+
 def _refit_gate(pool, encoder) -> None:
-    """PP-OCRv4 pools: choose the lexicon gate for the pool's labels now, and say what was chosen."""
+    """PP-OCRv6 and PP-OCRv4 pools: choose the lexicon gate for the pool's labels now, and say what was chosen."""
     from unseen.scenetext.lexicon_gate import refit_pool_gate
 
     if hasattr(encoder, "ctc_log_probs") and len(pool):  # an empty pool is refused when it is read
@@ -140,7 +151,7 @@ def pool_add(
         samples = [PoolSample(image, text, str(image), where=str(image))]
     else:
         samples, _ = _samples(images, labels, source, split, limit, seed, data_dir)
-    # the pool says which encoder built it; PP-OCRv4 pools get their gate chosen again
+    # the pool says which encoder built it; PP-OCRv6 (and v4) pools get their gate chosen again
     kind, reader = reader_for(None, weights, pool)
     encoder = reader if kind == "gate" else reader.encoder
     added = pool.add(samples, encoder)

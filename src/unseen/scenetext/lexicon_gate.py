@@ -1,10 +1,11 @@
-"""A context pool that only helps: its labels as a lexicon, used only where PP-OCRv4 is unsure.
+"""A context pool that only helps: its labels as a lexicon, used only where the recognizer is unsure.
 
-PP-OCRv4 (our port, ``PPOCREncoder``) reads a crop with greedy CTC, giving a reading g. Every
+The recognizer (the default reader's PP-OCRv6, ``OnnxCTCEncoder``; or PP-OCRv4, our port ``PPOCREncoder``)
+reads a crop with greedy CTC, giving a reading g. Every
 label c of the pool is scored by its CTC log-likelihood log p(c | image), summed over all
 alignments (PyTorch's ctc_loss). The best label c* replaces g only where both hold:
 
-    confidence(g) < tau                      g is unsure: its least sure character is below tau
+    least_sure(g) < tau                      g is unsure: its least sure character is below tau
     log p(c* | x) > log p(g | x) + delta     c* explains the image better (delta < 0: a lexicon bonus)
 
 (tau, delta) are chosen without any evaluated label, on the pool itself: each pool crop is read
@@ -54,35 +55,44 @@ GATE_OFF = GateSetting(0.0, 0.0)
 
 @dataclass
 class ScoredCrop:
-    """One crop as the gate sees it: greedy reading, its confidence and log-likelihood, and the
+    """One crop as the gate sees it: greedy reading, how sure it is and its log-likelihood, and the
     log-likelihood of every (encodable) candidate label."""
 
     greedy: str
-    confidence: float  # smallest per-character probability on the greedy path (0 for an empty reading)
+    least_sure: float  # smallest per-character probability on the greedy path (0 for an empty reading)
     greedy_ll: float
     label_ll: dict[str, float]
+    mean: float = 0.0  # mean per-character probability on the greedy path: a reading's confidence (RapidOCR's score)
+
+    @property
+    def confidence(self) -> float:
+        """The LEAST SURE character, as before the rename (issue 35): kept only for callers not yet moved to
+        ``least_sure`` (batch_lexicon.py, adapt.py). A reading's confidence is ``mean``."""
+        return self.least_sure
 
 
 @dataclass
 class GatedReading:
     text: str
     greedy: str
-    confidence: float
+    least_sure: float  # the greedy reading's least sure character, what the gates compare with tau
     from_pool: bool  # the greedy reading was replaced by a pool label
     from_batch: bool = False  # ... or by a word read surely elsewhere in the batch (batch_lexicon.py)
+    mean: float = 0.0  # the greedy reading's mean character probability (its confidence), where the reader sets it
 
 
 def score_log_probs(log_probs: torch.Tensor, characters: list[str], labels: list[str], *,
                     unsure_below: float = float("inf")) -> ScoredCrop:
     """[T, C] CTC log-probabilities of one crop (blank at 0) -> its ScoredCrop over ``labels``.
-    Labels are scored only when the greedy reading's confidence is below ``unsure_below``: a
+    Labels are scored only when the greedy reading's least sure character is below ``unsure_below``: a
     gate with tau never replaces a surer reading, so its label scores would go unused."""
     index = {c: i for i, c in enumerate(characters) if i > 0}
     best, ids = log_probs.max(-1)
     emitted = best_path(ids.tolist(), best.exp().tolist())
     chars, path_probs = [characters[e.index] for e in emitted], [e.prob for e in emitted]
-    greedy, confidence = "".join(chars), min(path_probs, default=0.0)
-    if confidence >= unsure_below:
+    greedy, least_sure = "".join(chars), min(path_probs, default=0.0)
+    mean = sum(path_probs) / len(path_probs) if path_probs else 0.0
+    if least_sure >= unsure_below:
         labels = []
     # labels the model cannot spell (or empty ones) cannot be scored and never win
     options = [greedy] + [label for label in dict.fromkeys(labels)
@@ -93,14 +103,15 @@ def score_log_probs(log_probs: torch.Tensor, characters: list[str], labels: list
                      torch.full((len(options),), steps, dtype=torch.long), torch.tensor([len(t) for t in targets]),
                      blank=0, reduction="none", zero_infinity=False)
     scores = (-nll).tolist()
-    return ScoredCrop(greedy, confidence, scores[0], dict(zip(options[1:], scores[1:])))
+    return ScoredCrop(greedy, least_sure, scores[0], dict(zip(options[1:], scores[1:])), mean)
 
 
 def score_images(encoder, images, labels: list[str], *, unsure_below: float = float("inf")) -> list[ScoredCrop]:
-    """Read ``images`` with a PPOCREncoder and score every label against each (only where the
+    """Read ``images`` with a CTC recognizer (PP-OCRv6 or v4) and score every label against each (only where the
     reading is unsure, see score_log_probs)."""
     if not hasattr(encoder, "ctc_log_probs"):
-        raise UnseenError("the lexicon gate needs PP-OCRv4's CTC: use --encoder ppocr-v4-rec")
+        raise UnseenError("the lexicon gate needs a CTC recognizer: use --encoder ppocr-v6-rec (the default) "
+                          "or ppocr-v4-rec")
     rows: list = [None] * len(images)
     for i, log_probs in encoder.ctc_log_probs(images):
         rows[i] = score_log_probs(log_probs, encoder.characters, labels, unsure_below=unsure_below)
@@ -108,7 +119,7 @@ def score_images(encoder, images, labels: list[str], *, unsure_below: float = fl
 
 
 def gated_text(crop: ScoredCrop, candidates: set[str], setting: GateSetting) -> str:
-    if crop.confidence >= setting.tau:
+    if crop.least_sure >= setting.tau:
         return crop.greedy
     scored = [(ll, label) for label, ll in crop.label_ll.items() if label in candidates]
     if not scored:
@@ -180,7 +191,7 @@ class LexiconGate:
                               "add samples with `unseen str pool add`")
         if not pool.gate:
             raise UnseenError(f"{pool.root or 'the pool'}: the pool has no gate setting; rebuild it with "
-                              "`unseen str pool build` (PP-OCRv4 is its default)")
+                              "`unseen str pool build` (PP-OCRv6 is its default)")
         return cls([pool.texts[i] for i in pool.labelled], GateSetting(**pool.gate))
 
     def as_dict(self) -> dict:
@@ -193,13 +204,14 @@ class LexiconGate:
         out = []
         for crop in crops:
             text = gated_text(crop, candidates, self.setting)
-            out.append(GatedReading(text, crop.greedy, crop.confidence, text != crop.greedy))
+            out.append(GatedReading(text, crop.greedy, crop.least_sure, text != crop.greedy, mean=crop.mean))
         return out
 
 
 def read_plain(encoder, images) -> list[GatedReading]:
-    """PP-OCRv4's greedy CTC reading with no pool."""
-    return [GatedReading(c.greedy, c.greedy, c.confidence, False) for c in score_images(encoder, images, [])]
+    """The recognizer's greedy CTC reading with no pool."""
+    return [GatedReading(c.greedy, c.greedy, c.least_sure, False, mean=c.mean)
+            for c in score_images(encoder, images, [])]
 
 
 def refit_pool_gate(pool, encoder) -> GateSetting:
