@@ -35,17 +35,22 @@ CROP_MAX_SHORT_SIDE = 160  # --as auto: larger images are photos; a smaller one 
 
 
 def _expand(paths: List[Path]) -> list[Path]:
-    """Folders become the images in them (sorted); a path that does not exist is an error here, not later."""
+    """Folders become the image files in them (sorted); a path that does not exist is an error here, not later; a
+    file named twice (itself and through its folder) is read once."""
     from unseen.core.errors import DataError
 
-    out = []
+    out, seen = [], set()
     for path in paths:
         if path.is_dir():
-            out += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         elif path.exists():
-            out.append(path)
+            found = [path]
         else:
             raise DataError(f"{path}: no such file or folder")
+        for file in found:
+            if file.resolve() not in seen:
+                seen.add(file.resolve())
+                out.append(file)
     return out
 
 
@@ -99,6 +104,12 @@ def read(
     weights: Optional[Path] = WeightsOption,
     encoder_name: Optional[str] = EncoderOption,
     batch_lexicon: bool = BatchLexiconOption,
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Photos: keep each photo's detection and reading here "
+                                         "(by photo content and model), so that a rerun, or a run killed and run "
+                                         "again, reads only the photos not yet read. Default: ~/.cache/unseen/raw "
+                                         "($UNSEEN_CACHE/raw)."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first image that cannot be read (exit status 2) "
+                                "instead of skipping it."),
 ):
     """Read the text in photos (words with boxes) or in word crops, adapting to them as a set.
 
@@ -106,8 +117,15 @@ def read(
 
     Also: unseen str read photos/ --lexicon words.txt --evolve pools/mall ;
     unseen str read crop1.png crop2.png --pool pools/ic15 --explain
+
+    An image that cannot be read (truncated, empty, not an image) is named in a warning and skipped; the run ends
+    with a summary, and --json writes {"path", "error"} for it. Exit status: 0 every image read; 3 some skipped;
+    2 a bad argument, no image that can be read, or with --strict an image that cannot be read; 1 an internal
+    error; 130 interrupted.
     """
-    from unseen.core.errors import UnseenError
+    from unseen.cli.scenetext_photos import EXIT_SKIPPED, check_output_folder, load_word_lists, summarize, unreadable
+    from unseen.cli.scenetext_photos import warn_skipped as warn
+    from unseen.core.errors import DataError, UnseenError
 
     paths = _expand(images)
     if not paths:
@@ -116,20 +134,57 @@ def read(
         raise UnseenError(f"--as {read_as!r}: use photos, crops or auto")
     if lexicon_mode not in ("auto", "restrict", "correct"):
         raise UnseenError(f"--lexicon-mode {lexicon_mode!r}: use auto, restrict or correct")
-    photos = _photos_among(paths, read_as)
-    crops = [p for p in paths if p not in set(photos)]
+    if lexicon_mode != "auto" and not lexicon:
+        raise UnseenError(f"--lexicon-mode {lexicon_mode} says how to use a word list: give one with --lexicon")
+    # arguments first, in one line each, before any model loads
+    vocab = load_word_lists(lexicon, [p.name for p in paths]) if lexicon else None
+    check_output_folder("--draw", draw)
+    check_output_folder("--evolve", evolve, pool=True)
+    check_output_folder("--cache", cache)
+    # images that cannot be opened: skipped here (a photo that opens but cannot be decoded is skipped while read)
+    bad = {}
+    for path in paths:
+        reason = unreadable(path, CROP_MAX_SHORT_SIDE if read_as == "auto" else 0)
+        if reason and strict:
+            raise DataError(f"{path}: {reason}")
+        if reason:
+            bad[path] = reason
+    good = [p for p in paths if p not in bad]
+    photos = set(_photos_among(good, read_as))
+    crops = [p for p in good if p not in photos]
     if crops and (lexicon or evolve or draw):
         raise UnseenError(f"{crops[0]}: read as a word crop; --lexicon, --evolve and --draw are for photos "
                           "(pass --as photos to read it as one)")
     if photos and (weights or (encoder_name and encoder_name != PPOCR)):
         raise UnseenError("photos are read with PP-OCRv6; --weights and --encoder apply to word crops only")
+    skipped = []
+    if read_as == "crops":
+        for path, reason in bad.items():
+            warn(path, reason)
+            skipped.append((str(path), reason))
+            if as_json:
+                console.print(json.dumps({"image": str(path), "error": reason}), highlight=False, soft_wrap=True)
+    else:  # read as photos: skipped in their place, with the photo reader's own reason
+        photos |= set(bad)
+    read = 0
     if photos:
         from unseen.cli.scenetext_photos import read_photos
 
-        read_photos(photos, as_json=as_json, draw=draw, lexicon=lexicon, pool_dir=pool_dir, evolve=evolve,
-                    explain=explain, batch_lexicon=batch_lexicon, lexicon_mode=lexicon_mode)
+        readings, missed = read_photos([p for p in paths if p in photos], as_json=as_json, draw=draw,
+                                       lexicon=lexicon, pool_dir=pool_dir, evolve=evolve, explain=explain,
+                                       batch_lexicon=batch_lexicon, lexicon_mode=lexicon_mode, cache_dir=cache,
+                                       strict=strict, vocab=vocab)
+        read, skipped = read + len(readings), skipped + missed
     if crops:
         _read_crops(crops, pool_dir, explain, as_json, weights, encoder_name, batch_lexicon)
+        read += len(crops)
+    if skipped and not read:  # nothing could be read: an error, as for one bad image
+        more = f" (and {len(skipped) - 1} more image(s) that cannot be read)" if len(skipped) > 1 else ""
+        raise DataError(f"{skipped[0][0]}: {skipped[0][1]}{more}")
+    if photos or skipped:
+        summarize(read, skipped)
+    if skipped:
+        raise typer.Exit(EXIT_SKIPPED)
 
 
 def _read_crops(paths, pool_dir, explain, as_json, weights, encoder_name, batch_lexicon) -> None:

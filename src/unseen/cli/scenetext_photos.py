@@ -21,17 +21,124 @@ def _box(quad) -> str:
     return f"{xs.min():.0f},{ys.min():.0f} {xs.max() - xs.min():.0f}x{ys.max() - ys.min():.0f}"
 
 
+EXIT_SKIPPED = 3  # `unseen str read`: some images could not be read and were skipped (0: all read)
+
+
+def _one_line(err) -> str:
+    return str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+
+
+def unreadable(path: Path, small_side: int = 0) -> str | None:
+    """Why an image cannot be read (one line), or None. Reads the header only, and decodes images shorter than
+    ``small_side`` on their short side (cheap: a truncated small image would otherwise fail while ``--as auto``
+    looks for words in it)."""
+    from PIL import Image
+
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        with Image.open(path) as image:
+            if min(image.size) == 0:
+                return "image has zero size"
+            if min(image.size) < small_side:
+                image.load()
+    except FileNotFoundError:
+        return "not found"
+    except IsADirectoryError:
+        return "a folder, not an image"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        message = _one_line(err).replace(f" '{path}'", "")
+        return f"cannot decode image ({message[:120]})"
+    return None
+
+
+def warn_skipped(path, reason: str) -> None:
+    console.stderr.print(f"[yellow]warning:[/] skipped {path}: {reason}", highlight=False, soft_wrap=True)
+
+
+def summarize(read: int, skipped: list) -> None:
+    """The end of a run: how many images were read and which were skipped, and why (on stderr)."""
+    if not skipped:
+        console.stderr.print(f"read {read} image(s)", highlight=False)
+        return
+    console.stderr.print(f"read {read} image(s); skipped {len(skipped)} (exit status {EXIT_SKIPPED}):",
+                         highlight=False)
+    for path, reason in skipped:
+        console.stderr.print(f"  {path}: {reason}", highlight=False, soft_wrap=True)
+
+
+def _is_binary(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    return b"\0" in head
+
+
+def load_word_lists(lexicon: Path, names: list[str]):
+    """``--lexicon``: a word list or a folder of per-photo lists, or a one-line DataError for one that is binary,
+    empty, or (a folder) holds no list for any of the photos."""
+    from unseen.core.errors import DataError
+    from unseen.scenetext.lexicon import Lexicon, load_lexicons, photo_key
+
+    files = sorted(lexicon.glob("*.txt")) if lexicon.is_dir() else [lexicon] if lexicon.is_file() else []
+    for file in files:
+        if _is_binary(file):
+            raise DataError(f"{file}: not a word list (binary data); give a UTF-8 text file with one word per line")
+    vocab = load_lexicons(lexicon)
+    for file, words in ([(lexicon, vocab)] if isinstance(vocab, Lexicon) else
+                        [(f, vocab[photo_key(f.name)]) for f in files]):
+        if len(words) == 0:
+            raise DataError(f"{file}: the word list has no words (empty, or only blank lines and # comments)")
+    if isinstance(vocab, dict) and names and not any(photo_key(name) in vocab for name in names):
+        raise DataError(f"{lexicon}: none of its {len(vocab)} word lists is named after a photo read (photo NAME.jpg "
+                        "takes voc_NAME.txt or NAME.txt)")
+    return vocab
+
+
+def check_output_folder(option: str, path: Path | None, *, pool: bool = False) -> None:
+    """--draw, --evolve, --cache: a folder (made if missing), never a file; --evolve: a pool, or a new or empty
+    folder (not a folder of other things that a pool would be written into)."""
+    from unseen.core.errors import DataError
+
+    if path is None:
+        return
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{option} {path}: a file, not a folder")
+    if pool and path.is_dir() and not (path / "pool.json").exists() and any(path.iterdir()):
+        raise DataError(f"{option} {path}: not a pool (no pool.json) and not empty; give a pool, or a new or "
+                        "empty folder to make one in")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"{option} {path}: cannot make the folder ({err.strerror or err})") from None
+
+
+def _draw_names(readings) -> list[str]:
+    """PNG names for --draw: NAME.png, NAME-2.png for a second photo of the same name from another folder."""
+    seen: dict[str, int] = {}
+    names = []
+    for reading in readings:
+        stem = Path(reading.path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"{stem}.png" if seen[stem] == 1 else f"{stem}-{seen[stem]}.png")
+    return names
+
+
 def read_photos(paths, *, as_json, draw, lexicon, pool_dir, evolve, explain, batch_lexicon,
-                lexicon_mode="auto") -> list:
+                lexicon_mode="auto", cache_dir=None, strict=False, vocab=None) -> tuple[list, list]:
+    """Read photos as a collection (unseen.scenetext.collection): a photo that cannot be decoded is named in a
+    warning and skipped (``strict``: the run stops on it). Returns (readings, [(path, reason)] skipped)."""
     from unseen.scenetext.adapt import DOMAIN_LIST, GENERAL_LIST
+    from unseen.scenetext.collection import Skipped, default_cache_dir, read_collection
     from unseen.scenetext.evolve import evolve_pool
-    from unseen.scenetext.lexicon import load_lexicons
     from unseen.scenetext.photos import PhotoReader
     from unseen.scenetext.photos import draw as draw_photo
     from unseen.scenetext.pool import Pool
 
-    vocab = load_lexicons(lexicon) if lexicon else None
+    if vocab is None and lexicon:
+        vocab = load_word_lists(lexicon, [Path(p).name for p in paths])
     pool = Pool.load(pool_dir) if pool_dir else None
+    cache_dir = cache_dir or default_cache_dir()
+    check_output_folder("--cache", cache_dir)
     with console.stderr.status("loading PP-OCRv6 (detector and recognizer)..."):
         reader = PhotoReader.load()
     if pool is not None:
@@ -42,23 +149,38 @@ def read_photos(paths, *, as_json, draw, lexicon, pool_dir, evolve, explain, bat
         growing.check_encoder(reader.encoder.fingerprint)
         if pool is None:
             pool = growing
+    modes = {"auto": None, "restrict": DOMAIN_LIST, "correct": GENERAL_LIST}
+    readings, skipped, stats = [], [], {}
     with _progress() as progress:
         task = progress.add_task("reading photos", total=len(paths))
-        modes = {"auto": None, "restrict": DOMAIN_LIST, "correct": GENERAL_LIST}
-        readings = reader.read(paths, lexicon=vocab, vocabulary=modes[lexicon_mode], pool=pool,
-                               batch_lexicon=batch_lexicon, progress=lambda: progress.advance(task))
+
+        def advance(raw):
+            if isinstance(raw, Skipped):
+                warn_skipped(raw.path, raw.error)
+            progress.advance(task)
+
+        for result in read_collection(reader, list(paths), cache_dir, strict=strict, progress=advance, stats=stats,
+                                      lexicon=vocab, vocabulary=modes[lexicon_mode], pool=pool,
+                                      batch_lexicon=batch_lexicon):
+            if isinstance(result, Skipped):
+                skipped.append((result.path, result.error))
+            else:
+                readings.append(result)
+            if as_json:
+                console.print(json.dumps(result.as_dict(), ensure_ascii=False), highlight=False, soft_wrap=True)
+    if stats.get("cached"):
+        console.stderr.print(f"{stats['cached']} photo(s) from the cache ({cache_dir}), {stats['read']} read now",
+                             highlight=False)
     if growing is not None:
         added = evolve_pool(growing, readings, reader.encoder)
         growing.save(evolve)
         console.stderr.print(f"pool {evolve}: {added} sure reading(s) added as self-labelled, now {len(growing)}")
     if draw:
-        for reading in readings:
-            draw_photo(reading, Path(draw) / f"{Path(reading.path).stem}.png")
+        for reading, name in zip(readings, _draw_names(readings)):
+            draw_photo(reading, Path(draw) / name)
         console.stderr.print(f"drawn: {len(readings)} PNG file(s) in {draw}")
     if as_json:
-        for reading in readings:
-            console.print(json.dumps(reading.as_dict(), ensure_ascii=False), highlight=False, soft_wrap=True)
-        return readings
+        return readings, skipped
     columns = ["photo", "word", "conf.", "box x,y wxh"] + (["greedy", "from"] if explain else [])
     rows = []
     for reading in readings:
@@ -69,7 +191,7 @@ def read_photos(paths, *, as_json, draw, lexicon, pool_dir, evolve, explain, bat
             rows.append([Path(reading.path).name, "(no text found)", "", ""] + (["", ""] if explain else []))
     total = sum(len(r.words) for r in readings)
     console.print(table(f"{total} words in {len(readings)} photo(s)", columns, rows))
-    return readings
+    return readings, skipped
 
 
 def evaluate_photos(dataset, vocabulary, limit, baselines, out, batch_lexicon, data_dir) -> dict:

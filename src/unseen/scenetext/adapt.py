@@ -17,7 +17,14 @@ from dataclasses import dataclass
 
 import torch
 
-from unseen.scenetext.batch_lexicon import DEFAULT_BATCH_LEXICON, BatchCrop, BatchLexicon, apply, spelling_columns
+from unseen.scenetext.batch_lexicon import (
+    DEFAULT_BATCH_LEXICON,
+    BatchCrop,
+    BatchLexicon,
+    apply,
+    lexicon_of,
+    spelling_columns,
+)
 from unseen.scenetext.lexicon_gate import LexiconGate, score_log_probs
 from unseen.scenetext.reading import ReadSettings, Word
 from unseen.scenetext.tuned import section, tuned
@@ -83,20 +90,38 @@ def vocabulary_choice(candidate, reading: str, least_sure: float, settings: Voca
     return reading, False
 
 
+def batch_setting(batch_lexicon: bool | BatchLexicon) -> BatchLexicon | None:
+    """The BatchLexicon that ``batch_lexicon`` (True, False or a setting) stands for; None for none."""
+    return (DEFAULT_BATCH_LEXICON if batch_lexicon is True else batch_lexicon) or None
+
+
+def sure_words(raw_words, characters, batch_lexicon: bool | BatchLexicon = True) -> list[str]:
+    """The words of one photo (``raw[i]`` of adapt_words) that join the batch lexicon: read surely, spelled with
+    its characters. The batch lexicon of photos adapted together is the union of theirs."""
+    batch = batch_setting(batch_lexicon)
+    if batch is None:
+        return []
+    crops = [BatchCrop(score_log_probs(log_probs, characters, []), None) for _, _, log_probs in raw_words]
+    return lexicon_of(crops, batch.min_confidence)
+
+
 def adapt_words(readings, raw, characters, *, lexicon=None, vocabulary: VocabularySettings | None = None,
                 pool=None, batch_lexicon: bool | BatchLexicon = True, settings=None, memo: dict | None = None,
-                self_labelled_as: str = SELF_LABELLED_AS):
+                self_labelled_as: str = SELF_LABELLED_AS, batch_words=()):
     """Fill ``readings[i].words`` from ``raw[i]`` = [(WordSpan, quad, log-probability slice)] for photo i.
     ``memo``: a dict kept across calls on the same readings and the same ``lexicon`` (a settings search) to decode
     each word only once; keyed by photo path and word position.
     ``self_labelled_as``: how a pool's self-labelled words are used, "batch" (batch-lexicon words, offered to
-    unsure words) or "vocabulary" (a word list read with GENERAL_LIST, where the user gave none)."""
+    unsure words) or "vocabulary" (a word list read with GENERAL_LIST, where the user gave none).
+    ``batch_words``: sure words of other photos of the collection (sure_words) that join these photos' own in the
+    batch lexicon: a collection adapted a few photos at a time, with the union of all its photos' sure words, reads
+    exactly as if it were adapted at once."""
     from unseen.scenetext.lexicon import Lexicon, lexicon_for
 
     settings = settings or ReadSettings()
     if lexicon is not None and vocabulary is None:
         vocabulary = settings_for(lexicon)
-    batch = (DEFAULT_BATCH_LEXICON if batch_lexicon is True else batch_lexicon) or None
+    batch = batch_setting(batch_lexicon)
     gate, earlier_words = None, []
     if pool is not None and len(pool):
         earlier_words = sorted({t for t, own in zip(pool.texts, pool.self_labelled) if own})
@@ -113,7 +138,8 @@ def adapt_words(readings, raw, characters, *, lexicon=None, vocabulary: Vocabula
             keep = batch is not None and scored.confidence < batch.setting.tau
             crops.append(BatchCrop(scored, log_probs[:, columns].clone() if keep else None))
             where.append((i, j))
-    adapted = apply(crops, characters, gate, batch, extra_words=earlier_words) if crops else []
+    extra_words = sorted(set(earlier_words) | set(batch_words))
+    adapted = apply(crops, characters, gate, batch, extra_words=extra_words) if crops else []
     for reading in readings:
         reading.words = []
     for (i, j), gated in zip(where, adapted):

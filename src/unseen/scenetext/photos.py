@@ -120,14 +120,23 @@ class PhotoReader:
                 out.append((span, quad, log_probs[span.columns[0] : span.columns[1]]))
         return out
 
+    def sure_words(self, raw: RawPhoto, batch_lexicon=True) -> list[str]:
+        """The photo's words that join the batch lexicon (read surely): the batch lexicon of a collection is the
+        union of its photos' (unseen.scenetext.collection.collection_lexicon)."""
+        from unseen.scenetext.adapt import sure_words
+
+        return sure_words(self.words(raw), self.encoder.characters, batch_lexicon)
+
     def adapt(self, raws: list[RawPhoto], *, lexicon=None, vocabulary=None, pool=None,
-              batch_lexicon=True, memo=None, **options) -> list[PhotoReading]:
+              batch_lexicon=True, memo=None, batch_words=(), **options) -> list[PhotoReading]:
+        """The photos' words, adapted together. ``batch_words``: the sure words of the rest of their collection
+        (collection_lexicon), so that photos adapted a few at a time read as if adapted all at once."""
         from unseen.scenetext.adapt import adapt_words
 
         readings = [PhotoReading(raw.path, raw.width, raw.height) for raw in raws]
         adapt_words(readings, [self.words(raw) for raw in raws], self.encoder.characters, lexicon=lexicon,
                     pool=pool, batch_lexicon=batch_lexicon, settings=self.settings, memo=memo,
-                    vocabulary=vocabulary, **options)
+                    vocabulary=vocabulary, batch_words=batch_words, **options)
         return readings
 
     def read(self, photos, *, lexicon=None, vocabulary=None, pool=None, batch_lexicon=True,
