@@ -135,7 +135,7 @@ def adapt_words(readings, raw, characters, *, lexicon=None, vocabulary: Vocabula
         for j, (span, _, log_probs) in enumerate(words):
             scored = score_log_probs(log_probs, characters, gate.labels if gate else [],
                                      unsure_below=gate.setting.tau if gate else 0.0)
-            keep = batch is not None and scored.confidence < batch.setting.tau
+            keep = batch is not None and scored.least_sure < batch.setting.tau
             crops.append(BatchCrop(scored, log_probs[:, columns].clone() if keep else None))
             where.append((i, j))
     extra_words = sorted(set(earlier_words) | set(batch_words))

@@ -75,7 +75,7 @@ def read_crops(encoder, images, pool_labels=(), *, pool_tau: float = 0.0, keep_b
     crops: list = [None] * len(images)
     for i, log_probs in encoder.ctc_log_probs(images):
         scored = score_log_probs(log_probs, encoder.characters, list(pool_labels), unsure_below=pool_tau)
-        kept = log_probs[:, columns].clone() if scored.confidence < keep_below else None
+        kept = log_probs[:, columns].clone() if scored.least_sure < keep_below else None
         crops[i] = BatchCrop(scored, kept)
     return crops
 
@@ -83,7 +83,7 @@ def read_crops(encoder, images, pool_labels=(), *, pool_tau: float = 0.0, keep_b
 def lexicon_of(crops: list[BatchCrop], min_confidence: float) -> list[str]:
     """The sure readings of the batch that can be spelled with the batch lexicon's characters (spelling_columns)."""
     return sorted({c.scored.greedy for c in crops
-                   if c.scored.greedy and c.scored.confidence >= min_confidence
+                   if c.scored.greedy and c.scored.least_sure >= min_confidence
                    and all(latin(ch) for ch in c.scored.greedy)})
 
 
@@ -114,11 +114,11 @@ def apply(crops: list[BatchCrop], encoder_characters, gate: LexiconGate | None =
         scored = crop.scored
         text = gated_text(scored, candidates, gate.setting) if gate else scored.greedy
         from_pool, from_batch = text != scored.greedy, False
-        if batch and not from_pool and scored.confidence < batch.setting.tau and crop.spelling_log_probs is not None:
+        if batch and not from_pool and scored.least_sure < batch.setting.tau and crop.spelling_log_probs is not None:
             found = best_word(crop.spelling_log_probs, characters, [w for w in words if w != scored.greedy])
             if found and found[0] > scored.greedy_ll + batch.setting.delta:
                 text, from_batch = found[1], True
-        out.append(GatedReading(text, scored.greedy, scored.confidence, from_pool, from_batch))
+        out.append(GatedReading(text, scored.greedy, scored.least_sure, from_pool, from_batch, mean=scored.mean))
     return out
 
 

@@ -64,12 +64,6 @@ class ScoredCrop:
     label_ll: dict[str, float]
     mean: float = 0.0  # mean per-character probability on the greedy path: a reading's confidence (RapidOCR's score)
 
-    @property
-    def confidence(self) -> float:
-        """The LEAST SURE character, as before the rename (issue 35): kept only for callers not yet moved to
-        ``least_sure`` (batch_lexicon.py, adapt.py). A reading's confidence is ``mean``."""
-        return self.least_sure
-
 
 @dataclass
 class GatedReading:
