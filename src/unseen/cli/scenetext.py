@@ -143,8 +143,9 @@ def read(
     check_output_folder("--cache", cache)
     # images that cannot be opened: skipped here (a photo that opens but cannot be decoded is skipped while read)
     bad = {}
+    decode_below = {"auto": CROP_MAX_SHORT_SIDE, "crops": 1 << 30, "photos": 0}.get(read_as, 0)  # crops: all, small
     for path in paths:
-        reason = unreadable(path, CROP_MAX_SHORT_SIDE if read_as == "auto" else 0)
+        reason = unreadable(path, decode_below)
         if reason and strict:
             raise DataError(f"{path}: {reason}")
         if reason:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -68,8 +69,11 @@ def summarize(read: int, skipped: list) -> None:
 
 
 def _is_binary(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(1 << 16)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 16)
+    except OSError:
+        return False  # not readable: the word list reader says so in its own words
     return b"\0" in head
 
 
@@ -110,6 +114,8 @@ def check_output_folder(option: str, path: Path | None, *, pool: bool = False) -
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DataError(f"{option} {path}: cannot make the folder ({err.strerror or err})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise DataError(f"{option} {path}: the folder is not writable")
 
 
 def _draw_names(readings) -> list[str]:
