@@ -118,10 +118,11 @@ def read(
     Also: unseen str read photos/ --lexicon words.txt --evolve pools/mall ;
     unseen str read crop1.png crop2.png --pool pools/ic15 --explain
 
-    An image that cannot be read (truncated, empty, not an image) is named in a warning and skipped; the run ends
-    with a summary, and --json writes {"path", "error"} for it. Exit status: 0 every image read; 3 some skipped;
-    2 a bad argument, no image that can be read, or with --strict an image that cannot be read; 1 an internal
-    error; 130 interrupted.
+    An image that cannot be read (truncated, empty, not an image) is named in a warning and skipped.
+
+    The run ends with a summary; --json writes {"path", "error"} for a skipped image; --strict stops at it.
+
+    Exit status: 0 every image read; 3 some (or all) skipped; 2 a bad argument, or --strict on a bad image.
     """
     from unseen.cli.scenetext_photos import EXIT_SKIPPED, check_output_folder, load_word_lists, summarize, unreadable
     from unseen.cli.scenetext_photos import warn_skipped as warn
@@ -179,9 +180,6 @@ def read(
     if crops:
         _read_crops(crops, pool_dir, explain, as_json, weights, encoder_name, batch_lexicon)
         read += len(crops)
-    if skipped and not read:  # nothing could be read: an error, as for one bad image
-        more = f" (and {len(skipped) - 1} more image(s) that cannot be read)" if len(skipped) > 1 else ""
-        raise DataError(f"{skipped[0][0]}: {skipped[0][1]}{more}")
     if photos or skipped:
         summarize(read, skipped)
     if skipped:
