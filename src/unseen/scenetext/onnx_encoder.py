@@ -5,8 +5,8 @@ PP-OCRv6 scores 18,710 classes per column, 15,908 of them Chinese characters. Ev
 reading (word cuts, the batch lexicon, word lists, the pool gate) needs the log-probabilities of the characters a
 word may be spelled with, kept per word until the whole collection is read; all 18,710 would cost 75 kB per column.
 So each column keeps the blank, every printable ASCII and Latin-1/Latin Extended-A character the model has (é, ß,
-ł, œ: the Latin-script languages PP-OCRv6 reads), one column for "another character" (the probability of the most
-likely one, shown as U+FFFD) and the space, last, as in PaddleOCR's own layout. So the greedy reading is RapidOCR's,
+ł, œ: the Latin-script languages PP-OCRv6 reads), one column for "another character" (shown as U+FFFD, holding the
+winner's probability where such a character wins the column) and the space, last, as in PaddleOCR's own layout. So the greedy reading is RapidOCR's,
 with U+FFFD where it reads another script, and a word spelled with kept characters scores exactly as on the full
 output (tests/test_scenetext_v6.py).
 """
@@ -25,7 +25,7 @@ from unseen.core.models.ppocr_onnx import file_digest
 from unseen.scenetext.charset import latin
 
 OTHER = "\ufffd"  # stands for every character outside the kept set
-KEPT_SET_VERSION = "ascii-latin1-latinA-v1"
+KEPT_SET_VERSION = "ascii-latin1-latinA-other-winner-v2"
 
 
 class OnnxCTCEncoder:
@@ -53,9 +53,13 @@ class OnnxCTCEncoder:
         self.fingerprint = f"{name}-{digest.hexdigest()[:16]}"
 
     def compact(self, probs: np.ndarray) -> torch.Tensor:
-        """[..., C] probabilities over all classes -> [..., K] log-probabilities over ``characters``."""
-        columns = np.concatenate([probs[..., self._kept], probs[..., self._other].max(-1, keepdims=True),
-                                  probs[..., self._space : self._space + 1]], axis=-1)
+        """[..., C] probabilities over all classes -> [..., K] log-probabilities over ``characters``. The OTHER
+        column holds the winning character's probability where another script's character wins the column, and 0
+        elsewhere: greedy reading needs no more of it, and no word spelled with kept characters reads it (one
+        argmax over the classes instead of a maximum over the 18,392 others: a quarter of the cost)."""
+        winner = probs.argmax(-1)[..., None]
+        other = np.where(self._other[winner], np.take_along_axis(probs, winner, -1), 0.0)
+        columns = np.concatenate([probs[..., self._kept], other, probs[..., self._space : self._space + 1]], axis=-1)
         return torch.from_numpy(np.log(np.maximum(columns, 1e-30)))
 
     def batches(self, images: list[Image.Image], batch_size: int = READ_BATCH_SIZE):
