@@ -163,3 +163,22 @@ def test_quickstart_photo_step_prints_words_and_draws_them(data_dir, tmp_path):
     assert summary["photos"][0]["words"][0]["text"] in text
     assert [Path(d).name for d in summary["drawn"]] == ["img_2.png", "img_5.png"]
     assert all(Path(d).exists() for d in summary["drawn"])
+
+
+def test_auto_reads_a_small_banner_as_a_photo_and_a_word_crop_as_a_crop(tmp_path):
+    """--as auto asks the detector: a 795 x 129 banner holding three words is a photo (three words with boxes), a
+    small crop of one word stays a word crop."""
+    from unseen.cli import app
+
+    banner, _ = render_photo(["OPEN", "24", "HOURS"], size=(795, 129), at=(40, 40), font_size=40)
+    banner.save(tmp_path / "banner.png")
+    word, _ = render_photo(["EXIT"], size=(140, 60), at=(20, 10), font_size=32)
+    word.save(tmp_path / "word.png")
+    result = CliRunner().invoke(app, ["str", "read", str(tmp_path / "banner.png"), str(tmp_path / "word.png"),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    photo = next(r for r in rows if r.get("path", "").endswith("banner.png"))
+    assert [w["text"] for w in photo["words"]] == ["OPEN", "24", "HOURS"]
+    crop = next(r for r in rows if r.get("image", "").endswith("word.png"))
+    assert crop["text"] == "EXIT"
