@@ -91,6 +91,15 @@ def score(reader, raws, photos, **adapt):
     return evaluate_e2e([r.words for r in reader.adapt(raws, **adapt)], [p.words for p in photos])
 
 
+# what may be trimmed off a word's ends: ASCII punctuation but the characters words are made of (#, $, %, &, @)
+TRIM_PUNCTUATION = "!\"'()*+,-./:;<=>?[\\]^_`{|}~"
+
+
+def score_with(reader, raws, photos, settings, **adapt):
+    reader.settings = settings
+    return score(reader, raws, photos, **adapt)
+
+
 def tune(args):
     """Stage "read": where lines are cut, the confidence a word needs, the word box geometry; stage "vocabulary":
     how a domain list (strong and weak lists, chosen together) and a general dictionary (generic) are trusted;
@@ -132,6 +141,22 @@ def tune(args):
         reader.settings = ReadSettings(min_confidence=best["min_confidence"], split=SplitSettings(
             best["lead"], best["trail"], best["height"], float("inf") if best["gap"] is None else best["gap"],
             best["space_prob"]))
+    if args.stage in ("trim", "all"):
+        from dataclasses import replace
+
+        from unseen.scenetext.onnx_encoder import OTHER
+
+        trims = {"": "none", TRIM_PUNCTUATION + OTHER: "punctuation and other scripts' characters"}
+        rows = []
+        for trim, what in trims.items():
+            result = score_with(reader, raws, photos, replace(reader.settings, trim=trim))
+            rows.append({"trim": trim, "what": what, "f": result.f, "precision": result.precision,
+                         "recall": result.recall})
+        best = max(rows, key=lambda r: (r["f"], r["trim"] == ""))  # a tie keeps words as read
+        record["trim"] = {"rows": rows, "chosen": best["trim"]}
+        tuned.write({"read": {**tuned.tuned()["read"], "trim": best["trim"]}})
+        reader.settings = replace(reader.settings, trim=best["trim"])
+        print(rows, flush=True)
     if args.stage in ("vocabulary", "all"):
         plain = score(reader, raws, photos).f
         grids = {}
@@ -322,7 +347,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["tune", "run", "stream"])
     parser.add_argument("--limit", type=int, default=None, help="run: first N photos only (a smoke test)")
-    parser.add_argument("--stage", choices=["read", "vocabulary", "detect", "all"], default="all",
+    parser.add_argument("--stage", choices=["read", "trim", "vocabulary", "detect", "all"], default="all",
                         help="tune: which settings")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--history", action="store_true", help="run: RapidOCR 1.4.4 (PP-OCRv4) beside as well")

@@ -164,6 +164,7 @@ def adapt_words(readings, raw, characters, *, lexicon=None, vocabulary: Vocabula
         # an unsure word stays only if a vocabulary vouches for it
         if confidence < settings.min_confidence and not vouched:
             continue
+        text = text.strip(settings.trim) if settings.trim else text
         if len(text) < settings.min_length or not any(ch.isalnum() for ch in text):
             continue
         least_sure = min(span.char_probs)

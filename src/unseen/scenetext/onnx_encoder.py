@@ -6,9 +6,9 @@ reading (word cuts, the batch lexicon, word lists, the pool gate) needs the log-
 word may be spelled with, kept per word until the whole collection is read; all 18,710 would cost 75 kB per column.
 So each column keeps the blank, every printable ASCII and Latin-1/Latin Extended-A character the model has (é, ß,
 ł, œ: the Latin-script languages PP-OCRv6 reads), one column for "another character" (shown as U+FFFD, holding the
-winner's probability where such a character wins the column) and the space, last, as in PaddleOCR's own layout. So the greedy reading is RapidOCR's,
-with U+FFFD where it reads another script, and a word spelled with kept characters scores exactly as on the full
-output (tests/test_scenetext_v6.py).
+winner's probability where such a character wins the column) and the space, last, as in PaddleOCR's own layout.
+So the greedy reading is RapidOCR's, with U+FFFD where it reads another script, and a word spelled with kept
+characters scores exactly as on the full output (tests/test_scenetext_v6.py).
 """
 
 from __future__ import annotations

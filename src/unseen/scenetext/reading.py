@@ -74,3 +74,4 @@ class ReadSettings:
     # vouches for them (RapidOCR drops lines below 0.5)
     min_length: int = _READ["min_length"]
     split: SplitSettings = SplitSettings()
+    trim: str = _READ.get("trim", "")  # characters taken off a word's ends ("areas." -> "areas"; "" keeps all)
