@@ -136,16 +136,16 @@ def test_shipped_settings_are_the_tuning_output():
     for key in ("lead", "trail", "height", "space_prob"):
         assert getattr(settings.split, key) == chosen[key] == shipped["split"][key]
     assert (settings.split.gap == float("inf")) == (chosen["gap"] is None)
+    assert settings.trim == record["trim"]["chosen"] == shipped["read"]["trim"]
     fields = ("tau", "delta", "restrict", "drop_below")
-    if "vocabularies" in record:
-        assert {k: getattr(DOMAIN_LIST, k) for k in fields} == {k: record["vocabularies"]["domain_list"][k]
-                                                                for k in fields}
-        general = record["vocabularies"]["general_list"] if record["vocabularies"]["general_list_used"] else None
-        assert general is None or {k: getattr(GENERAL_LIST, k) for k in fields} == {k: general[k] for k in fields}
-    if "self_labelled_as" in record:
-        assert SELF_LABELLED_AS == record["self_labelled_as"]["chosen"]
+    vocabularies = record["vocabularies"]
+    assert {k: getattr(DOMAIN_LIST, k) for k in fields} == {k: vocabularies["domain_list"][k] for k in fields}
+    general = vocabularies["general_list"] if vocabularies["general_list_used"] else {
+        "tau": 0.0, "delta": 0.0, "restrict": False, "drop_below": -10.0}
+    assert {k: getattr(GENERAL_LIST, k) for k in fields} == {k: general[k] for k in fields}
+    assert SELF_LABELLED_AS == record["self_labelled_as"]["chosen"] == shipped["self_labelled_as"]
     batch = json.loads((ROOT / "docs" / "results" / "scenetext_batch_lexicon.json").read_text())
-    chosen_batch = batch.get("chosen_setting") or batch.get("chosen")
-    if isinstance(chosen_batch, dict) and "tau" in chosen_batch:
-        assert DEFAULT_BATCH_LEXICON.setting.tau == chosen_batch["tau"]
-        assert DEFAULT_BATCH_LEXICON.setting.delta == chosen_batch["delta"]
+    chosen_batch = batch["chosen"]
+    assert DEFAULT_BATCH_LEXICON.min_confidence == chosen_batch["min_confidence"]
+    assert (DEFAULT_BATCH_LEXICON.setting.tau, DEFAULT_BATCH_LEXICON.setting.delta) == (
+        chosen_batch["tau"], chosen_batch["delta"])
