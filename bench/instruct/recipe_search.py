@@ -91,6 +91,7 @@ def training_facts(run_dir: Path) -> dict:
         values = [r[key] for r in last if key in r]
         if values:
             facts[f"{key}_last10"] = sum(values) / len(values)
+    facts.setdefault("loss_answer_last10", facts["loss_last10"])  # the target-only loss is the answer loss
     return facts
 
 
@@ -168,9 +169,19 @@ def markdown(summary: dict, meta: dict) -> str:
 
     lines.append(f"| (base model) | {per(base)} |")
     lines += [f"| {name} | {per(entry['per_task'])} |" for name, entry in summary["recipes"].items()]
+    if summary.get("unfinished"):
+        lines += ["", "Runs without an evaluation (training figures only; means of the last 10 logged steps):", "",
+                  "| recipe | steps reached | loss | answer loss | replay loss | KL to base |",
+                  "|---|---|---|---|---|---|"]
+        for name, facts in summary["unfinished"].items():
+            cells = [f"{facts[k]:.3f}" if k in facts else "–"
+                     for k in ("loss_last10", "loss_answer_last10", "loss_replay_last10", "kl_to_base_last10")]
+            lines.append(f"| {name} | {facts['steps']} of {meta['steps']} | " + " | ".join(cells) + " |")
     choice = summary["choice"]
-    lines += ["", f"Rule: {choice['rule']}", "",
-              f"Winner: **{choice['winner'] or 'none: the default (answer-only) stays'}**.", ""]
+    compared = [name for name, entry in summary["recipes"].items() if entry.get("vs_answer_only")]
+    verdict = (choice["winner"] or "none: the default (answer-only) stays") if compared else \
+        "not decided: no recipe was compared with answer-only; the default stays"
+    lines += ["", f"Rule: {choice['rule']}.", "", f"Winner: **{verdict}**.", ""]
     return "\n".join(lines)
 
 
@@ -205,7 +216,10 @@ def main() -> None:
         runs[name] = run_recipe(name, args)
     summary = summarize(base, runs, args)
     summary["choice"] = choose(summary)
-    meta = {"command": "OMP_NUM_THREADS=1 python bench/instruct/recipe_search.py " + " ".join(sys.argv[1:]),
+    summary["unfinished"] = {name: training_facts(args.out / name) for name in RECIPES
+                             if name not in runs and (args.out / name / "metrics.jsonl").exists()}
+    shown = [a for i, a in enumerate(sys.argv[1:]) if a != "--note" and (i == 0 or sys.argv[i] != "--note")]
+    meta = {"command": "OMP_NUM_THREADS=1 python bench/instruct/recipe_search.py " + " ".join(shown),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), torch {torch.__version__}, "
                        f"{torch.get_num_threads()} thread(s)",
             "note": args.note, "heldout": HELDOUT, "eval_tasks": EVAL_TASKS, "steps": args.steps, "limit": args.limit,
