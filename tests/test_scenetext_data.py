@@ -181,8 +181,9 @@ def test_cli_bad_input(tmp_path, crops, tiny_weights):
 
     runner = CliRunner()
     (tmp_path / "bad.png").write_bytes(b"nope")
+    # an image that cannot be read is skipped, named on one line, with exit status 3 (even when it is the only one)
     result = runner.invoke(app, ["read", str(tmp_path / "bad.png"), "--weights", str(tiny_weights)])
-    assert isinstance(result.exception, DataError) and "cannot decode image" in str(result.exception)
+    assert result.exit_code == 3 and "bad.png" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["read", str(crops / "images" / "w0.png"), "--pool", str(tmp_path),
                                  "--weights", str(tiny_weights)])
     assert isinstance(result.exception, DataError) and "not a context pool" in str(result.exception)
@@ -250,12 +251,11 @@ def test_quickstart_step_runs(shared_data):
 
     from unseen.scenetext.quickstart import run
 
-    for module in ("rapidocr_onnxruntime", "onnx"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed (the quickstart reads with PP-OCRv4, asset ppocr-v4-rec)")
+    if importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("onnxruntime is not installed (the quickstart reads with PP-OCRv6, asset ppocr-v6-rec)")
     console = Console(record=True, width=160)
     summary = run(console, shared_data, pool_size=5, queries=6)
-    assert summary["pool_size"] == 5 and summary["queries"] == 6 and summary["encoder"] == "ppocr-v4-rec"
+    assert summary["pool_size"] == 5 and summary["queries"] == 6 and summary["encoder"] == "ppocr-v6-rec"
     assert 0 <= summary["accuracy_with_pool"] <= 1 and set(summary["gate"]) >= {"tau", "delta"}
     text = " ".join(console.export_text().split())  # the title wraps at the table's width
     assert "pool or the batch lexicon fixed or" in text and "changed but wrong either way" in text

@@ -120,6 +120,7 @@ def unsure_kallang(characters):
 
 def test_self_labelled_words_help_a_later_photo(reader, tmp_path):
     """A word read surely in one photo is offered, from the pool, to an unsure reading of it in a later one."""
+    from unseen.scenetext.adapt import SELF_LABELLED_AS
     from unseen.scenetext.evolve import evolve_pool
     from unseen.scenetext.pool import Pool
     from unseen.scenetext.reading import RawPhoto
@@ -136,7 +137,10 @@ def test_self_labelled_words_help_a_later_photo(reader, tmp_path):
     [cold] = reader.adapt([later])
     [warm] = reader.adapt([later], pool=pool)
     assert [w.text for w in cold.words] == ["KALIANG"]
-    assert [w.text for w in warm.words] == ["KALLANG"] and warm.words[0].source == "batch"
+    # the pool's self-labelled words come in as tuned.json says: a vocabulary (e2e.py tune --stage vocabulary)
+    assert [w.text for w in warm.words] == ["KALLANG"] and warm.words[0].source == SELF_LABELLED_AS
+    [as_batch] = reader.adapt([later], pool=pool, self_labelled_as="batch")
+    assert [w.text for w in as_batch.words] == ["KALLANG"] and as_batch.words[0].source == "batch"
 
 
 def test_cli_vocabulary_that_is_not_utf8_is_one_line_naming_file_and_line(tmp_path):
