@@ -64,7 +64,7 @@ MUTATIONS = [
              ("tests/test_scenetext_batch_lexicon.py",)),
     # ---- (e) a cache that ignores the model: a second reader must never get the first one's raw readings
     Mutation("e", "raw-reading cache keyed by the photo only (not the reader)", "src/unseen/scenetext/raw_cache.py",
-             'f"{self.reader.fingerprint}|{photo_digest(path)}"', 'f"{photo_digest(path)}"',
+             'f"{self.reader.fingerprint}|{file_digest(path)}"', 'f"{file_digest(path)}"',
              ("tests/test_scenetext_v6.py::test_raw_cache_is_keyed_by_reader_and_photo_content",)),
 ]
 

@@ -39,6 +39,8 @@ BATCH = BatchLexicon(0.9, GateSetting(0.9, -3.0))
 def test_lexicon_holds_sure_latin_readings_only():
     crops = read_crops(FakeEncoder(), [SURE_AC, UNSURE_AB, SURE_CD, SURE_NON_ASCII], keep_below=0.9)
     assert lexicon_of(crops, 0.9) == ["ac", "cd"]
+    assert lexicon_of(crops, 0.9, min_length=3) == []  # too short to join: "ab" keeps its own reading below
+    assert [r.text for r in apply(crops, CHARACTERS, batch=BatchLexicon(0.9, GateSetting(0.9, -3.0), 3))][1] == "ab"
     assert [c.spelling_log_probs is not None for c in crops] == [False, True, False, False]  # kept where unsure only
     assert crops[1].spelling_log_probs.shape == (4, 5)  # blank + the 4 Latin classes (a, b, c, d)
     assert spelling_columns(["", "a", "é", "ß", "\u6c34", "\ufffd", " "]) == ([0, 1, 2, 3], ["", "a", "é", "ß"])

@@ -147,5 +147,6 @@ def test_shipped_settings_are_the_tuning_output():
     batch = json.loads((ROOT / "docs" / "results" / "scenetext_batch_lexicon.json").read_text())
     chosen_batch = batch["chosen"]
     assert DEFAULT_BATCH_LEXICON.min_confidence == chosen_batch["min_confidence"]
+    assert DEFAULT_BATCH_LEXICON.min_length == chosen_batch.get("min_length", 1)
     assert (DEFAULT_BATCH_LEXICON.setting.tau, DEFAULT_BATCH_LEXICON.setting.delta) == (
         chosen_batch["tau"], chosen_batch["delta"])

@@ -5,7 +5,7 @@ measured on every benchmark set beside the default recognizer's greedy reading a
     .venv/bin/python bench/scenetext/batch_lexicon.py --encoder ppocr-v4-rec --no-write   # history: PP-OCRv4
 
 1. Selection, on IC15's *train* split only: the 4,468 train crops are read as one batch; for every
-   min_confidence, tau <= min_confidence and delta, the net gain (readings fixed minus broken,
+   min_confidence, min_length, tau <= min_confidence and delta, the net gain (readings fixed minus broken,
    train labels) is counted; the best wins, the most conservative on ties. "Off" (tau 0: nothing is
    replaced) is in the grid and wins every tie at zero, so where no setting gains on train the batch
    lexicon is switched off rather than shipped to hurt. The choice is WRITTEN into the library's
@@ -47,6 +47,7 @@ from unseen.scenetext.metrics import correct
 
 REPO = Path(__file__).resolve().parents[2]
 MIN_CONFIDENCES = [0.8, 0.9, 0.95, 0.99]
+MIN_LENGTHS = [1, 2, 3]  # the shortest reading that joins the lexicon
 # name -> (dataset, split, alphanumeric labels only, where its pools come from)
 SETS = {"IIIT5K-3000": ("iiit5k", "test", False, "iiit5k"), "IC13-857": ("ic13", "test_857", False, "iiit5k"),
         "IC13-1015": ("ic13", "test_1015", False, "iiit5k"), "IC15-2077": ("ic15", "test", False, "ic15"),
@@ -59,26 +60,29 @@ def choose(encoder, records) -> tuple[BatchLexicon, list[dict]]:
     targets = [r["text"] for r in records]
     _, characters = spelling_columns(encoder.characters)
     # the batch lexicon off (tau 0 replaces nothing): with the most conservative key it wins every tie at zero
-    grid = [{"min_confidence": max(MIN_CONFIDENCES), "tau": 0.0, "delta": 0.0, "fixed": 0, "broken": 0}]
+    grid = [{"min_confidence": max(MIN_CONFIDENCES), "min_length": max(MIN_LENGTHS), "tau": 0.0, "delta": 0.0,
+             "fixed": 0, "broken": 0}]
     for min_confidence in MIN_CONFIDENCES:
-        words = lexicon_of(crops, min_confidence)
-        # each unsure crop's best batch word does not depend on (tau, delta): score it once
-        best = [best_word(c.spelling_log_probs, characters, [w for w in words if w != c.scored.greedy])
-                if c.spelling_log_probs is not None and c.scored.least_sure < min_confidence else None for c in crops]
-        for tau in [t for t in TAUS if 0 < t <= min_confidence]:
-            for delta in DELTAS:
-                fixed = broken = 0
-                for crop, found, target in zip(crops, best, targets):
-                    if found and crop.scored.least_sure < tau and found[0] > crop.scored.greedy_ll + delta:
-                        before, after = correct(crop.scored.greedy, target), correct(found[1], target)
-                        fixed += after and not before
-                        broken += before and not after
-                grid.append({"min_confidence": min_confidence, "tau": tau, "delta": delta, "fixed": fixed,
-                             "broken": broken})
+        for min_length in MIN_LENGTHS:
+            words = lexicon_of(crops, min_confidence, min_length)
+            # each unsure crop's best batch word does not depend on (tau, delta): score it once
+            best = [best_word(c.spelling_log_probs, characters, [w for w in words if w != c.scored.greedy])
+                    if c.spelling_log_probs is not None and c.scored.least_sure < min_confidence else None
+                    for c in crops]
+            for tau in [t for t in TAUS if 0 < t <= min_confidence]:
+                for delta in DELTAS:
+                    fixed = broken = 0
+                    for crop, found, target in zip(crops, best, targets):
+                        if found and crop.scored.least_sure < tau and found[0] > crop.scored.greedy_ll + delta:
+                            before, after = correct(crop.scored.greedy, target), correct(found[1], target)
+                            fixed += after and not before
+                            broken += before and not after
+                    grid.append({"min_confidence": min_confidence, "min_length": min_length, "tau": tau,
+                                 "delta": delta, "fixed": fixed, "broken": broken})
     top = max(grid, key=lambda g: (g["fixed"] - g["broken"], -(g["fixed"] + g["broken"]), g["min_confidence"],
-                                   -g["tau"], g["delta"]))
+                                   g["min_length"], -g["tau"], g["delta"]))
     setting = GateSetting(top["tau"], top["delta"], top["fixed"], top["broken"], "IC15 train")
-    return BatchLexicon(top["min_confidence"], setting), grid
+    return BatchLexicon(top["min_confidence"], setting, top["min_length"]), grid
 
 
 def accuracy(readings, targets) -> float:
@@ -116,7 +120,7 @@ def main():
 
         tuned.tuned.cache_clear()  # merge into the file as it is now (another tuning may have written it meanwhile)
         where = tuned.write({"batch_lexicon": {"min_confidence": chosen.min_confidence, "tau": chosen.setting.tau,
-                                         "delta": chosen.setting.delta}})
+                                               "delta": chosen.setting.delta, "min_length": chosen.min_length}})
         print(f"wrote the choice into {where}", flush=True)
     shipped = chosen  # the setting every row below reads with
 
@@ -172,7 +176,8 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     payload = {"encoder": args.encoder, "fingerprint": encoder.fingerprint,
-               "chosen": {"min_confidence": chosen.min_confidence, **chosen.setting.__dict__}, "grid": grid,
+               "chosen": {"min_confidence": chosen.min_confidence, "min_length": chosen.min_length,
+                          **chosen.setting.__dict__}, "grid": grid,
                "written_to_tuned_json": not args.no_write, "batch": args.batch, "results": results,
                "machine": machine}
     (out / f"{args.stem}.json").write_text(json.dumps(payload, indent=1) + "\n")
@@ -207,7 +212,8 @@ def markdown(payload: dict) -> str:
     else:
         lines += ["Chosen on IC15 *train* (4,468 crops read as one batch, train labels): "
                   f"readings sure to {c['min_confidence']}",
-                  f"(every character) join the lexicon; a crop whose least sure character is below tau {c['tau']} "
+                  f"(every character) of {c.get('min_length', 1)} or more characters join the lexicon; "
+                  f"a crop whose least sure character is below tau {c['tau']} "
                   f"takes a batch word scoring above its reading {c['delta']:+}",
                   f"(log-likelihood): {c['fixed']} fixed, {c['broken']} broken there. "
                   "No evaluated label is read before scoring."]
@@ -216,8 +222,9 @@ def markdown(payload: dict) -> str:
                   "the default reader's setting."]
     grid = payload["grid"]
     top = sorted(grid, key=lambda g: g["fixed"] - g["broken"], reverse=True)[:5]
-    lines += ["", "Best net gains of the grid on IC15 train (min_confidence, tau, delta: fixed / broken): "
-              + "; ".join(f"{g['min_confidence']}, {g['tau']}, {g['delta']:+}: {g['fixed']} / {g['broken']}"
+    lines += ["", "Best net gains of the grid on IC15 train (min_confidence, min_length, tau, delta: fixed / broken): "
+              + "; ".join(f"{g['min_confidence']}, {g.get('min_length', 1)}, {g['tau']}, {g['delta']:+}: "
+                          f"{g['fixed']} / {g['broken']}"
                           for g in top) + f" ({len(grid)} settings).",
               "",
               f"| set | n | {name} greedy | batch lexicon, whole set | fixed / broken | batches of {b} "

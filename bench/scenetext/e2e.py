@@ -56,12 +56,12 @@ def baseline_readings(version, photos):
     """RapidOCR's lines and word boxes per photo (cached by photo content and version)."""
     import numpy as np
 
+    from unseen.core.io import file_digest
     from unseen.scenetext import rapidocr
-    from unseen.scenetext.raw_cache import photo_digest
 
     engine, lines, words = None, [], []
     for count, photo in enumerate(photos, 1):
-        path = BASELINE_CACHE / version / f"{photo_digest(photo.image_path)[:32]}.json"
+        path = BASELINE_CACHE / version / f"{file_digest(photo.image_path)[:32]}.json"
         if not path.exists():
             engine = engine or rapidocr.load_rapidocr(version)
             spotted = {"lines": rapidocr.read_lines(engine, photo.image_path),

@@ -176,8 +176,8 @@ def main():
         f" --limit {args.limit}" if args.limit else "") + (f" --seeds {args.seeds}" if args.seeds != 3 else "")
     payload = {"command": command,
                "encoder": encoder.fingerprint, "ppocr_v4": v4.fingerprint,
-               "batch_lexicon": {"min_confidence": batch.min_confidence, "tau": batch.setting.tau,
-                                 "delta": batch.setting.delta},
+               "batch_lexicon": {"min_confidence": batch.min_confidence, "min_length": batch.min_length,
+                                 "tau": batch.setting.tau, "delta": batch.setting.delta},
                "pools": {f"{s}/{k}/seed{seed}": p.gate for (s, k, seed), p in pools.items()},
                "checked_against_recognizer_read": checks, "results": table, "machine": machine}
     out = Path(args.out) if not args.limit else work
@@ -200,7 +200,8 @@ def markdown(payload: dict) -> str:
              "on its own input, greedy CTC unless said.", "",
              "- **default reader**: `Recognizer.load().read(crops)`, PP-OCRv6 small (`ppocr-v6-rec`, rapidocr 3.10.0) "
              "with the batch lexicon " + ("**off** (chosen on IC15 train: no setting gained there)" if off else
-                                          f"(readings sure to {b['min_confidence']} join it; tau {b['tau']}, delta "
+                                          f"(readings sure to {b['min_confidence']} of {b.get('min_length', 1)}+ "
+                                          f"characters join it; tau {b['tau']}, delta "
                                           f"{b['delta']:+}; chosen on IC15 train)")
              + ", the whole set read as one batch;",
              "- **+ pool**: the same with a 100-crop pool built by `unseen str pool build --from D --split train "

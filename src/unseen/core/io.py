@@ -42,3 +42,14 @@ def atomic_write(path: str | Path, data: str | bytes, *, encoding: str = "utf-8"
         else:
             temporary.write_text(data, encoding=encoding)
     return path
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes: a model or a photo named by its content, not its path."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

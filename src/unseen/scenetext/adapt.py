@@ -102,7 +102,7 @@ def sure_words(raw_words, characters, batch_lexicon: bool | BatchLexicon = True)
     if batch is None:
         return []
     crops = [BatchCrop(score_log_probs(log_probs, characters, []), None) for _, _, log_probs in raw_words]
-    return lexicon_of(crops, batch.min_confidence)
+    return lexicon_of(crops, batch.min_confidence, batch.min_length)
 
 
 def adapt_words(readings, raw, characters, *, lexicon=None, vocabulary: VocabularySettings | None = None,

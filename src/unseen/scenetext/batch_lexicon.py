@@ -38,13 +38,15 @@ _TUNED = section("batch_lexicon")  # chosen on IC15 train crops by bench/scenete
 class BatchLexicon:
     min_confidence: float = _TUNED["min_confidence"]  # a reading this sure joins the lexicon
     setting: GateSetting = GateSetting(_TUNED["tau"], _TUNED["delta"], chosen_by="IC15 train")
+    # ... if it has this many characters: a one-letter batch word explains a short unsure word too easily
+    min_length: int = _TUNED.get("min_length", 1)
 
     def __post_init__(self):
         if self.setting.tau > self.min_confidence:
             raise ValueError("tau above min_confidence would offer a crop its own reading")
 
     def describe(self) -> str:
-        return (f"batch lexicon (readings sure to {self.min_confidence}; "
+        return (f"batch lexicon (readings sure to {self.min_confidence}, of {self.min_length}+ characters; "
                 f"tau={self.setting.tau}, delta={self.setting.delta})")
 
 
@@ -80,10 +82,11 @@ def read_crops(encoder, images, pool_labels=(), *, pool_tau: float = 0.0, keep_b
     return crops
 
 
-def lexicon_of(crops: list[BatchCrop], min_confidence: float) -> list[str]:
-    """The sure readings of the batch that can be spelled with the batch lexicon's characters (spelling_columns)."""
+def lexicon_of(crops: list[BatchCrop], min_confidence: float, min_length: int = 1) -> list[str]:
+    """The sure readings of the batch, of ``min_length`` characters or more, that can be spelled with the batch
+    lexicon's characters (spelling_columns)."""
     return sorted({c.scored.greedy for c in crops
-                   if c.scored.greedy and c.scored.least_sure >= min_confidence
+                   if c.scored.greedy and len(c.scored.greedy) >= min_length and c.scored.least_sure >= min_confidence
                    and all(latin(ch) for ch in c.scored.greedy)})
 
 
@@ -107,7 +110,7 @@ def apply(crops: list[BatchCrop], encoder_characters, gate: LexiconGate | None =
     """The pool's gate first (where there is a pool), then the batch lexicon on what it left alone.
     ``extra_words``: sure readings from outside the batch (a pool's self-labelled words) join its lexicon."""
     _, characters = spelling_columns(encoder_characters)
-    words = sorted(set(lexicon_of(crops, batch.min_confidence)) | set(extra_words)) if batch else []
+    words = sorted(set(lexicon_of(crops, batch.min_confidence, batch.min_length)) | set(extra_words)) if batch else []
     candidates = set(gate.labels) if gate else set()
     out = []
     for crop in crops:

@@ -187,20 +187,14 @@ class PPOCREncoder:
         self.fingerprint = "ppocr-v4-" + digest.hexdigest()[:16]
 
     def _batches(self, images: list[Image.Image], batch_size: int):
-        """(indices, [B, 3, 48, W] input) for crops of one padded width: each crop's input is
-        exactly what it would be on its own."""
-        from unseen.core.models.ppocr import padded_width, to_array, to_tensor
+        """(indices, [B, 3, 48, W] input) for crops of one padded width (same_width_batches)."""
+        from unseen.core.models.ppocr import same_width_batches, to_array, to_tensor
 
-        by_width = defaultdict(list)
-        for i, image in enumerate(images):
-            by_width[padded_width(image)].append(i)
-        for indices in by_width.values():
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start : start + batch_size]
-                if self.backend == "onnxruntime":
-                    yield chunk, np.stack([to_array(images[i]) for i in chunk])
-                else:
-                    yield chunk, torch.stack([to_tensor(images[i]) for i in chunk])
+        for chunk in same_width_batches(images, batch_size):
+            if self.backend == "onnxruntime":
+                yield chunk, np.stack([to_array(images[i]) for i in chunk])
+            else:
+                yield chunk, torch.stack([to_tensor(images[i]) for i in chunk])
 
     @torch.no_grad()
     def encode(self, images: list[Image.Image], batch_size: int = READ_BATCH_SIZE) -> list[torch.Tensor]:

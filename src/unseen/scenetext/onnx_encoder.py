@@ -14,14 +14,13 @@ characters scores exactly as on the full output (tests/test_scenetext_v6.py).
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 
 import numpy as np
 import torch
 from PIL import Image
 
-from unseen.core.models.ppocr import READ_BATCH_SIZE, padded_width, to_array
-from unseen.core.models.ppocr_onnx import file_digest
+from unseen.core.io import file_digest
+from unseen.core.models.ppocr import READ_BATCH_SIZE, same_width_batches, to_array
 from unseen.scenetext.charset import latin
 
 OTHER = "\ufffd"  # stands for every character outside the kept set
@@ -63,15 +62,9 @@ class OnnxCTCEncoder:
         return torch.from_numpy(np.log(np.maximum(columns, 1e-30)))
 
     def batches(self, images: list[Image.Image], batch_size: int = READ_BATCH_SIZE):
-        """(indices, [B, 3, 48, W] input) for crops of one padded width: each crop's input is exactly what it
-        would be on its own (RapidOCR pads a batch to its widest crop, which can change a reading)."""
-        by_width = defaultdict(list)
-        for i, image in enumerate(images):
-            by_width[padded_width(image)].append(i)
-        for indices in by_width.values():
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start : start + batch_size]
-                yield chunk, np.stack([to_array(images[i]) for i in chunk])
+        """(indices, [B, 3, 48, W] input) for crops of one padded width (same_width_batches)."""
+        for chunk in same_width_batches(images, batch_size):
+            yield chunk, np.stack([to_array(images[i]) for i in chunk])
 
     def full_probs(self, images: list[Image.Image], batch_size: int = READ_BATCH_SIZE):
         """(index, [T, C] probabilities over all 18,710 classes) per crop: for tests and for reading other scripts."""

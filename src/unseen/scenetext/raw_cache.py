@@ -14,15 +14,7 @@ from pathlib import Path
 
 import torch
 
-from unseen.core.io import atomic_path
-
-
-def photo_digest(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from unseen.core.io import atomic_path, file_digest
 
 
 class RawCache:
@@ -30,7 +22,7 @@ class RawCache:
         self.root, self.reader = Path(root), reader
 
     def entry(self, path) -> Path:
-        key = hashlib.sha256(f"{self.reader.fingerprint}|{photo_digest(path)}".encode()).hexdigest()[:32]
+        key = hashlib.sha256(f"{self.reader.fingerprint}|{file_digest(path)}".encode()).hexdigest()[:32]
         return self.root / key[:2] / f"{key}.pt"
 
     def get(self, path):

@@ -33,7 +33,7 @@ def path() -> Path:
 
 def write(updates: dict) -> Path:
     """Merge ``updates`` (top-level sections) into tuned.json; for the tuning scripts only."""
-    merged = {**tuned(), **updates}
+    merged = {**json.loads(path().read_text()), **updates}  # the file as it is now: another tuning may have written
     atomic_write(path(), json.dumps(merged, indent=1, ensure_ascii=False) + "\n")
     tuned.cache_clear()
     return path()

@@ -237,6 +237,17 @@ def padded_width(image: Image.Image) -> int:
     return max(crop_width(image), MIN_WIDTH)
 
 
+def same_width_batches(images: list[Image.Image], batch_size: int):
+    """Indices of crops of one padded width, at most ``batch_size`` at a time: batched so, each crop's input is
+    exactly what it would be on its own (RapidOCR pads a batch to its widest crop, which can change a reading)."""
+    by_width: dict[int, list[int]] = {}
+    for i, image in enumerate(images):
+        by_width.setdefault(padded_width(image), []).append(i)
+    for indices in by_width.values():
+        for start in range(0, len(indices), batch_size):
+            yield indices[start : start + batch_size]
+
+
 def to_tensor(image: Image.Image, width: int | None = None) -> torch.Tensor:
     """One crop -> [3, 48, max(width, its resized width)] in [-1, 1], BGR, zero (mid-grey) padded on the right.
 

@@ -107,7 +107,8 @@ def _reading_order(quads: list[np.ndarray]) -> list[int]:
 
 class DBDetector:
     def __init__(self, path, settings: DetectorSettings = DetectorSettings(), threads: int | None = None):
-        from unseen.core.models.ppocr_onnx import file_digest, onnx_session
+        from unseen.core.io import file_digest
+        from unseen.core.models.ppocr_onnx import onnx_session
 
         self.session = onnx_session(path, threads)
         self.input_name = self.session.get_inputs()[0].name

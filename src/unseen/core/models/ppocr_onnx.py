@@ -54,12 +54,3 @@ def load_ppocr_onnx_rec(path) -> OnnxCTCRecognizer:
     return OnnxCTCRecognizer(path)
 
 
-def file_digest(path) -> str:
-    """sha256 of a file's bytes (a model file is named by its content, not its path)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
