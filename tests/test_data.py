@@ -2,7 +2,6 @@ import json
 import os
 import re
 import subprocess
-import time
 
 import pytest
 from PIL import Image
@@ -160,20 +159,18 @@ def test_missing_data_says_what_where_and_how(tmp_path, monkeypatch):
 
 
 def test_quickstart_without_its_data_fails_at_once(unseen_cli, tmp_path):
-    """One line naming what is missing, where it looked and how to point at it, in under 5 s
-    (it used to load every model first, or ask the hub five times)."""
+    """One line naming what is missing, where it looked and how to point at it, before any step starts (it used
+    to load every model first, or ask the hub five times): nothing printed, no output folder made."""
     (tmp_path / "empty").mkdir()
     env = {k: v for k, v in os.environ.items() if k != "UNSEEN_DATA"}
     cases = [(["--data-dir", "/nonexistent"], env, "data directory does not exist: /nonexistent"),
              ([], env | {"UNSEEN_DATA": str(tmp_path / "empty")}, "no local copy of rte, ic15, pacs, sst2, ecqa")]
     for args, environment, what in cases:
-        started = time.perf_counter()
         result = subprocess.run([unseen_cli, "quickstart", "--out", str(tmp_path / "out"), *args],
                                 capture_output=True, text=True, env=environment)
-        seconds = time.perf_counter() - started
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and what in lines[0], result.stderr
         assert "--data-dir" in lines[0] and "$UNSEEN_DATA" in lines[0]
-        assert seconds < 5, f"took {seconds:.1f} s"
+        assert result.stdout == "" and not (tmp_path / "out").exists()  # no step began: no asset, no model
         assert not (tmp_path / "out").exists()
