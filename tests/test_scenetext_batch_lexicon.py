@@ -1,6 +1,8 @@
 """The batch lexicon: sure readings of a batch offered to its unsure crops (tiny hand-made
 log-probabilities; the CLI on real crops is in test_scenetext_gate.py)."""
 
+from dataclasses import replace
+
 import pytest
 from test_scenetext_gate import FakeEncoder as GateFakeEncoder  # tests/ is on sys.path
 from test_scenetext_gate import log_probs as gate_log_probs
@@ -33,14 +35,14 @@ SURE_AC = [{"a": 0.97}, {}, {"c": 0.97}, {}]
 UNSURE_AB = [{"a": 0.95}, {}, {"b": 0.5, "c": 0.45}, {}]  # greedy "ab", "ac" nearly as likely
 SURE_CD = [{"c": 0.97}, {}, {"d": 0.97}, {}]
 SURE_NON_ASCII = [{"\u6c34": 0.97}, {}]
-BATCH = BatchLexicon(0.9, GateSetting(0.9, -3.0))
+BATCH = BatchLexicon(0.9, GateSetting(0.9, -3.0), min_length=1)  # the two-letter words below may join
 
 
 def test_lexicon_holds_sure_latin_readings_only():
     crops = read_crops(FakeEncoder(), [SURE_AC, UNSURE_AB, SURE_CD, SURE_NON_ASCII], keep_below=0.9)
     assert lexicon_of(crops, 0.9) == ["ac", "cd"]
     assert lexicon_of(crops, 0.9, min_length=3) == []  # too short to join: "ab" keeps its own reading below
-    assert [r.text for r in apply(crops, CHARACTERS, batch=BatchLexicon(0.9, GateSetting(0.9, -3.0), 3))][1] == "ab"
+    assert [r.text for r in apply(crops, CHARACTERS, batch=replace(BATCH, min_length=3))][1] == "ab"
     assert [c.spelling_log_probs is not None for c in crops] == [False, True, False, False]  # kept where unsure only
     assert crops[1].spelling_log_probs.shape == (4, 5)  # blank + the 4 Latin classes (a, b, c, d)
     assert spelling_columns(["", "a", "é", "ß", "\u6c34", "\ufffd", " "]) == ([0, 1, 2, 3], ["", "a", "é", "ß"])
@@ -59,7 +61,7 @@ def test_unsure_crop_takes_a_batch_word_and_sure_ones_stay():
         ("ac", "ac", False, False), ("ac", "ab", True, False), ("cd", "cd", False, False)]
     # alone in its batch, the unsure crop has no lexicon; a strict delta keeps its reading too
     assert read_batch(FakeEncoder(), [UNSURE_AB], batch=BATCH)[0].text == "ab"
-    strict = BatchLexicon(0.9, GateSetting(0.9, 2.0))
+    strict = BatchLexicon(0.9, GateSetting(0.9, 2.0), min_length=1)
     assert read_batch(FakeEncoder(), [SURE_AC, UNSURE_AB], batch=strict)[1].text == "ab"
     assert read_batch(FakeEncoder(), [SURE_AC, UNSURE_AB], batch=None)[1].text == "ab"  # switched off
 
