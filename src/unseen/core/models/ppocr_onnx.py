@@ -52,5 +52,3 @@ class OnnxCTCRecognizer:
 
 def load_ppocr_onnx_rec(path) -> OnnxCTCRecognizer:
     return OnnxCTCRecognizer(path)
-
-
