@@ -47,8 +47,9 @@ POOL_KINDS = {"leave-one-out": [], "gate-on 500": ["--gate-on", "500"]}
 CHECKED = 150  # crops per set read again through Recognizer.read with pool seed 0, to check the shortcut
 
 
-def build_pools(work: Path, seeds: int, data_dir) -> dict:
-    """(source, kind, seed) -> Pool, built by `unseen str pool build` (the CLI, in this process)."""
+def build_pools(work: Path, seeds: int, data_dir, encoder) -> dict:
+    """(source, kind, seed) -> Pool, built by `unseen str pool build` (the CLI, in this process), kept under the
+    encoder's fingerprint: a pool built by another encoder is built again, never read."""
     from typer.testing import CliRunner
 
     from unseen.cli.scenetext import app
@@ -58,7 +59,7 @@ def build_pools(work: Path, seeds: int, data_dir) -> dict:
     for source in ("iiit5k", "ic15"):
         for kind, extra in POOL_KINDS.items():
             for seed in range(seeds):
-                out = work / "pools" / f"{source}-{kind.replace(' ', '')}-seed{seed}"
+                out = work / "pools" / encoder.fingerprint / f"{source}-{kind.replace(' ', '')}-seed{seed}"
                 if not (out / "pool.json").exists():
                     args = ["pool", "build", "--from", source, "--split", "train", "--limit", "100", "--seed",
                             str(seed), "--out", str(out), *extra, *(["--data-dir", data_dir] if data_dir else [])]
@@ -114,7 +115,7 @@ def main():
     recognizer = Recognizer.load()  # the default reader
     encoder = recognizer.encoder
     batch = DEFAULT_BATCH_LEXICON
-    pools = build_pools(work, args.seeds, args.data_dir)
+    pools = build_pools(work, args.seeds, args.data_dir, encoder)
     v4 = PPOCREncoder(backend="onnxruntime")
     tag = f"-first{args.limit}" if args.limit else ""
 
