@@ -11,7 +11,8 @@ Data: every test finds the data directory one way, through ``unseen.core.data.re
 
 (``shared_data`` is the old name of ``data_dir``.) Where the data is missing such a test is
 skipped, saying where it looked; with UNSEEN_REQUIRE_DATA=1 (set by .ci/run) it fails instead,
-so that a run which skipped the data tests cannot pass.
+so that a run which skipped the data tests cannot pass. The same holds for a module or model asset that the
+test install provides (``missing_module``); only optional extras (ray, open_clip) skip under CI.
 """
 
 import os
@@ -37,6 +38,15 @@ def missing_data(what: str):
     if os.environ.get(REQUIRE_DATA) == "1":
         pytest.fail(f"{message} ({REQUIRE_DATA}=1: a test that needs the data fails instead of skipping)",
                     pytrace=False)
+    pytest.skip(message)
+
+
+def missing_module(name: str, install: str):
+    """Skip the running test because ``name`` (a module or asset the test install provides) is missing, or fail
+    it under UNSEEN_REQUIRE_DATA=1: CI installs it, so its absence there is a broken setup, not a skip."""
+    message = f"{name} is not installed ({install})"
+    if os.environ.get(REQUIRE_DATA) == "1":
+        pytest.fail(f"{message} ({REQUIRE_DATA}=1: the test install provides it)", pytrace=False)
     pytest.skip(message)
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import missing_module
 
 from unseen.pouf import neighbours
 from unseen.pouf.adapt import AdaptConfig, calibrated_ensemble, predict_log_probs
@@ -55,7 +56,7 @@ def test_sentence_encoder_places_paraphrases_together():
     try:
         asset_file(neighbours.ENCODER)
     except AssetMissingError as missing:
-        pytest.skip(str(missing))
+        missing_module(neighbours.ENCODER, str(missing))
     e = neighbours.embed_texts(["a wonderful, moving film", "a great and touching movie",
                                 "the bank raised interest rates"])
     assert torch.allclose(e.norm(dim=-1), torch.ones(3), atol=1e-5)

@@ -5,6 +5,7 @@ import random
 
 import pytest
 import torch
+from conftest import missing_module
 from PIL import Image
 
 from unseen.core.errors import AssetMissingError, DataError, UnseenError
@@ -17,7 +18,7 @@ LOGITS_NODE = "p2o.Add.277"  # the graph's last tensor before its softmax
 def _needs_wheel():
     for module in ("rapidocr_onnxruntime", "onnxruntime", "onnx"):
         if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed (unseen assets install ppocr-v4-rec; pip install onnx onnxruntime)")
+            missing_module(module, "unseen assets install ppocr-v4-rec; pip install onnx onnxruntime")
 
 
 @pytest.fixture(scope="module")

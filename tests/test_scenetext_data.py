@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from conftest import missing_module
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -252,7 +253,7 @@ def test_quickstart_step_runs(shared_data):
     from unseen.scenetext.quickstart import run
 
     if importlib.util.find_spec("onnxruntime") is None:
-        pytest.skip("onnxruntime is not installed (the quickstart reads with PP-OCRv6, asset ppocr-v6-rec)")
+        missing_module("onnxruntime", "the quickstart reads with PP-OCRv6, asset ppocr-v6-rec")
     console = Console(record=True, width=160)
     summary = run(console, shared_data, pool_size=5, queries=6)
     assert summary["pool_size"] == 5 and summary["queries"] == 6 and summary["encoder"] == "ppocr-v6-rec"

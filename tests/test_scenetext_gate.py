@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from conftest import missing_module
 from typer.testing import CliRunner
 
 from unseen.core.errors import DataError, UnseenError
@@ -130,7 +131,7 @@ def test_pool_records_its_gate_and_refuses_bad_pools(tmp_path):
 def _needs_wheel():
     for module in ("rapidocr", "rapidocr_onnxruntime", "onnx"):
         if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed (pip install rapidocr==3.10.0 rapidocr_onnxruntime onnx)")
+            missing_module(module, "pip install rapidocr==3.10.0 rapidocr_onnxruntime onnx")
 
 
 def _json_row(output: str) -> dict:

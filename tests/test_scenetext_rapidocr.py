@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import missing_module
 
 from unseen.core.errors import AssetMissingError
 
@@ -23,7 +24,7 @@ def _photo(data_dir, n):
 def _needs_rapidocr():
     for module in ("rapidocr", "onnxruntime", "cv2"):
         if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed (pip install rapidocr==3.10.0 onnxruntime)")
+            missing_module(module, "pip install rapidocr==3.10.0 onnxruntime")
 
 
 @pytest.fixture(scope="module")
