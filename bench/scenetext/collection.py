@@ -134,10 +134,11 @@ def save(results: dict, out: Path) -> None:
 def markdown(results: dict) -> str:
     lines = ["# Reading a whole collection: speed, memory, resuming, Ray", "",
              "Written by " + " then ".join(f"`{c}`" for c in results["commands"]) +
-             f" (each under `flock /tmp/unseen-heavy.lock`) on {results['machine']} ({results['date']}). Every run is "
+             f" on {results['machine']} ({results['date']}). Every run is "
              "`unseen str read FOLDER --json --cache DIR` in its own process, OMP_NUM_THREADS=1, timed from start to "
-             "exit (model loading included); peak RSS is the process's (wait4). The machine was shared with other "
-             "jobs: the load average beside each run says how much (2 cores).", ""]
+             "exit (model loading included); peak RSS is the process's (wait4). The load average beside each run "
+             "says whether other jobs shared the 2 cores: about 1 is this run alone; the later command's row "
+             "replaces an earlier one of the same count.", ""]
     if results.get("baseline"):
         b = results["baseline"]
         lines += [f"Loading the reader and reading 1 photo: {b['seconds']} s, peak RSS {b['peak_rss_mib']} MiB.", ""]
@@ -149,9 +150,12 @@ def markdown(results: dict) -> str:
                      f"{r['load_average']} |")
     full = {r["photos"] for r in results.get("sizes", [])}
     cached = [r["photos"] for r in results.get("scale", [])]
+    quiet = [r for r in results.get("sizes", []) if r["load_average"] < 2]
+    detect_rate = (f"{min(r['photos_per_s'] for r in quiet):.1f}-{max(r['photos_per_s'] for r in quiet):.1f} photos/s "
+                   "read end to end at one thread" if quiet else "about 1 photo/s at one thread")
     if cached:
         lines += ["", "Rows with step 1 cached: " + ", ".join(f"{n:,}" for n in cached if n not in full) +
-                  " photos did not fit in the time here with detection (about 0.7 s a photo on this shared machine), "
+                  f" photos did not fit in the time here with detection ({detect_rate}), "
                   "so the cache of those runs was filled beforehand with the RawPhotos of the IC15 photos they were "
                   "copied from: they hash every photo, read every RawPhoto back and do steps 2 and 3 at that count, "
                   "which is where memory could grow with the count" +
