@@ -210,6 +210,14 @@ def fill_cache(cache: Path, photos: list[Path], source_cache: Path) -> None:
             torch.save(by_source[stem], target)
 
 
+def record(results: dict, key: str, row: dict, out: Path) -> None:
+    """``row`` replaces the row of the same photo count under ``key``; saved and printed at once."""
+    results[key] = sorted([r for r in results.get(key, []) if r["photos"] != row["photos"]] + [row],
+                          key=lambda r: r["photos"])
+    save(results, out)
+    print(json.dumps(row), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,500")
@@ -234,11 +242,7 @@ def main() -> None:
     for count in sizes:
         result = run(folder_of(count), WORK / f"cache-{count}")
         full[count] = result
-        results["sizes"] = [r for r in results.get("sizes", []) if r["photos"] != count]
-        results["sizes"].append(entry(count, result, kind="full"))
-        results["sizes"].sort(key=lambda r: r["photos"])
-        save(results, args.out)
-        print(json.dumps(results["sizes"][-1]), flush=True)
+        record(results, "sizes", entry(count, result, kind="full"), args.out)
     if args.resume:
         count = args.resume
         for _ in range(3):  # uninterrupted, killed, rerun: with the same code (others commit while this runs)
@@ -265,11 +269,7 @@ def main() -> None:
         shutil.rmtree(cache, ignore_errors=True)
         fill_cache(cache, photos, WORK / f"cache-{max(sizes)}")
         result = run(folder_of(count), cache, fresh=False)
-        results["scale"] = [r for r in results.get("scale", []) if r["photos"] != count]
-        results["scale"].append(entry(count, result, kind="scale"))
-        results["scale"].sort(key=lambda r: r["photos"])
-        save(results, args.out)
-        print(json.dumps(results["scale"][-1]), flush=True)
+        record(results, "scale", entry(count, result, kind="scale"), args.out)
     if args.ray:
         count = args.ray
         folder = folder_of(count)
