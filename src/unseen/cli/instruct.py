@@ -111,26 +111,29 @@ def lint_command(
     )
 
 
-# keeping what the base knew (issue 33): shared by `train` and `heldout`; unseen.instruct.keep explains each
-PromptLossOption = typer.Option(0.0, "--prompt-loss-weight", min=0.0,
+# keeping what the base knew (issue 33): shared by `train` and `heldout`; unseen.instruct.keep explains each. Their own
+# help panel: its table is sized by these options alone, so their names fit an 80-column terminal
+KEEP_PANEL = "Keeping what the base knew"
+PromptLossOption = typer.Option(0.0, "--prompt-loss-weight", rich_help_panel=KEEP_PANEL, min=0.0,
                                 help="Prompt tokens as targets too, weighted against answer tokens (1: the "
                                      "full-sequence loss; 0: answers only).")
-KlWeightOption = typer.Option(0.0, "--kl-weight", min=0.0,
+KlWeightOption = typer.Option(0.0, "--kl-weight", rich_help_panel=KEEP_PANEL, min=0.0,
                               help="Weight of KL(base || tuned) of the next-token distributions on the same rows; the "
                                    "base is the LoRA model with its adapters disabled (LoRA only).")
-KlOnOption = typer.Option("both", "--kl-on", help="Where the KL applies: positions predicting answer, prompt or both "
-                                                  "kinds of tokens.")
-KlPositionsOption = typer.Option(64, "--kl-max-positions", min=0,
+KlOnOption = typer.Option("both", "--kl-on", rich_help_panel=KEEP_PANEL,
+                          help="Where the KL applies: positions predicting answer, prompt or both kinds of tokens.")
+KlPositionsOption = typer.Option(64, "--kl-max-positions", rich_help_panel=KEEP_PANEL, min=0,
                                  help="KL positions per batch at most, drawn at random (0: all); the 262k-row output "
                                       "layer runs only at these.")
-KlTopKOption = typer.Option(0, "--kl-top-k", min=0,
+KlTopKOption = typer.Option(0, "--kl-top-k", rich_help_panel=KEEP_PANEL, min=0,
                             help="KL over the base's top-k tokens only, both renormalized over them (0: full "
                                  "vocabulary).")
-ReplayOption = typer.Option(0.0, "--replay-fraction", min=0.0,
+ReplayOption = typer.Option(0.0, "--replay-fraction", rich_help_panel=KEEP_PANEL, min=0.0,
                             help="Raw texts of the training datasets (no template) per mixture example, trained by "
                                  "language modelling.")
-ReplayWeightOption = typer.Option(1.0, "--replay-weight", min=0.0, help="Weight of the replay loss.")
-NoOptionsOption = typer.Option(0.0, "--no-options-fraction", min=0.0, max=1.0,
+ReplayWeightOption = typer.Option(1.0, "--replay-weight", rich_help_panel=KEEP_PANEL, min=0.0,
+                                  help="Weight of the replay loss.")
+NoOptionsOption = typer.Option(0.0, "--no-options-fraction", rich_help_panel=KEEP_PANEL, min=0.0, max=1.0,
                                help="Share of the examples whose template lists OPTIONS rendered without the list "
                                     "(FLAN 2022's mix).")
 LoraROption = typer.Option(16, "--lora-r", min=1, help="LoRA rank (alpha = 2 r).")
@@ -297,8 +300,7 @@ def train_command(
 ):
     """Instruction-tune a model on the FLAN mixture with the given clusters held out.
 
-    Options that keep what the base model knew (docs/instruct.md, "Keeping what the base knew"): --kl-weight,
-    --replay-fraction, --prompt-loss-weight, --no-options-fraction; all off by default.
+    The panel "Keeping what the base knew" (docs/instruct.md) lists options against forgetting; all off by default.
 
     Example: unseen instruct train --model smollm2-135m-instruct --heldout nli --steps 200 --lora --out runs/flan-nli
     """
