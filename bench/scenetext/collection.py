@@ -190,8 +190,6 @@ def markdown(results: dict) -> str:
 
 def fill_cache(cache: Path, photos: list[Path], source_cache: Path) -> None:
     """Cache entries for ``photos`` holding the RawPhoto of the IC15 photo each was copied from."""
-    import torch
-
     from unseen.scenetext.photos import PhotoReader
     from unseen.scenetext.raw_cache import RawCache
 
@@ -206,8 +204,7 @@ def fill_cache(cache: Path, photos: list[Path], source_cache: Path) -> None:
                 raise SystemExit(f"{stem}: not in {source_cache}; run --sizes 500 (all IC15 photos) first")
         target = want.entry(path)
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(by_source[stem], target)
+            want.put(path, by_source[stem], target)
 
 
 def record(results: dict, key: str, row: dict, out: Path) -> None:

@@ -242,6 +242,7 @@ def run(args):
 
     from unseen.scenetext.adapt import DOMAIN_LIST, GENERAL_LIST
     from unseen.scenetext.icdar import evaluate_e2e
+    from unseen.scenetext.photos import PhotoReader
     from unseen.scenetext.tuned import tuned
 
     reader, photos = reader_and_photos(limit=args.limit)
@@ -269,10 +270,8 @@ def run(args):
         report(f"{name}, word-box option", words, detection=True)
     report("unseen, no adaptation", [r.words for r in reader.adapt(raws, batch_lexicon=False)], detection=True)
     # what detection and word cuts find, before words read unsurely are dropped: the detection figure proper
-    everything = replace(reader.settings, min_confidence=0.0)
-    reader.settings, default = everything, reader.settings
-    report("unseen word boxes before the confidence filter", [r.words for r in reader.adapt(raws)], detection=True)
-    reader.settings = default
+    unfiltered = PhotoReader(reader.detector, reader.encoder, replace(reader.settings, min_confidence=0.0))
+    report("unseen word boxes before the confidence filter", [r.words for r in unfiltered.adapt(raws)], detection=True)
     report("unseen (default: batch lexicon)", [r.words for r in reader.adapt(raws)], detection=True)
     for kind in VOCABULARIES[1:]:
         lex = lexicons(kind, photos)

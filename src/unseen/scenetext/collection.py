@@ -28,9 +28,9 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from pickle import UnpicklingError
 
 from unseen.core.errors import DataError
+from unseen.scenetext.raw_cache import RawCache
 from unseen.scenetext.reading import PhotoReading, RawPhoto
 
 __all__ = ["DecodeBatches", "ReadRawBatches", "Skipped", "collection_lexicon", "decode", "default_cache_dir",
@@ -61,37 +61,13 @@ def _skipped(path, err: DataError) -> Skipped:
     return Skipped(str(path), reason)
 
 
-class _Cache:
-    """RawCache that says whether an entry was there, and reads a damaged entry as missing."""
-
-    def __init__(self, root, reader):
-        from unseen.scenetext.raw_cache import RawCache
-
-        self.cache, self.hits, self.misses = RawCache(root, reader), 0, 0
-
-    def get(self, path) -> RawPhoto | None:
-        try:
-            return self.cache.get(path)
-        except (OSError, EOFError, RuntimeError, ValueError, AttributeError, ImportError, UnpicklingError):
-            return None  # an entry written by something else, or damaged on disk: read the photo again
-
-    def read(self, path) -> RawPhoto:
-        raw = self.get(path)
-        if raw is not None:
-            self.hits += 1
-            return raw
-        self.misses += 1
-        self.cache.entry(path).unlink(missing_ok=True)  # a damaged entry is replaced
-        return self.cache.read(path)
-
-
 def read_raw(reader, paths: Iterable, cache_dir=None, *, strict: bool = False,
              progress: Callable[[RawPhoto | Skipped], None] | None = None,
              stats: dict | None = None) -> Iterator[RawPhoto | Skipped]:
     """Step 1, per photo: its RawPhoto (from ``cache_dir`` where cached, else detected, read and cached), or a
     Skipped entry for a photo that cannot be decoded (``strict``: raise its DataError instead). One per path, in
     order, as they are read. ``stats``: a dict that gets ``cached`` and ``read`` counts."""
-    cache = _Cache(cache_dir, reader) if cache_dir is not None else None
+    cache = RawCache(cache_dir, reader) if cache_dir is not None else None
     for path in paths:
         try:
             raw = cache.read(path) if cache is not None else reader.detect_and_read(path)
@@ -151,7 +127,7 @@ def read_collection(reader, paths: list, cache_dir, *, strict: bool = False, pro
             outcome.append(None)
             sure.append(reader.sure_words(raw, batch_lexicon))
     words = collection_lexicon(reader, sure)
-    cache = _Cache(cache_dir, reader)
+    cache = RawCache(cache_dir, reader)
 
     def again():
         for path, skipped in zip(paths, outcome):
