@@ -137,11 +137,11 @@ def test_shipped_settings_are_the_tuning_output():
         assert getattr(settings.split, key) == chosen[key] == shipped["split"][key]
     assert (settings.split.gap == float("inf")) == (chosen["gap"] is None)
     assert settings.trim == record["trim"]["chosen"] == shipped["read"]["trim"]
-    fields = ("tau", "delta", "restrict", "drop_below")
+    fields = ("tau", "delta", "restrict", "drop_below", "keep_beyond_list")
     vocabularies = record["vocabularies"]
     assert {k: getattr(DOMAIN_LIST, k) for k in fields} == {k: vocabularies["domain_list"][k] for k in fields}
     general = vocabularies["general_list"] if vocabularies["general_list_used"] else {
-        "tau": 0.0, "delta": 0.0, "restrict": False, "drop_below": -10.0}
+        "tau": 0.0, "delta": 0.0, "restrict": False, "drop_below": -10.0, "keep_beyond_list": False}
     assert {k: getattr(GENERAL_LIST, k) for k in fields} == {k: general[k] for k in fields}
     assert SELF_LABELLED_AS == record["self_labelled_as"]["chosen"] == shipped["self_labelled_as"]
     batch = json.loads((ROOT / "docs" / "results" / "scenetext_batch_lexicon.json").read_text())

@@ -81,3 +81,21 @@ def test_shipped_settings_per_kind_of_list():
     assert vocabulary_choice(("HOTEL", -30.0, -2.0), "PARK", UNSURE, DOMAIN_LIST) is None
     assert vocabulary_choice(("HOTEL", -30.0, -2.0), "PARK", UNSURE, GENERAL_LIST) == ("PARK", False)
 
+
+
+def test_a_list_cannot_drop_a_reading_spelled_beyond_its_characters():
+    from unseen.scenetext.lexicon import Lexicon
+
+    letters_only = Lexicon(["HOTEL", "Park", "EXIT"])
+    assert letters_only.cannot_spell("$20") and letters_only.cannot_spell("CW3")
+    assert not letters_only.cannot_spell("park") and not letters_only.cannot_spell("TOPHEL")  # case folded
+    keeping = VocabularySettings(tau=1.01, delta=-6.0, restrict=True, drop_below=-5.0, keep_beyond_list=True)
+    far = ("HOTEL", -30.0, -2.0)  # the list explains the word far worse than the reading
+    assert vocabulary_choice(far, "CW3", UNSURE, keeping, beyond_list=True) == ("CW3", False)
+    assert vocabulary_choice(far, "CW3", UNSURE, RESTRICT, beyond_list=True) is None  # the rule off: dropped
+    assert vocabulary_choice(far, "PARKS", UNSURE, keeping, beyond_list=False) is None  # spelled within: dropped
+    # a reading it can still correct is corrected, whatever it holds
+    assert vocabulary_choice(("HOTEL", -7.0, -2.0), "H0TEL", UNSURE, keeping, beyond_list=True) == ("HOTEL", True)
+    # shipped: per-photo lists and short lists keep such readings (chosen on ICDAR 2015 photos 1-100)
+    assert DOMAIN_LIST.keep_beyond_list
+    assert vocabulary_choice(far, "$8,888", UNSURE, DOMAIN_LIST, beyond_list=True) == ("$8,888", False)

@@ -75,13 +75,18 @@ def build_data(args, data_dir=None) -> dict:
     return search_data(base_config(args).mixture, EVAL_TASKS, replay_fraction=replay, data_dir=data_dir)
 
 
+def eval_file(folder: Path, args, stem: str = "eval") -> Path:
+    """Results are kept per evaluation size, so that a larger --limit evaluates again instead of reusing."""
+    return folder / f"{stem}-n{args.limit}-t{args.templates}.json"
+
+
 def run_recipe(name: str, args) -> dict:
     run_dir = args.out / name
     config = recipe_config(base_config(args), RECIPES[name][0])
-    if not (run_dir / "eval.json").exists() and not (run_dir / "model").exists():
+    if not (run_dir / "model").exists():
         print(f"training {name}", flush=True)
         instruction_tune(config, run_dir, resume=(run_dir / "checkpoints").exists())
-    return cached_evaluation(run_dir / "eval.json", str(run_dir / "model"), eval_config(args), None, name)
+    return cached_evaluation(eval_file(run_dir, args), str(run_dir / "model"), eval_config(args), None, name)
 
 
 def training_facts(run_dir: Path) -> dict:
@@ -211,16 +216,17 @@ def main() -> None:
         for name in args.recipes:
             run_recipe(name, args)
         return
-    base = cached_evaluation(args.out / "base.json", "gemma3-270m", eval_config(args), None, "gemma3-270m base")
+    base = cached_evaluation(eval_file(args.out, args, "base"), "gemma3-270m", eval_config(args), None, "gemma3-270m base")
     runs = {}
     for name in (RECIPES if args.report else args.recipes):
-        if args.report and not (args.out / name / "eval.json").exists():
+        if args.report and not eval_file(args.out / name, args).exists():
             continue
         runs[name] = run_recipe(name, args)
     summary = summarize(base, runs, args)
     summary["choice"] = choose(summary)
     summary["unfinished"] = {name: training_facts(args.out / name) for name in RECIPES
-                             if name not in runs and (args.out / name / "metrics.jsonl").exists()}
+                             if name not in runs and (args.out / name / "metrics.jsonl").exists()
+                             and not (args.out / name / "model").exists()}
     shown = [a for i, a in enumerate(sys.argv[1:]) if a != "--note" and (i == 0 or sys.argv[i] != "--note")]
     meta = {"command": "OMP_NUM_THREADS=1 python bench/instruct/recipe_search.py " + " ".join(shown),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), torch {torch.__version__}, "

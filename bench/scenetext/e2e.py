@@ -162,14 +162,16 @@ def tune(args):
         grids = {}
         for kind in VOCABULARIES[1:]:
             lex, memo, rows = lexicons(kind, photos), {}, []
-            for tau, delta, (restrict, drop) in itertools.product(
-                    [0.7, 0.9, 1.01], [-6.0, -3.0, 0.0], [(False, -10.0), (True, -10.0), (True, -5.0)]):
-                vocab = VocabularySettings(tau, delta, restrict, drop)
+            for tau, delta, (restrict, drop, beyond) in itertools.product(
+                    [0.7, 0.9, 1.01], [-6.0, -3.0, 0.0],
+                    [(False, -10.0, False), (True, -10.0, False), (True, -5.0, False), (True, -10.0, True),
+                     (True, -5.0, True)]):
+                vocab = VocabularySettings(tau, delta, restrict, drop, beyond)
                 result = score(reader, raws, photos, lexicon=lex, vocabulary=vocab, memo=memo)
                 rows.append({**asdict(vocab), "f": result.f, "precision": result.precision, "recall": result.recall})
                 print(kind, rows[-1], flush=True)
             grids[kind] = rows
-        fields = ("tau", "delta", "restrict", "drop_below")
+        fields = ("tau", "delta", "restrict", "drop_below", "keep_beyond_list")
 
         def key(row):
             return tuple(row[k] for k in fields)
@@ -181,7 +183,7 @@ def tune(args):
         # a general dictionary that does not beat reading without it is used as if absent: tau 0 changes nothing
         general_used = general["f"] > plain
         general_setting = {k: general[k] for k in fields} if general_used else {
-            "tau": 0.0, "delta": 0.0, "restrict": False, "drop_below": -10.0}
+            "tau": 0.0, "delta": 0.0, "restrict": False, "drop_below": -10.0, "keep_beyond_list": False}
         record["vocabularies"] = {"plain_f": plain, "grids": grids, "domain_list": domain,
                                   "general_list": general, "general_list_used": general_used}
         tuned.write({"vocabulary": {"domain_list": {k: domain[k] for k in fields},

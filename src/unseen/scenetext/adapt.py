@@ -6,7 +6,8 @@ which scores any candidate word exactly as a crop of the word would. In order:
 1. a labelled pool's words, through the pool's lexicon gate (its own tau and delta, lexicon_gate.py);
 2. a vocabulary (lexicon.py): the best vocabulary word replaces the reading where
    log p(word | x) > log p(reading | x) + delta (case folded, as ICDAR compares); with ``restrict`` a word the
-   vocabulary cannot explain is dropped, as end-to-end systems with a per-photo list do;
+   vocabulary cannot explain is dropped, as end-to-end systems with a per-photo list do (with ``keep_beyond_list``
+   not a reading holding a character that none of the list's words has: the list cannot speak against it);
 3. the batch lexicon (batch_lexicon.py): words read surely anywhere in the photos read together, plus a pool's
    self-labelled words from earlier photos, offered to the words that are still unsure.
 """
@@ -35,12 +36,15 @@ class VocabularySettings:
     """tau: only readings whose least sure character is below tau may change (1.01: all); delta: how much better, in
     CTC log-likelihood, the best vocabulary word must explain the word than the reading does (negative: the
     vocabulary is trusted over the reading); restrict: drop a word the vocabulary cannot explain within
-    ``drop_below`` of its reading. Chosen per vocabulary on ICDAR 2015 photos 1-100 (bench/scenetext/e2e.py)."""
+    ``drop_below`` of its reading; keep_beyond_list: restrict never drops a reading holding a character that none of
+    the list's words has (ICDAR 2015's lists hold no digit, its photos hold prices and door numbers). Chosen per
+    vocabulary on ICDAR 2015 photos 1-100 (bench/scenetext/e2e.py)."""
 
     tau: float = 1.01
     delta: float = -3.0
     restrict: bool = False
     drop_below: float = -10.0
+    keep_beyond_list: bool = False
 
 
 # Chosen on ICDAR 2015 photos 1-100 (bench/scenetext/e2e.py tune, read from tuned.json): a list of the domain's
@@ -77,15 +81,17 @@ def vocabulary_candidate(lexicon, log_probs, characters, reading: str) -> tuple[
     return (found[0][0], found[0][1], own) if found else (None, float("-inf"), own)
 
 
-def vocabulary_choice(candidate, reading: str, least_sure: float, settings: VocabularySettings):
+def vocabulary_choice(candidate, reading: str, least_sure: float, settings: VocabularySettings,
+                      beyond_list: bool = False):
     """(text, in_vocabulary), or None where ``restrict`` drops the word. A reading the vocabulary holds, or one it
-    replaced, is vouched for by the vocabulary."""
+    replaced, is vouched for by the vocabulary. ``beyond_list``: the reading holds a character none of the list's
+    words has (Lexicon.cannot_spell); with ``settings.keep_beyond_list`` it is never dropped."""
     word, score, own = candidate
     if word is not None and word.upper() == reading.upper():
         return reading, True
     if word is not None and least_sure < settings.tau and score > own + settings.delta:
         return word, True
-    if settings.restrict and score < own + settings.drop_below:
+    if settings.restrict and score < own + settings.drop_below and not (beyond_list and settings.keep_beyond_list):
         return None
     return reading, False
 
@@ -154,8 +160,9 @@ def adapt_words(readings, raw, characters, *, lexicon=None, vocabulary: Vocabula
                 candidate = vocabulary_candidate(photo_lexicon, log_probs, characters, span.text)
                 if memo is not None:
                     memo[key] = candidate
+            beyond = photo_lexicon.cannot_spell(span.text.strip(settings.trim))
             choice = vocabulary_choice(memo[key] if memo is not None else candidate, span.text,
-                                       min(span.char_probs), vocabulary)
+                                       min(span.char_probs), vocabulary, beyond)
             if choice is None:
                 continue
             vouched = choice[1]

@@ -138,6 +138,13 @@ class Lexicon:
     def __len__(self) -> int:
         return len(self.words)
 
+    def cannot_spell(self, text: str) -> bool:
+        """Whether ``text`` holds a character no word of the list has (a number, where the list holds only words of
+        letters): the list then says nothing against it."""
+        if not hasattr(self, "_alphabet"):
+            self._alphabet = frozenset("".join(self.keys))
+        return any(c not in self._alphabet for c in fold_word(text))
+
     def __contains__(self, word: str) -> bool:
         key = fold_word(word)
         i = bisect.bisect_left(self.keys, key)
