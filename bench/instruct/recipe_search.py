@@ -216,7 +216,8 @@ def main() -> None:
         for name in args.recipes:
             run_recipe(name, args)
         return
-    base = cached_evaluation(eval_file(args.out, args, "base"), "gemma3-270m", eval_config(args), None, "gemma3-270m base")
+    base = cached_evaluation(eval_file(args.out, args, "base"), "gemma3-270m", eval_config(args), None,
+                             "gemma3-270m base")
     runs = {}
     for name in (RECIPES if args.report else args.recipes):
         if args.report and not eval_file(args.out / name, args).exists():
