@@ -97,6 +97,8 @@ def test_folders_given_as_files_and_other_bad_arguments_are_one_line(photo, tmp_
     (tmp_path / "lists" / "voc_other.txt").write_text("EXIT\n")  # per-photo lists, none for this photo
     one_line_error(invoke(photo, "--lexicon", tmp_path / "lists"), "none of its 1 word lists")
     one_line_error(invoke(photo, "--lexicon-mode", "restrict"), "--lexicon")
+    one_line_error(invoke(photo, "--min-confidence", "1.5"), "--min-confidence", "between 0 and 1")
+    one_line_error(invoke(photo, "--min-length", "-1"), "--min-length")
 
 
 def test_strict_stops_at_an_image_that_cannot_be_opened(photo, tmp_path):
@@ -139,6 +141,24 @@ def test_bad_files_are_skipped_listed_and_set_the_exit_status(tmp_path, ic15):
     strict = run_cli(folder, "--strict", cache=tmp_path / "cache")
     assert strict.returncode == 2 and "cut.jpg" in strict.stderr and "truncated" in strict.stderr
     assert len([line for line in strict.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_min_confidence_and_min_length_keep_the_words_the_defaults_drop(tmp_path, ic15):
+    folder = folder_of(tmp_path, ic15, GOOD, bad=False)
+    default = run_cli(folder, "--json", cache=tmp_path / "cache")
+    everything = run_cli(folder, "--json", "--min-confidence", "0", "--min-length", "1", cache=tmp_path / "cache")
+    assert default.returncode == everything.returncode == 0, default.stderr + everything.stderr
+
+    def words(done):
+        return [w for entry in map(json.loads, done.stdout.splitlines()) for w in entry["words"]]
+
+    from unseen.scenetext.photos import ReadSettings
+
+    tuned = ReadSettings()
+    kept, shipped = words(everything), words(default)
+    assert {w["text"] for w in shipped} <= {w["text"] for w in kept} and len(kept) > len(shipped)
+    assert all(len(w["text"]) >= tuned.min_length and w["confidence"] >= tuned.min_confidence for w in shipped)
+    assert any(len(w["text"]) < tuned.min_length or w["confidence"] < tuned.min_confidence for w in kept)
 
 
 # resumable: killed between photos, rerun reads what is missing, same bytes --------------------------------------

@@ -162,6 +162,13 @@ def test_real_ground_truth_fed_back_scores_100(data_dir):
 
 
 @pytest.mark.needs_data("str/ic15_e2e")
+def test_every_scored_word_has_at_least_three_characters(data_dir):
+    """What docs/scenetext.md says of the ground truth (why ICDAR submissions drop short words: --min-length 3)."""
+    scored = [w.text for p in load_ic15_e2e(data_dir) for w in p.words if not w.dont_care]
+    assert len(scored) == 2077 and min(map(len, scored)) == 3
+
+
+@pytest.mark.needs_data("str/ic15_e2e")
 def test_real_vocabularies(data_dir):
     assert vocabulary_path("none", "img_1", data_dir) is None
     strong = read_vocabulary(vocabulary_path("strong", "img_1", data_dir))

@@ -110,6 +110,12 @@ def read(
                                          "($UNSEEN_CACHE/raw)."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first image that cannot be read (exit status 2) "
                                 "instead of skipping it."),
+    min_confidence: Optional[float] = typer.Option(None, "--min-confidence", help="Photos: drop words read less "
+                                                   "surely (mean character probability) unless a word list vouches "
+                                                   "for them. Default: tuned on ICDAR 2015 photos 1-100."),
+    min_length: Optional[int] = typer.Option(None, "--min-length", help="Photos: drop words of fewer characters "
+                                             "(mostly fragments of cut lines). Default: tuned as above; 1 keeps "
+                                             "'AT' and '$5'."),
 ):
     """Read the text in photos (words with boxes) or in word crops, adapting to them as a set.
 
@@ -137,6 +143,10 @@ def read(
         raise UnseenError(f"--lexicon-mode {lexicon_mode!r}: use auto, restrict or correct")
     if lexicon_mode != "auto" and not lexicon:
         raise UnseenError(f"--lexicon-mode {lexicon_mode} says how to use a word list: give one with --lexicon")
+    if min_confidence is not None and not 0 <= min_confidence <= 1:
+        raise UnseenError(f"--min-confidence {min_confidence}: a probability between 0 and 1")
+    if min_length is not None and min_length < 0:
+        raise UnseenError(f"--min-length {min_length}: a number of characters, 0 or more")
     # arguments first, in one line each, before any model loads
     vocab = load_word_lists(lexicon, [p.name for p in paths]) if lexicon else None
     check_output_folder("--draw", draw)
@@ -175,7 +185,7 @@ def read(
         readings, missed = read_photos([p for p in paths if p in photos], as_json=as_json, draw=draw,
                                        lexicon=lexicon, pool_dir=pool_dir, evolve=evolve, explain=explain,
                                        batch_lexicon=batch_lexicon, lexicon_mode=lexicon_mode, cache_dir=cache,
-                                       strict=strict, vocab=vocab)
+                                       strict=strict, vocab=vocab, keep=(min_confidence, min_length))
         read, skipped = read + len(readings), skipped + missed
     if crops:
         _read_crops(crops, pool_dir, explain, as_json, weights, encoder_name, batch_lexicon)

@@ -130,13 +130,16 @@ def _draw_names(readings) -> list[str]:
 
 
 def read_photos(paths, *, as_json, draw, lexicon, pool_dir, evolve, explain, batch_lexicon,
-                lexicon_mode="auto", cache_dir=None, strict=False, vocab=None) -> tuple[list, list]:
+                lexicon_mode="auto", cache_dir=None, strict=False, vocab=None, keep=(None, None)) -> tuple[list, list]:
     """Read photos as a collection (unseen.scenetext.collection): a photo that cannot be decoded is named in a
-    warning and skipped (``strict``: the run stops on it). Returns (readings, [(path, reason)] skipped)."""
+    warning and skipped (``strict``: the run stops on it). ``keep``: (min_confidence, min_length), None for the
+    tuned default. Returns (readings, [(path, reason)] skipped)."""
+    from dataclasses import replace
+
     from unseen.scenetext.adapt import DOMAIN_LIST, GENERAL_LIST
     from unseen.scenetext.collection import Skipped, default_cache_dir, read_collection
     from unseen.scenetext.evolve import evolve_pool
-    from unseen.scenetext.photos import PhotoReader
+    from unseen.scenetext.photos import PhotoReader, ReadSettings
     from unseen.scenetext.photos import draw as draw_photo
     from unseen.scenetext.pool import Pool
 
@@ -145,8 +148,13 @@ def read_photos(paths, *, as_json, draw, lexicon, pool_dir, evolve, explain, bat
     pool = Pool.load(pool_dir) if pool_dir else None
     cache_dir = cache_dir or default_cache_dir()
     check_output_folder("--cache", cache_dir)
+    settings = ReadSettings()
+    if keep[0] is not None:
+        settings = replace(settings, min_confidence=keep[0])
+    if keep[1] is not None:
+        settings = replace(settings, min_length=keep[1])
     with console.stderr.status("loading PP-OCRv6 (detector and recognizer)..."):
-        reader = PhotoReader.load()
+        reader = PhotoReader.load(settings)
     if pool is not None:
         pool.check_encoder(reader.encoder.fingerprint)  # an E2STR-lite pool would silently add nothing
     growing = None
