@@ -113,9 +113,9 @@ def read(
     min_confidence: Optional[float] = typer.Option(None, "--min-confidence", help="Photos: drop words read less "
                                                    "surely (mean character probability) unless a word list vouches "
                                                    "for them. Default: tuned on ICDAR 2015 photos 1-100."),
-    min_length: Optional[int] = typer.Option(None, "--min-length", help="Photos: drop words of fewer characters "
-                                             "(mostly fragments of cut lines). Default: tuned as above; 1 keeps "
-                                             "'AT' and '$5'."),
+    min_length: Optional[int] = typer.Option(None, "--min-length", help="Photos: drop words of fewer characters. "
+                                             "Default 1: '24' and '$5' are words; 3 drops fragments of cut lines, "
+                                             "as ICDAR 2015 submissions do."),
 ):
     """Read the text in photos (words with boxes) or in word crops, adapting to them as a set.
 
