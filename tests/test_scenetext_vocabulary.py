@@ -82,7 +82,6 @@ def test_shipped_settings_per_kind_of_list():
     assert vocabulary_choice(("HOTEL", -30.0, -2.0), "PARK", UNSURE, GENERAL_LIST) == ("PARK", False)
 
 
-
 def test_a_list_cannot_drop_a_reading_spelled_beyond_its_characters():
     from unseen.scenetext.lexicon import Lexicon
 

@@ -123,6 +123,7 @@ class Lexicon:
             by_key[key] = word
         self.keys = sorted(by_key)
         self.words = [by_key[k] for k in self.keys]
+        self._alphabet = frozenset("".join(self.keys))
         self._build_trie()
         self._binding: tuple[_FoldPlan, np.ndarray] | None = None
 
@@ -141,8 +142,6 @@ class Lexicon:
     def cannot_spell(self, text: str) -> bool:
         """Whether ``text`` holds a character no word of the list has (a number, where the list holds only words of
         letters): the list then says nothing against it."""
-        if not hasattr(self, "_alphabet"):
-            self._alphabet = frozenset("".join(self.keys))
         return any(c not in self._alphabet for c in fold_word(text))
 
     def __contains__(self, word: str) -> bool:
