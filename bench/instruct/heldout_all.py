@@ -16,7 +16,9 @@ and the same recipe with seed 1 (trained here when missing). Every base → tune
     # then the report over all clusters (computes nothing that is already there):
     OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py
 
-Writes ``docs/results/instruct_heldout_all.{json,md,png}``.
+Writes ``docs/results/instruct_heldout_all.{json,md,png}``. With ``--recipe NAME`` (issue 33) every model is trained
+with one of recipe_search.py's recipes instead (commonsense too, not the shipped adapter); give it its own
+``--out`` and ``--results``, and ``--available`` for a report over the clusters that finished.
 """
 
 import argparse
@@ -43,6 +45,7 @@ from unseen.instruct.heldout_report import (
 )
 from unseen.instruct.mixture import MixtureConfig
 from unseen.instruct.paired import interval_text, verdict
+from unseen.instruct.recipe import recipe_config
 from unseen.instruct.train import InstructConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,14 +76,22 @@ def second_commonsense_seed(out: Path) -> Path:
 
 
 def heldout_config(clusters: list[str], args, baselines=("smollm2-135m-instruct",)) -> HeldoutConfig:
-    """The protocol's settings (``args``: steps, limit, templates, seeds, out), shared with heldout_ablations.py."""
-    adapters = {"commonsense": [str(SHIPPED)] + ([str(second_commonsense_seed(args.out))]
-                                                  if "commonsense" in clusters and 1 in args.seeds else [])}
+    """The protocol's settings (``args``: steps, limit, templates, seeds, out; ``recipe``: one of recipe_search.py's
+    RECIPES, whose commonsense models are then trained too), shared with heldout_ablations.py."""
+    train = InstructConfig(model="gemma3-270m", mixture=MixtureConfig(cap=1000), max_length=128, lora=True,
+                           steps=args.steps, batch_size=4, save_every=25)
+    recipe = getattr(args, "recipe", None)
+    if recipe:
+        from recipe_search import RECIPES
+
+        train = recipe_config(train, RECIPES[recipe][0])
+        adapters = {}
+    else:
+        adapters = {"commonsense": [str(SHIPPED)] + ([str(second_commonsense_seed(args.out))]
+                                                      if "commonsense" in clusters and 1 in args.seeds else [])}
     return HeldoutConfig(
         models=["gemma3-270m"], clusters=clusters, seeds=list(args.seeds), tasks={c: TASKS[c] for c in clusters},
-        train=InstructConfig(model="gemma3-270m", mixture=MixtureConfig(cap=1000), max_length=128, lora=True,
-                             steps=args.steps, batch_size=4, save_every=25),
-        eval=EvalConfig(max_templates=args.templates, limit=args.limit, generate=True, calibrate=True),
+        train=train, eval=EvalConfig(max_templates=args.templates, limit=args.limit, generate=True, calibrate=True),
         adapters=adapters, baselines=list(baselines),
     )
 
@@ -205,7 +216,9 @@ def run_and_describe(clusters: list[str], args) -> tuple[dict | None, dict | Non
     by_n: dict[int, set] = {}
     for row in summary["rows"]:
         by_n.setdefault(row["n"], set()).add(row["task"])
-    meta = {"command": "OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py", "seeds": args.seeds,
+    command = "OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py" + (f" --recipe {args.recipe}" if args.recipe
+                                                                          else "")
+    meta = {"command": command, "seeds": args.seeds, "recipe": args.recipe,
             "train": asdict(config.train), "eval": asdict(config.eval), "tasks": config.tasks,
             "shipped_adapter": shipped,
             "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
@@ -232,6 +245,8 @@ def main():
     parser.add_argument("--available", action="store_true",
                         help="Report over the clusters whose evaluation is finished under --out (computes nothing)")
     parser.add_argument("--results", type=Path, default=ROOT / "docs/results/instruct_heldout_all.json")
+    parser.add_argument("--recipe", default=None,
+                        help="Train with one of bench/instruct/recipe_search.py's recipes (issue 33), e.g. kl_answer")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     clusters = args.clusters.split(",")
