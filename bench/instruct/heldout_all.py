@@ -153,8 +153,14 @@ def _seeds_note(rows: list[dict]) -> str:
         if seeds and row["cluster"] not in clusters:
             clusters.append(row["cluster"])
     runs = "; ".join(f"{seeds} ({', '.join(clusters)})" for seeds, clusters in by_seeds.items() if seeds)
-    return (f"Training seeds: {runs}; the shipped adapter is one model. 'tuned' is the mean over seeds, ± the spread "
-            "over seeds.")
+    shipped = "; the shipped adapter is one model" if "" in by_seeds else ""
+    return f"Training seeds: {runs}{shipped}. 'tuned' is the mean over seeds, ± the spread over seeds."
+
+
+def _recipe_text(name: str) -> str:
+    from recipe_search import RECIPES
+
+    return RECIPES[name][1]
 
 
 def report(summary: dict, meta: dict, checks: dict) -> str:
@@ -163,15 +169,22 @@ def report(summary: dict, meta: dict, checks: dict) -> str:
     rank_line = "–." if rank_change is None else (
         f"**{rank_change * 100:+.1f} points {interval_text(checks['rank_balanced_accuracy_mean_change_interval'])}** "
         "(mean of clusters); per cluster: " + ", ".join(f"{c} {v}" for c, v in rank_verdicts.items()) + ".")
-    lines = ["# The FLAN protocol over every held-out cluster: Gemma 3 270M base vs instruction-tuned (LoRA)", "",
+    recipe = meta.get("recipe")
+    commonsense = ("" if "commonsense" not in meta["clusters_reported"] else
+                   "; commonsense: the recipe's models, trained here" if recipe else
+                   f"; commonsense: the shipped adapter's recipe ({meta['shipped_adapter']['steps']} steps × batch "
+                   f"{meta['shipped_adapter']['batch_size']}, same settings otherwise), seed 0 being the shipped "
+                   "adapter itself")
+    lines = ["# The FLAN protocol " + ("over every held-out cluster" if len(meta["clusters_reported"]) == len(TASKS)
+                                       else "on " + ", ".join(meta["clusters_reported"]) + " held out")
+             + ": Gemma 3 270M base vs instruction-tuned (LoRA)" + (f", recipe {recipe}" if recipe else ""), "",
              f"Command: `{meta['command']}` (two workers, then the report); seeds "
              f"{', '.join(map(str, meta['seeds']))}; machine: {meta['machine']}; {meta['date']}.", "",
              f"Training: LoRA r={meta['train']['lora_r']} on every linear layer, {meta['train']['steps']} steps × "
              f"batch {meta['train']['batch_size']} × {meta['train']['max_length']} tokens, lr {meta['train']['lr']}, "
              f"at most {meta['train']['mixture']['cap']} examples per dataset, all other clusters (FLAN's rule: "
-             f"`clusters.yaml`); commonsense: the shipped adapter's recipe ({meta['shipped_adapter']['steps']} steps "
-             f"× batch {meta['shipped_adapter']['batch_size']}, same settings otherwise), seed 0 being the shipped "
-             f"adapter itself. {_seeds_note(summary['rows'])}", "",
+             f"`clusters.yaml`)" + (f", recipe `{recipe}` of bench/instruct/recipe_search.py ({_recipe_text(recipe)})"
+                                     if recipe else "") + f"{commonsense}. {_seeds_note(summary['rows'])}", "",
              f"Evaluation: zero-shot, the first {meta['eval']['max_templates']} templates of each dataset (file order, "
              f"direct answers), the first n validation examples of each dataset, or the whole split where it is "
              f"smaller (n per dataset below: {meta['limits']}); rank scoring and greedy generation "
@@ -187,7 +200,7 @@ def report(summary: dict, meta: dict, checks: dict) -> str:
                 f"{', '.join(c for c in TASKS if c not in meta['clusters_reported'])}.", ""]
                if len(meta["clusters_reported"]) < len(TASKS) else []),
              "## Base → tuned, with intervals", "", paired_table(summary), "",
-             "![held-out differences with intervals](instruct_heldout_all_intervals.png)", "",
+             f"![held-out differences with intervals]({meta['stem']}_intervals.png)", "",
              "## Targets", "",
              f"- valid-option rate of the tuned model ≥ 95 % on every held-out dataset: "
              f"**{'met' if checks['valid_option_rate_at_least_95_every_dataset'] else 'not met'}** "
@@ -202,7 +215,7 @@ def report(summary: dict, meta: dict, checks: dict) -> str:
              "- rank-scoring balanced accuracy on average no more than 1 point below base: " + rank_line, "",
              "## Per held-out cluster (mean over its evaluated datasets, with SmolLM2)", "", cluster_table(summary),
              "", "## Per held-out dataset", "", flan_table(summary), "",
-             "![held-out clusters](instruct_heldout_all.png)", ""]
+             f"![held-out clusters]({meta['stem']}.png)", ""]
     return "\n".join(lines)
 
 
@@ -256,6 +269,7 @@ def main():
     summary, meta = run_and_describe(clusters, args)
     if summary is None:
         return
+    meta["stem"] = args.results.stem
     clusters_summary = cluster_summary(summary)
     checks = targets(summary, clusters_summary)
     kept = without_draws(summary)
