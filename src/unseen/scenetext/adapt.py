@@ -160,7 +160,8 @@ def adapt_words(readings, raw, characters, *, lexicon=None, vocabulary: Vocabula
                 candidate = vocabulary_candidate(photo_lexicon, log_probs, characters, span.text)
                 if memo is not None:
                     memo[key] = candidate
-            beyond = photo_lexicon.cannot_spell(span.text.strip(settings.trim))
+            beyond = (vocabulary.restrict and vocabulary.keep_beyond_list
+                      and photo_lexicon.cannot_spell(span.text.strip(settings.trim)))
             choice = vocabulary_choice(memo[key] if memo is not None else candidate, span.text,
                                        min(span.char_probs), vocabulary, beyond)
             if choice is None:
