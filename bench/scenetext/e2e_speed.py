@@ -2,12 +2,13 @@
 
     python bench/scenetext/e2e_speed.py               # -> docs/results/scenetext_e2e_speed.{json,md}
 
-Speed: ICDAR 2015 photos 101-200, 3 rounds, every reader at 2 threads, alternating photo by photo so that all see
+Speed: ICDAR 2015 photos 101-200, 5 rounds, every reader at 2 threads, alternating photo by photo so that all see
 the same machine. Ours: detection, one recognizer pass per line, word cuts and the batch lexicon over the photos
 (timed once per round and spread over its photos). RapidOCR 3.10: with word boxes as shipped (its direction
 classifier on: one more network per line than ours), with word boxes and the classifier off (the same steps as
-ours), and its default line output. Memory: peak RSS of one process reading photos 1-500 in one
-``PhotoReader.read`` call, measured in a child process so that nothing else it loaded counts.
+ours), and its default line output. Then one more pass of ours alone, timing its two networks within it. Memory:
+peak RSS of one process reading photos 1-500 in one ``PhotoReader.read`` call, measured in a child process so that
+nothing else it loaded counts.
 """
 
 from __future__ import annotations
@@ -59,6 +60,41 @@ def race(photos, rounds: int) -> dict:
             for name, values in per_round.items()}
 
 
+class _TimedSession:
+    """An onnxruntime session that adds the seconds spent in ``run`` to ``seconds``."""
+
+    def __init__(self, session):
+        self.session, self.seconds = session, 0.0
+
+    def run(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return self.session.run(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+
+def where_time_goes(photos) -> dict:
+    """Our reading time split into the detector network, the recognizer network and everything else (loading the
+    photo, pre- and post-processing, word cuts, the batch lexicon), one pass over ``photos``."""
+    from unseen.scenetext.photos import PhotoReader
+
+    reader = PhotoReader.load()
+    detector = reader.detector.session = _TimedSession(reader.detector.session)
+    recognizer = reader.encoder.recognizer.session = _TimedSession(reader.encoder.recognizer.session)
+    reader.detect_and_read(photos[0])  # onnxruntime's first run allocates
+    detector.seconds = recognizer.seconds = 0.0
+    started = time.perf_counter()
+    reader.adapt([reader.detect_and_read(path) for path in photos])
+    total = time.perf_counter() - started
+    return {"seconds": total, "detector_network": detector.seconds / total,
+            "recognizer_network": recognizer.seconds / total,
+            "everything_else": (total - detector.seconds - recognizer.seconds) / total}
+
+
 def peak_memory(limit: int) -> dict:
     """Peak RSS (MB) of a child process that loads the reader, then of one reading ``limit`` photos in one call.
     The child's own high-water mark (VmHWM): getrusage's maxrss would carry the parent's over the exec."""
@@ -86,6 +122,12 @@ def markdown(out: dict) -> str:
     for name, row in out["speed"].items():
         rounds = ", ".join(f"{v:.2f}" for v in row["photos_per_second"])
         lines.append(f"| {name} | {rounds} | {row['median']:.2f} | {ours / row['median']:.2f}x |")
+    if out.get("where_time_goes"):
+        split = out["where_time_goes"]
+        lines += ["", f"Where our time goes (one more pass over the same photos, {split['seconds']:.1f} s): detector "
+                  f"network {100 * split['detector_network']:.0f} %, recognizer network "
+                  f"{100 * split['recognizer_network']:.0f} %, everything else (loading, pre- and post-processing, "
+                  f"word cuts, batch lexicon) {100 * split['everything_else']:.0f} %."]
     memory = out["memory"]
     lines += ["", f"Peak RSS reading photos 1-{memory['photos']} in one `PhotoReader.read` call: "
               f"{memory['reading']['peak_mb']} MB (the reader loaded, nothing read: "
@@ -95,7 +137,7 @@ def markdown(out: dict) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--photos", default="101-200", help="ICDAR 2015 photos to race on, as FIRST-LAST")
     parser.add_argument("--memory-photos", type=int, default=500)
     parser.add_argument("--memory-only", action="store_true", help="measure memory again, keep the last race")
@@ -107,6 +149,7 @@ def main():
     photos = [p.image_path for p in load_ic15_e2e(limit=last)[first - 1 :]]
     previous = RESULTS / "scenetext_e2e_speed.json"
     speed = json.loads(previous.read_text())["speed"] if args.memory_only else race(photos, args.rounds)
+    split = json.loads(previous.read_text()).get("where_time_goes") if args.memory_only else where_time_goes(photos)
     memory = peak_memory(args.memory_photos)
     summary = (f"ours {speed['ours']['median']:.2f} photos/s, "
                + ", ".join(f"{name} {row['median']:.2f}" for name, row in speed.items() if name != "ours")
@@ -114,7 +157,8 @@ def main():
     out = {"command": "python bench/scenetext/e2e_speed.py", "machine": machine(),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "about": " ".join(__doc__.split("\n\n")[2].split()),
-           "photos": args.photos, "rounds": args.rounds, "speed": speed, "memory": memory, "summary": summary,
+           "photos": args.photos, "rounds": args.rounds, "speed": speed, "where_time_goes": split,
+           "memory": memory, "summary": summary,
            "this_process_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
     (RESULTS / "scenetext_e2e_speed.json").write_text(json.dumps(out, indent=1) + "\n")
     (RESULTS / "scenetext_e2e_speed.md").write_text(markdown(out))

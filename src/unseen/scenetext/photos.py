@@ -34,6 +34,7 @@ RAW_FORMAT = "raw-v2"  # what detect_and_read returns; bump when it changes
 def load_photo(path) -> tuple[np.ndarray, float, tuple[int, int]]:
     """(BGR uint8 array, scale from photo pixels to the array's, the photo's (width, height)): EXIF-rotated, shrunk
     to MAX_PHOTO_SIDE (a big JPEG is decoded at a fraction of its size, so it never fills memory)."""
+    import cv2
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     where = str(path)
@@ -42,19 +43,23 @@ def load_photo(path) -> tuple[np.ndarray, float, tuple[int, int]]:
             full = image.size
             image.draft("RGB", (MAX_PHOTO_SIDE, MAX_PHOTO_SIDE))
             drafted = image.size
-            image = ImageOps.exif_transpose(image).convert("RGB")
+            ImageOps.exif_transpose(image, in_place=True)  # in place: an upright photo is not copied
+            turned = image.size != drafted  # by its EXIF orientation
+            if image.mode != "RGB":
+                image = image.convert("RGB")
+            if max(image.size) > MAX_PHOTO_SIDE:
+                ratio = MAX_PHOTO_SIDE / max(image.size)
+                image = image.resize((max(1, round(image.width * ratio)), max(1, round(image.height * ratio))))
+            rgb = np.asarray(image)  # inside the block: closing the file frees its pixels
     except FileNotFoundError:
         raise DataError(f"{where}: photo not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"{where}: cannot decode image ({str(err).splitlines()[0][:120]})") from None
-    if image.size != drafted:  # turned by its EXIF orientation
+    if turned:
         full = full[::-1]
     if min(full) == 0:
         raise DataError(f"{where}: image has zero size")
-    if max(image.size) > MAX_PHOTO_SIDE:
-        ratio = MAX_PHOTO_SIDE / max(image.size)
-        image = image.resize((max(1, round(image.width * ratio)), max(1, round(image.height * ratio))))
-    return np.asarray(image)[:, :, ::-1].copy(), image.width / full[0], full
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), rgb.shape[1] / full[0], full
 
 
 class PhotoReader:
