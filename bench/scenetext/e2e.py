@@ -23,7 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from e2e_report import machine, markdown, snapped
+from e2e_report import machine, markdown, snapped, where_words_are_lost
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "results"
@@ -274,8 +274,12 @@ def run(args):
     report("unseen, no adaptation", [r.words for r in reader.adapt(raws, batch_lexicon=False)], detection=True)
     # what detection and word cuts find, before words read unsurely are dropped: the detection figure proper
     unfiltered = PhotoReader(reader.detector, reader.encoder, replace(reader.settings, min_confidence=0.0))
-    report("unseen word boxes before the confidence filter", [r.words for r in unfiltered.adapt(raws)], detection=True)
-    report("unseen (default: batch lexicon)", [r.words for r in reader.adapt(raws)], detection=True)
+    all_words = [r.words for r in unfiltered.adapt(raws)]
+    report("unseen word boxes before the confidence filter", all_words, detection=True)
+    kept_words = [r.words for r in reader.adapt(raws)]
+    report("unseen (default: batch lexicon)", kept_words, detection=True)
+    lost = {part: where_words_are_lost(raws[cut], kept_words[cut], all_words[cut], photos[cut])
+            for part, cut in {"1-100": TUNE, **parts}.items()}
     # ICDAR 2015's ground truth marks every word under 3 characters don't care, so a short output can only cost
     # precision there; the reader keeps them by default ("24" in "OPEN 24 HOURS"), --min-length 3 drops them
     icdar = PhotoReader(reader.detector, reader.encoder, replace(reader.settings, min_length=3))
@@ -294,7 +298,7 @@ def run(args):
     out = {"command": "python bench/scenetext/e2e.py run", "machine": machine(),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "reader": reader.fingerprint,
            "settings": tuned(), "photos": len(photos), "rows": rows,
-           "stream": stream_experiment(reader, raws, photos, tuned()["self_labelled_as"])}
+           "lost_words": lost, "stream": stream_experiment(reader, raws, photos, tuned()["self_labelled_as"])}
     speed_path = RESULTS / "scenetext_e2e_speed.json"
     out["speed"] = json.loads(speed_path.read_text()) if speed_path.exists() else None
     (RESULTS / "scenetext_e2e.json").write_text(json.dumps(out, indent=1) + "\n")

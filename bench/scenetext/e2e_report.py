@@ -50,4 +50,60 @@ def markdown(out: dict) -> str:
               f"its words used as {s['self_labelled_as']} words (`python bench/scenetext/e2e.py stream` chooses how "
               "on photos 1-100).", "", "| through photo | cold F | evolved F |", "|---|---|---|"]
     lines += [f"| {c['through_photo']} | {c['cold_f']:.1f} | {c['evolved_f']:.1f} |" for c in s["checkpoints"]]
+    if out.get("lost_words"):
+        lines += lost_words_markdown(out["lost_words"])
     return "\n".join(lines) + "\n"
+
+
+LOSSES = {"read": "read right", "misread": "boxed, misread", "unsure": "boxed, dropped as read unsurely",
+          "cut": "inside a detected line, not cut out as a word", "undetected": "in no detected line"}
+
+
+def where_words_are_lost(raws, kept, unfiltered, photos) -> dict:
+    """Each scored ground-truth word by where the reader loses it, in order: read right (a kept word at IoU > 0.5
+    with the right text), misread (a kept word at IoU > 0.5), dropped as unsure (a word before the confidence
+    filter at IoU > 0.5), inside a detected line (half of its area or more) but not cut out as a word, in no
+    detected line. Not one-to-one like the official count, so "read right" can exceed its matches slightly."""
+    import statistics
+
+    import numpy as np
+
+    from unseen.scenetext.icdar import _iou, _polygon, transcriptions_match
+
+    counts, undetected_heights = dict.fromkeys(LOSSES, 0), []
+    for raw, kept_words, all_words, photo in zip(raws, kept, unfiltered, photos):
+        kept_boxes = [(_polygon(w.quad), w.text) for w in kept_words]
+        all_boxes = [_polygon(w.quad) for w in all_words]
+        lines = [_polygon(np.asarray(line.quad) / raw.scale) for line, _, _ in raw.lines]
+        for word in photo.words:
+            if word.dont_care:
+                continue
+            truth = _polygon(word.quad)
+            boxed = [text for box, text in kept_boxes if _iou(truth, box) > 0.5]
+            if any(transcriptions_match(word.text, text) for text in boxed):
+                counts["read"] += 1
+            elif boxed:
+                counts["misread"] += 1
+            elif any(_iou(truth, box) > 0.5 for box in all_boxes):
+                counts["unsure"] += 1
+            elif any(truth.intersection(line).area >= 0.5 * truth.area for line in lines if line.intersects(truth)):
+                counts["cut"] += 1
+            else:
+                counts["undetected"] += 1
+                corners = np.asarray(word.quad, dtype=float)
+                undetected_heights.append(float(np.linalg.norm(corners[0] - corners[3])))
+    return {"counts": counts, "words": sum(counts.values()),
+            "undetected_median_height_px": statistics.median(undetected_heights) if undetected_heights else None}
+
+
+def lost_words_markdown(lost: dict) -> list[str]:
+    lines = ["", "## Where words are lost", "",
+             "Each scored ground-truth word by the first step that loses it (`where_words_are_lost` in "
+             "e2e_report.py; the default reader, no word list).", "",
+             "| photos | words | " + " | ".join(LOSSES.values()) + " | median height in no line (px) |",
+             "|---|---|" + "---|" * (len(LOSSES) + 1)]
+    for part, row in lost.items():
+        cells = " | ".join(f"{row['counts'][k]} ({100 * row['counts'][k] / row['words']:.1f} %)" for k in LOSSES)
+        height = row["undetected_median_height_px"]
+        lines.append(f"| {part} | {row['words']} | {cells} | {height:.0f} |")
+    return lines
