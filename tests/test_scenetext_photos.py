@@ -79,6 +79,28 @@ def test_bad_and_odd_inputs(reader, tmp_path):
     assert 8000 < wide.words[0].quad[:, 0].mean() < 12000
 
 
+def test_photos_load_upright_in_bgr_whatever_their_mode_or_exif_turn(tmp_path):
+    from unseen.scenetext.photos import load_photo
+
+    page, _ = render_photo(["TURNED"], size=(400, 120), at=(20, 40))
+    page.paste((255, 0, 0), (0, 0, 10, 10))  # a red corner: BGR order and where "up" is
+    page.save(tmp_path / "upright.png")
+    bgr, scale, size = load_photo(tmp_path / "upright.png")
+    assert bgr.shape == (120, 400, 3) and scale == 1.0 and size == (400, 120)
+    assert bgr[5, 5].tolist() == [0, 0, 255]
+    # a phone's portrait photo: pixels stored turned, EXIF orientation 6 says "turn me back"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    page.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.png", exif=exif)
+    turned, _, turned_size = load_photo(tmp_path / "phone.png")
+    assert turned_size == (400, 120) and np.array_equal(turned, bgr)
+    page.convert("L").save(tmp_path / "grey.png")
+    page.convert("RGBA").save(tmp_path / "clear.png")
+    for name in ("grey.png", "clear.png"):
+        loaded, _, _ = load_photo(tmp_path / name)
+        assert loaded.shape == (120, 400, 3) and loaded.dtype == np.uint8
+
+
 def test_evolving_pool_keeps_sure_words_marked_and_removable(reader, tmp_path):
     from unseen.cli import app
     from unseen.scenetext.pool import Pool
