@@ -229,8 +229,11 @@ def run_and_describe(clusters: list[str], args) -> tuple[dict | None, dict | Non
     by_n: dict[int, set] = {}
     for row in summary["rows"]:
         by_n.setdefault(row["n"], set()).add(row["task"])
-    command = "OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py" + (f" --recipe {args.recipe}" if args.recipe
-                                                                          else "")
+    command = "OMP_NUM_THREADS=1 python bench/instruct/heldout_all.py"
+    if args.recipe:  # a diagnostic run: everything that places and limits it (the main report keeps its command)
+        results = args.results.resolve()
+        command += (f" --recipe {args.recipe} --seeds {','.join(map(str, args.seeds))} --out {args.out}"
+                    f" --results {results.relative_to(ROOT) if results.is_relative_to(ROOT) else results}")
     meta = {"command": command, "seeds": args.seeds, "recipe": args.recipe,
             "train": asdict(config.train), "eval": asdict(config.eval), "tasks": config.tasks,
             "shipped_adapter": shipped,
