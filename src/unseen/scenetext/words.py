@@ -1,11 +1,12 @@
-"""From detected text lines to words: crop each line, read it once, cut it into words at PP-OCRv4's spaces
+"""From detected text lines to words: crop each line, read it once, cut it into words at the recognizer's spaces
 (written, or nearly: see SplitSettings).
 
-The detector finds lines, while users (and ICDAR's ground truth) count words. PP-OCRv4 writes a space between
+The detector finds lines, while users (and ICDAR's ground truth) count words. PP-OCR writes a space between
 the words of a line, and its CTC output says which column each character was read in: a column of the 48-pixel
 high resized crop covers 8 pixels, and a character's spike sits near its middle. So a word spans from a fraction
 of a character pitch before its first spike to a fraction after its last, and its log-probability columns (the
 slice between the breaks around it) score it against any word list exactly as a crop of it would be scored.
+A vertical line (a box at least 1.5 times taller than wide) is read turned, and its words boxed along it.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def split_line(log_probs: torch.Tensor, characters: list[str], settings: SplitSe
     """Greedy CTC reading of a line cut into words: at its spaces, and at wide or space-like gaps (SplitSettings)."""
     best, ids = log_probs.max(-1)
     probs, ids = best.exp().tolist(), ids.tolist()
-    space = len(characters) - 1  # PP-OCRv4's space is its last class
+    space = len(characters) - 1  # PP-OCR's space is its last class
     space_probs = log_probs[:, space].exp().tolist()
     # (column, character, probability) per emitted character
     chars = [(e.first, characters[e.index], e.prob) for e in best_path(ids, probs)]
@@ -125,9 +126,7 @@ def word_quad(line: LineCrop, span: WordSpan, resized_width: int, settings: Spli
     """The word's corners in the photo: its column range mapped to crop pixels, then through the line's warp."""
     import cv2
 
-    crop_w, crop_h = line.size
-    if line.rotated:  # vertical text: the line's own box (splitting turned crops is not worth the geometry)
-        return line.quad.copy()
+    crop_w, crop_h = line.size  # as read: a turned crop's size after turning
     scale = crop_w / resized_width
     first, last = span.spikes
     left = (first + 0.5 - settings.lead * span.pitch) * COLUMN * scale
@@ -136,6 +135,8 @@ def word_quad(line: LineCrop, span: WordSpan, resized_width: int, settings: Spli
     margin = crop_h * (1 - settings.height) / 2
     corners = np.array([[[left, margin], [right, margin], [right, crop_h - margin], [left, crop_h - margin]]],
                        dtype=np.float32)
+    if line.rotated:  # read turned 90 degrees counter-clockwise: (x, y) as read was (width - y, x) before turning,
+        corners = np.stack([crop_h - corners[..., 1], corners[..., 0]], axis=-1)  # whose width is crop_h now
     return cv2.perspectiveTransform(corners, line.to_photo.astype(np.float32))[0]
 
 
