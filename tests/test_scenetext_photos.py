@@ -79,18 +79,20 @@ def test_bad_and_odd_inputs(reader, tmp_path):
     assert 8000 < wide.words[0].quad[:, 0].mean() < 12000
 
 
-def test_a_vertical_line_is_cut_into_its_words_in_place(reader, tmp_path):
-    """A sign reading top to bottom (turned 90 degrees clockwise): read turned back, each word boxed where it is,
-    not the whole line's box for every word."""
+def test_a_vertical_line_is_read_either_way_round_and_cut_into_its_words_in_place(reader, tmp_path):
+    """Signs reading top to bottom (turned 90 degrees clockwise) and bottom to top (counter-clockwise): each read
+    the right way up, each word boxed where it is, not the whole line's box for every word."""
     words = ["HELLO", "unseen", "WORLD"]
     image, boxes = render_photo(words, size=(700, 140), at=(40, 50))
-    turned = image.transpose(Image.Transpose.ROTATE_270)  # clockwise: x, y -> height - 1 - y, x
-    turned.save(tmp_path / "vertical.png")
-    [photo] = reader.read([tmp_path / "vertical.png"])
-    assert [w.text for w in photo.words] == words
-    for word, (x0, y0, x1, y1) in zip(photo.words, boxes):
-        box = (image.height - y1, x0, image.height - y0, x1)
-        assert box_iou(word.quad, box) > 0.5, (word.text, word.quad.tolist(), box)
+    width, height = image.size
+    turns = {"down": (Image.Transpose.ROTATE_270, lambda x0, y0, x1, y1: (height - y1, x0, height - y0, x1)),
+             "up": (Image.Transpose.ROTATE_90, lambda x0, y0, x1, y1: (y0, width - x1, y1, width - x0))}
+    for name, (turn, where) in turns.items():
+        image.transpose(turn).save(tmp_path / f"{name}.png")
+        [photo] = reader.read([tmp_path / f"{name}.png"])
+        assert [w.text for w in photo.words] == words, name
+        for word, box in zip(photo.words, boxes):
+            assert box_iou(word.quad, where(*box)) > 0.5, (name, word.text, word.quad.tolist(), where(*box))
 
 
 def test_photos_load_upright_in_bgr_whatever_their_mode_or_exif_turn(tmp_path):

@@ -28,7 +28,7 @@ from unseen.scenetext.words import split_line, warp_line, word_quad
 __all__ = ["PhotoReader", "PhotoReading", "RawPhoto", "ReadSettings", "Word", "as_json", "draw", "load_photo"]
 
 MAX_PHOTO_SIDE = 4096  # larger photos are shrunk on load: the detector reads at most 2000 px anyway
-RAW_FORMAT = "raw-v2"  # what detect_and_read returns; bump when it changes
+RAW_FORMAT = "raw-v3"  # what detect_and_read returns; bump when it changes
 
 
 def load_photo(path) -> tuple[np.ndarray, float, tuple[int, int]]:
@@ -104,12 +104,21 @@ class PhotoReader:
         from unseen.core.models.ppocr import crop_width
 
         lines = [warp_line(bgr, quad) for quad in quads]
-        read: list = [None] * len(lines)
-        for i, log_probs in self.encoder.ctc_log_probs([line.image for line in lines]):
-            resized = crop_width(lines[i].image)
+        # a vertical line runs top to bottom or bottom to top: turned a quarter, one way is upright and the other
+        # upside down, so both are read and the one whose best path is likelier is kept (RapidOCR runs a direction
+        # classifier on every line for this)
+        vertical = [i for i, line in enumerate(lines) if line.rotated]
+        candidates = lines + [lines[i].turned_half_round() for i in vertical]
+        read: list = [None] * len(candidates)
+        for i, log_probs in self.encoder.ctc_log_probs([line.image for line in candidates]):
+            resized = crop_width(candidates[i].image)
             # the columns that see the crop; the line's pixels are not kept
-            read[i] = (lines[i].without_pixels(), resized, log_probs[: -(-resized // 8)].clone())
-        return read
+            read[i] = (candidates[i].without_pixels(), resized, log_probs[: -(-resized // 8)].clone())
+        for k, i in enumerate(vertical):
+            other = read[len(lines) + k]
+            if other[2].max(-1).values.sum() > read[i][2].max(-1).values.sum():
+                read[i] = other
+        return read[: len(lines)]
 
     def holds_several_words(self, path) -> bool:
         """Whether the detector and the word cuts find more than one word in the image: how ``--as auto`` tells a

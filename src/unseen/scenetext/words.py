@@ -6,7 +6,8 @@ the words of a line, and its CTC output says which column each character was rea
 high resized crop covers 8 pixels, and a character's spike sits near its middle. So a word spans from a fraction
 of a character pitch before its first spike to a fraction after its last, and its log-probability columns (the
 slice between the breaks around it) score it against any word list exactly as a crop of it would be scored.
-A vertical line (a box at least 1.5 times taller than wide) is read turned, and its words boxed along it.
+A vertical line (a box at least 1.5 times taller than wide) is read turned, whichever way round reads more surely
+(it may run top to bottom or bottom to top), and its words are boxed along it.
 """
 
 from __future__ import annotations
@@ -46,11 +47,17 @@ class LineCrop:
     image: Image.Image | None  # the line, warped upright (RGB); None once read (see without_pixels)
     quad: np.ndarray  # [4, 2] its corners in the photo, clockwise from top-left
     to_photo: np.ndarray  # 3 x 3 perspective map from crop pixels to photo pixels
-    rotated: bool  # a tall box: the crop was turned 90 degrees to read it
+    rotated: bool  # a tall box: the crop was turned 90 degrees counter-clockwise to read it
     size: tuple[int, int] = (0, 0)  # the crop's (width, height), kept when the pixels are dropped
+    flipped: bool = False  # turned half round again: a vertical line that reads bottom to top
 
     def without_pixels(self) -> LineCrop:
-        return LineCrop(None, self.quad, self.to_photo, self.rotated, self.image.size if self.image else self.size)
+        return LineCrop(None, self.quad, self.to_photo, self.rotated, self.image.size if self.image else self.size,
+                        self.flipped)
+
+    def turned_half_round(self) -> LineCrop:
+        return LineCrop(self.image.transpose(Image.Transpose.ROTATE_180), self.quad, self.to_photo, self.rotated,
+                        self.size, not self.flipped)
 
 
 @dataclass
@@ -135,6 +142,8 @@ def word_quad(line: LineCrop, span: WordSpan, resized_width: int, settings: Spli
     margin = crop_h * (1 - settings.height) / 2
     corners = np.array([[[left, margin], [right, margin], [right, crop_h - margin], [left, crop_h - margin]]],
                        dtype=np.float32)
+    if line.flipped:  # read turned half round: back to the quarter turn first
+        corners = np.stack([crop_w - corners[..., 0], crop_h - corners[..., 1]], axis=-1)
     if line.rotated:  # read turned 90 degrees counter-clockwise: (x, y) as read was (width - y, x) before turning,
         corners = np.stack([crop_h - corners[..., 1], corners[..., 0]], axis=-1)  # whose width is crop_h now
     return cv2.perspectiveTransform(corners, line.to_photo.astype(np.float32))[0]
