@@ -41,7 +41,7 @@ class DetectorSettings:
         return replace(self, **changes)
 
 
-_NORMALIZED = ((np.arange(256, dtype=np.float32) / 255.0 - 0.5) / 0.5).astype(np.float32)  # uint8 -> [-1, 1]
+_NORMALIZED = (np.arange(256, dtype=np.float32) / 255.0 - 0.5) / 0.5  # uint8 -> [-1, 1], float32 throughout
 
 
 def _resize_to_32(img, ratio: float):
