@@ -121,6 +121,21 @@ def test_reader_fingerprint_names_weights_and_settings():
     assert PhotoReader.load(base="ppocr-v4").fingerprint not in (before, reader.fingerprint)
 
 
+@pytest.mark.slow
+def test_reader_loads_the_tuned_detector_with_its_tuned_settings(monkeypatch):
+    from unseen.scenetext import tuned
+    from unseen.scenetext.photos import PhotoReader
+
+    shipped = tuned.tuned()
+    monkeypatch.setattr(tuned, "tuned", lambda: {**shipped, "detector": "ppocr-v6-det",
+                                                 "detector_settings": {"box_thresh": 0.45}})
+    reader = PhotoReader.load()
+    assert reader.detector.settings.box_thresh == 0.45 and "PP-OCRv6_det_small.onnx" in reader.detector.fingerprint
+    monkeypatch.setattr(tuned, "tuned", lambda: {**shipped, "detector": "ppocr-v6-det-int8", "detector_settings": {}})
+    int8 = PhotoReader.load()
+    assert int8.detector.settings.box_thresh == 0.5 and "-int8-" in int8.detector.fingerprint
+
+
 def test_shipped_settings_are_the_tuning_output():
     """The library's defaults come from tuned.json, and tuned.json holds what the tuning record says was chosen."""
     from unseen.scenetext import tuned
@@ -144,6 +159,8 @@ def test_shipped_settings_are_the_tuning_output():
         "tau": 0.0, "delta": 0.0, "restrict": False, "drop_below": -10.0, "keep_beyond_list": False}
     assert {k: getattr(GENERAL_LIST, k) for k in fields} == {k: general[k] for k in fields}
     assert SELF_LABELLED_AS == record["self_labelled_as"]["chosen"] == shipped["self_labelled_as"]
+    assert shipped["detector"] == record["detector"]["chosen"]
+    assert shipped["detector_settings"] == record["detect"]["written"]
     batch = json.loads((ROOT / "docs" / "results" / "scenetext_batch_lexicon.json").read_text())
     chosen_batch = batch["chosen"]
     assert DEFAULT_BATCH_LEXICON.min_confidence == chosen_batch["min_confidence"]

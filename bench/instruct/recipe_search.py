@@ -44,6 +44,10 @@ RECIPES = {
            "+ KL to the base on prompt and answer positions, weight 1, 64 positions per batch"),
     "kl_answer": ({"kl_weight": 1.0, "kl_on": "answer", "kl_max_positions": 0},
                   "+ KL to the base on the answer positions only, weight 1"),
+    # added 2026-12-07 (fourth session): KL on the answers cost answer form on held-out clusters; on the prompt
+    # alone it leaves the answer distribution free while holding the body to the base on the same text
+    "kl_prompt": ({"kl_weight": 1.0, "kl_on": "prompt", "kl_max_positions": 64},
+                  "+ KL to the base on the prompt positions only, weight 1, 64 positions per batch"),
     "replay": ({"replay_fraction": 0.25, "replay_weight": 0.5},
                "+ replay: raw training texts (no template), 0.25 per example, LM loss weight 0.5"),
     "no_options": ({"mixture.no_options_fraction": 0.3},

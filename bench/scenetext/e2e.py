@@ -101,20 +101,28 @@ def score_with(reader, raws, photos, settings, **adapt):
 
 
 def tune(args):
-    """Stage "read": where lines are cut, the confidence a word needs, the word box geometry; stage "trim": what is
-    taken off a word's ends; stage "vocabulary":
-    how a domain list (strong and weak lists, chosen together) and a general dictionary (generic) are trusted;
-    stage "detect": a second detector pass at a larger scale (kept only if it raises F). All on photos 1-100."""
+    """In this order: stage "detector": the detector as shipped or its int8 copy; stage "detect": its box threshold
+    and unclip ratio (RapidOCR's kept unless a change raises F) and a second pass at a larger scale (reported);
+    stage "read": where lines are cut, the confidence a word needs, the word box geometry; stage "trim": what is
+    taken off a word's ends; stage "vocabulary": how a domain list (strong and weak lists, chosen together) and a
+    general dictionary (generic) are trusted. All on photos 1-100."""
     from unseen.scenetext import tuned
     from unseen.scenetext.adapt import VocabularySettings
     from unseen.scenetext.photos import ReadSettings
     from unseen.scenetext.words import SplitSettings
 
-    reader, photos = reader_and_photos(limit=100)
-    photos = photos[TUNE]
-    raws = raw_readings(reader, photos)
     record_path = RESULTS / "scenetext_e2e_tuning.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    if args.stage in ("detector", "all"):
+        record["detector"] = choose_detector()
+    if args.stage in ("detect", "all"):
+        reader, photos = reader_and_photos(limit=100)
+        photos = photos[TUNE]
+        record["detect"] = detection_passes(reader, photos, raw_readings(reader, photos))
+        tuned.write({"detector_settings": record["detect"]["written"]})
+    reader, photos = reader_and_photos(limit=100)  # with the detector and its settings chosen
+    photos = photos[TUNE]
+    raws = raw_readings(reader, photos)
     record.update({"photos": "1-100", "base": "ppocr-v6", "reader": reader.fingerprint})
     if args.stage in ("read", "all"):
         grid = []
@@ -190,28 +198,61 @@ def tune(args):
         tuned.write({"vocabulary": {"domain_list": {k: domain[k] for k in fields},
                                     "general_list": general_setting,
                                     "general_list_words": tuned.tuned()["vocabulary"]["general_list_words"]}})
-    if args.stage in ("detect", "all"):
-        record["detect"] = detection_passes(reader, photos, raws)
     record["machine"] = machine()
     record_path.write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(tuned.tuned(), indent=1))
 
 
+def choose_detector() -> dict:
+    """The detector as shipped (float) or its int8 copy (about a third faster): the int8 copy becomes the default
+    only if F on photos 1-100 is no lower with it, without a list and with the strong lists (the rule fixed before
+    it was run); the reader's other settings as they stand. Writes tuned.json's "detector"."""
+    from unseen.core.models.ppocr_det import DBDetector
+    from unseen.scenetext import tuned
+    from unseen.scenetext.adapt import DOMAIN_LIST
+    from unseen.scenetext.icdar import load_ic15_e2e
+    from unseen.scenetext.photos import DETECTORS, PhotoReader, load_photo
+
+    photos, rows = load_ic15_e2e(limit=100)[TUNE], {}
+    strong = lexicons("strong", photos)
+    for name in DETECTORS:
+        reader = PhotoReader.load(detector=name)
+        raws = raw_readings(reader, photos, f"reading with {name}")
+        plain, listed = score(reader, raws, photos), score(reader, raws, photos, lexicon=strong, vocabulary=DOMAIN_LIST)
+        started = time.perf_counter()  # the network alone, per photo (on a quiet machine)
+        for photo in photos[:20]:
+            reader.detector.probability_map(DBDetector.scaled(load_photo(photo.image_path)[0],
+                                                              reader.detector.settings)[0])
+        rows[name] = {"f": plain.f, "precision": plain.precision, "recall": plain.recall, "f_strong": listed.f,
+                      "network_seconds_per_photo": (time.perf_counter() - started) / 20}
+        print(name, rows[name], flush=True)
+    shipped, int8 = rows["ppocr-v6-det"], rows["ppocr-v6-det-int8"]
+    chosen = "ppocr-v6-det-int8" if int8["f"] >= shipped["f"] and int8["f_strong"] >= shipped["f_strong"] \
+        else "ppocr-v6-det"
+    tuned.write({"detector": chosen})
+    return {"rows": rows, "chosen": chosen,
+            "rule": "int8 if F without a list and with the strong lists are both no lower than the float detector's"}
+
+
 def detection_passes(reader, photos, raws) -> dict:
     """Finding more words, each variant scored by F, detection precision/recall and detection seconds: the detector's
-    box threshold and unclip ratio, and a second pass with the short side at 1152 or 1440 px (small text), its boxes
-    added where they overlap no first-pass box by half of the smaller one's area. The default is kept unless a
-    variant raises F on photos 1-100 (reported, not written: the detector's settings are RapidOCR 3.10's)."""
+    box threshold and unclip ratio, and a second pass with the short side at 1152 px (small text), its boxes
+    added where they overlap no first-pass box by half of the smaller one's area. RapidOCR 3.10's settings are kept
+    unless a one-pass variant raises F on photos 1-100; then its changes are written to tuned.json's
+    "detector_settings" (a second pass is reported only: it would be a new step, not a setting)."""
+    from unseen.core.models.ppocr_det import DetectorSettings
     from unseen.scenetext.icdar import _polygon, evaluate_e2e
     from unseen.scenetext.photos import load_photo
     from unseen.scenetext.reading import RawPhoto
 
-    truth, base = [p.words for p in photos], reader.detector.settings
-    variants = {"RapidOCR 3.10 defaults (short side 736, box_thresh 0.5, unclip 1.6)": [base],
-                "box_thresh 0.4": [base.with_(box_thresh=0.4)], "unclip 2.0": [base.with_(unclip_ratio=2.0)],
-                "+ second pass at 1152": [base, base.with_(limit_side_len=1152)]}
+    truth, base = [p.words for p in photos], DetectorSettings()  # RapidOCR 3.10's
+    changes = {"RapidOCR 3.10 defaults (short side 736, box_thresh 0.5, unclip 1.6)": {},
+               "box_thresh 0.4": {"box_thresh": 0.4}, "unclip 2.0": {"unclip_ratio": 2.0}}
+    variants = {name: [base.with_(**change)] for name, change in changes.items()}
+    variants["+ second pass at 1152"] = [base, base.with_(limit_side_len=1152)]
     found = {name: [] for name in variants}
     seconds = dict.fromkeys(variants, 0.0)
+    read_with = reader.detector.settings  # what ``raws`` were read with: reused where a variant is the same
     for count, photo in enumerate(photos, 1):
         bgr, scale, (width, height) = load_photo(photo.image_path)
         for name, passes in variants.items():
@@ -222,7 +263,8 @@ def detection_passes(reader, photos, raws) -> dict:
                 quads += [q for q in more if all(
                     p.intersection(_polygon(q)).area < 0.5 * min(p.area, _polygon(q).area) for p in polygons)]
             seconds[name] += time.perf_counter() - started
-            lines = raws[count - 1].lines if len(passes) == 1 and settings == base else reader.read_lines(bgr, quads)
+            lines = raws[count - 1].lines if len(passes) == 1 and settings == read_with else reader.read_lines(
+                bgr, quads)
             found[name].append(RawPhoto(str(photo.image_path), width, height, scale, lines))
         if count % 25 == 0:
             print(f"detection variants: {count}/{len(photos)} photos", flush=True)
@@ -235,7 +277,8 @@ def detection_passes(reader, photos, raws) -> dict:
                      "detection_seconds": seconds[name]})
         print(rows[-1], flush=True)
     best = max(rows, key=lambda r: r["f"])
-    return {"rows": rows, "best_on_photos_1_100": best["detector"]}
+    one_pass = max((r for r in rows if r["detector"] in changes), key=lambda r: r["f"])
+    return {"rows": rows, "best_on_photos_1_100": best["detector"], "written": changes[one_pass["detector"]]}
 
 
 def run(args):
@@ -368,7 +411,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["tune", "run", "stream"])
     parser.add_argument("--limit", type=int, default=None, help="run: first N photos only (a smoke test)")
-    parser.add_argument("--stage", choices=["read", "trim", "vocabulary", "detect", "all"], default="all",
+    parser.add_argument("--stage", choices=["detector", "read", "trim", "vocabulary", "detect", "all"], default="all",
                         help="tune: which settings")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--history", action="store_true", help="run: RapidOCR 1.4.4 (PP-OCRv4) beside as well")

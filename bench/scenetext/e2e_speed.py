@@ -4,7 +4,8 @@
 
 Speed: ICDAR 2015 photos 101-200, 5 rounds, every reader at 2 threads, alternating photo by photo so that all see
 the same machine. Ours: detection, one recognizer pass per line, word cuts and the batch lexicon over the photos
-(timed once per round and spread over its photos). RapidOCR 3.10: with word boxes as shipped (its direction
+(timed once per round and spread over its photos), as users get it (the detector's int8 copy) and with the
+detector as shipped. RapidOCR 3.10: with word boxes as shipped (its direction
 classifier on: one more network per line than ours), with word boxes and the classifier off (the same steps as
 ours), and its default line output. Then one more pass of ours alone, timing its two networks within it. Memory:
 peak RSS of one process reading photos 1-500 in one ``PhotoReader.read`` call, measured in a child process so that
@@ -27,15 +28,19 @@ from e2e_report import machine
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "results"
+FLOAT = "ours, the detector as shipped (float; RapidOCR's boxes exactly)"
 
 
 def race(photos, rounds: int) -> dict:
     from unseen.scenetext.photos import PhotoReader
     from unseen.scenetext.rapidocr import load_rapidocr, read_lines, read_words
 
-    reader, engine = PhotoReader.load(), load_rapidocr("3.10")
+    engine = load_rapidocr("3.10")
+    # ours as users get it (the detector's int8 copy, tuned.json) and with the detector as shipped (float)
+    readers = {"ours": PhotoReader.load(), FLOAT: PhotoReader.load(detector="ppocr-v6-det")}
     steps = {
         "ours": None,
+        FLOAT: None,
         "rapidocr 3.10 word boxes (as shipped, classifier on)": lambda p: read_words(engine, p),
         "rapidocr 3.10 word boxes, classifier off (same steps)": lambda p: engine(
             str(p), use_det=True, use_cls=False, use_rec=True, return_word_box=True),
@@ -43,15 +48,16 @@ def race(photos, rounds: int) -> dict:
     }
     per_round = {name: [] for name in steps}
     for k in range(rounds):
-        seconds, raws = dict.fromkeys(steps, 0.0), []
+        seconds, raws = dict.fromkeys(steps, 0.0), {name: [] for name in readers}
         for path in photos:
             for name, step in steps.items():
                 started = time.perf_counter()
-                raws.append(reader.detect_and_read(path)) if step is None else step(path)
+                raws[name].append(readers[name].detect_and_read(path)) if step is None else step(path)
                 seconds[name] += time.perf_counter() - started
-        started = time.perf_counter()
-        reader.adapt(raws)
-        seconds["ours"] += time.perf_counter() - started
+        for name, reader in readers.items():
+            started = time.perf_counter()
+            reader.adapt(raws[name])
+            seconds[name] += time.perf_counter() - started
         for name in steps:
             per_round[name].append(len(photos) / seconds[name])
         print(f"round {k + 1}: " + ", ".join(f"{n.split(' (')[0]} {v[-1]:.2f}" for n, v in per_round.items()),

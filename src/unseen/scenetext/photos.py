@@ -29,6 +29,7 @@ __all__ = ["PhotoReader", "PhotoReading", "RawPhoto", "ReadSettings", "Word", "a
 
 MAX_PHOTO_SIDE = 4096  # larger photos are shrunk on load: the detector reads at most 2000 px anyway
 RAW_FORMAT = "raw-v3"  # what detect_and_read returns; bump when it changes
+DETECTORS = ("ppocr-v6-det", "ppocr-v6-det-int8")  # the PP-OCRv6 detector as shipped, and its int8 copy
 
 
 def load_photo(path) -> tuple[np.ndarray, float, tuple[int, int]]:
@@ -79,15 +80,26 @@ class PhotoReader:
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
     @classmethod
-    def load(cls, settings: ReadSettings = ReadSettings(), base: str = "ppocr-v6") -> PhotoReader:
-        """``base``: ppocr-v6 (PP-OCRv6 small detector and recognizer, the default) or ppocr-v4 (history)."""
+    def load(cls, settings: ReadSettings = ReadSettings(), base: str = "ppocr-v6", detector: str | None = None
+             ) -> PhotoReader:
+        """``base``: ppocr-v6 (PP-OCRv6 small detector and recognizer, the default) or ppocr-v4 (history).
+        ``detector``: a detector asset for ppocr-v6, ``ppocr-v6-det`` (float, RapidOCR's exactly) or
+        ``ppocr-v6-det-int8`` (made on first use); default: the one tuned.json names, with its detector settings
+        (both chosen on photos 1-100)."""
         from unseen.core.assets import load_asset
         from unseen.core.errors import UnseenError
         from unseen.scenetext.encoder import PPOCREncoder
         from unseen.scenetext.onnx_encoder import OnnxCTCEncoder
+        from unseen.scenetext.tuned import tuned
 
         if base == "ppocr-v6":
-            return cls(load_asset("ppocr-v6-det"), OnnxCTCEncoder("ppocr-v6-rec"), settings)
+            detector = detector or tuned().get("detector", "ppocr-v6-det")
+            if detector not in DETECTORS:
+                raise UnseenError(f"unknown detector {detector!r}; known: {', '.join(DETECTORS)}")
+            found = load_asset(detector)
+            # RapidOCR 3.10's detector settings, but where tuned.json changes one (chosen on photos 1-100)
+            found.settings = found.settings.with_(**tuned().get("detector_settings", {}))
+            return cls(found, OnnxCTCEncoder("ppocr-v6-rec"), settings)
         if base == "ppocr-v4":
             return cls(load_asset("ppocr-v4-det"), PPOCREncoder(backend="onnxruntime"), settings)
         raise UnseenError(f"unknown reader base {base!r}; known: ppocr-v6, ppocr-v4")

@@ -207,6 +207,8 @@ def load_asset(name: str):
         return models.load_ppocr_v4_rec(asset_file(name))  # (model, characters)
     if kind == "ppocr_det":
         return models.load_db_detector(asset_file(name))
+    if kind == "ppocr_det_int8":  # made from the shipped float graph on first use, then cached
+        return models.load_int8_db_detector(asset_file(name), cache_dir() / "int8")
     if kind == "ppocr_rec_onnx":
         return models.load_ppocr_onnx_rec(asset_file(name))
     raise UnseenError(f"assets.yaml: asset {name!r} has unknown kind {kind!r}")

@@ -15,6 +15,7 @@ from unseen.core.models.efficientnet_lite import (
 )
 from unseen.core.models.ppocr import PPOCRv4Rec, load_ppocr_v4_rec
 from unseen.core.models.ppocr_det import DBDetector, DetectorSettings, load_db_detector
+from unseen.core.models.ppocr_int8 import load_int8_db_detector
 from unseen.core.models.ppocr_onnx import OnnxCTCRecognizer, load_ppocr_onnx_rec
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "DetectorSettings",
     "DBDetector",
     "load_db_detector",
+    "load_int8_db_detector",
     "OnnxCTCRecognizer",
     "load_ppocr_onnx_rec",
 ]
