@@ -82,5 +82,5 @@ def test_cli_lists_every_asset(unseen_cli):
     assert result.returncode == 0, result.stderr
     for name in asset_names():
         assert name in result.stdout
-    assert len(asset_names()) == 9  # ppocr-v6-det and ppocr-v6-rec joined
+    assert len(asset_names()) == 10  # ppocr-v6-det and ppocr-v6-rec joined, then ppocr-v6-det-int8
     assert {"ppocr-v6-det", "ppocr-v6-rec"} <= set(asset_names())

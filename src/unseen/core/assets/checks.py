@@ -76,7 +76,7 @@ def _probe(name: str, loaded) -> str:
         probs = torch.from_numpy(loaded.probabilities(to_array(render_word(word))[None]))
         text, confidence = greedy_decode(probs.clamp_min(1e-30).log(), loaded.characters)[0]
         return f"rendered {word!r} read as {text.strip()!r} (confidence {confidence:.2f})"
-    if kind == "ppocr_det":
+    if kind in ("ppocr_det", "ppocr_det_int8"):
         import numpy as np
 
         page = Image.new("RGB", (640, 360), "white")

@@ -12,6 +12,7 @@ photos 1-100 (bench/scenetext/e2e.py tune, stage "detector").
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -99,5 +100,6 @@ def load_int8_db_detector(source, cache: Path, settings: DetectorSettings = Dete
     """The int8 copy of ``source`` (made once, about 10 s, then read from ``cache``)."""
     path = int8_path(source, cache)
     if not path.exists():
+        print(f"unseen: making the text detector's int8 copy in {path.parent} (once, about 10 s)", file=sys.stderr)
         quantize_detector(source, path, settings)
     return DBDetector(path, settings)
