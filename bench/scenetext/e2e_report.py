@@ -28,9 +28,12 @@ def snapped(words_by_photo, lexicon, photos):
 
 
 def markdown(out: dict) -> str:
+    detector = out["settings"].get("detector", "ppocr-v6-det")
+    changed = ", ".join(f"{k} {v}" for k, v in out["settings"].get("detector_settings", {}).items())
     lines = ["# ICDAR 2015 end to end (Task 4.4): whole photos in, words and boxes out", "",
              f"Command: `{out['command']}`; machine: {out['machine']}; {out['date']}. The reader is the library's "
-             "default (PP-OCRv6 small detector and recognizer; settings from src/unseen/scenetext/tuned.json, chosen "
+             f"default (PP-OCRv6 small detector as `{detector}`{', ' + changed if changed else ''}, and recognizer; "
+             "settings from src/unseen/scenetext/tuned.json, chosen "
              "on photos 1-100 by `python bench/scenetext/e2e.py tune`); photos 101-500 never informed a setting. "
              "Official Task 4.4 protocol (unseen.scenetext.icdar). Detection P/R: a box at IoU > 0.5 to a word, "
              "whatever its text.", "",

@@ -1,7 +1,7 @@
 """An int8 copy of a PP-OCR DB detector, made on the user's machine from the shipped float graph.
 
-The detector is about two thirds of the time a photo takes to read (bench/scenetext/e2e_speed.py), and int8
-convolutions run about a third faster on a CPU with VNNI. onnxruntime's static quantization makes the copy:
+The detector is about two thirds of the time a photo takes to read (bench/scenetext/e2e_speed.py), and its
+int8 convolutions take about a quarter less time on a CPU with VNNI. onnxruntime's static quantization makes the copy:
 per-channel int8 weights, uint8 activations (QOperator), the opset raised to 17 first (per-channel scales need 13).
 Activation ranges are calibrated on synthetic scenes drawn here, text in matplotlib's DejaVu fonts on smooth colour
 fields, so no photo is needed and every machine with the same onnxruntime, onnx, Pillow and matplotlib makes the
