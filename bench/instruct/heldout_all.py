@@ -234,7 +234,9 @@ def run_and_describe(clusters: list[str], args) -> tuple[dict | None, dict | Non
         results = args.results.resolve()
         command += (f" --recipe {args.recipe} --seeds {','.join(map(str, args.seeds))} --out {args.out}"
                     f" --results {results.relative_to(ROOT) if results.is_relative_to(ROOT) else results}"
-                    + (f" --baselines '{args.baselines}'" if args.baselines != "smollm2-135m-instruct" else ""))
+                    + (f" --baselines '{args.baselines}'" if args.baselines != "smollm2-135m-instruct" else "")
+                    + (f" --clusters {args.clusters}" if set(args.clusters.split(",")) != set(TASKS) else "")
+                    + (" --available" if args.available else ""))
     meta = {"command": command, "seeds": args.seeds, "recipe": args.recipe,
             "train": asdict(config.train), "eval": asdict(config.eval), "tasks": config.tasks,
             "shipped_adapter": shipped,
