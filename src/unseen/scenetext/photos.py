@@ -83,7 +83,7 @@ class PhotoReader:
     def load(cls, settings: ReadSettings = ReadSettings(), base: str = "ppocr-v6", detector: str | None = None
              ) -> PhotoReader:
         """``base``: ppocr-v6 (PP-OCRv6 small detector and recognizer, the default) or ppocr-v4 (history).
-        ``detector``: a detector asset for ppocr-v6, ``ppocr-v6-det`` (float, RapidOCR's exactly) or
+        ``detector``: a detector asset for ppocr-v6, ``ppocr-v6-det`` (float, as shipped) or
         ``ppocr-v6-det-int8`` (made on first use); default: the one tuned.json names, with its detector settings
         (both chosen on photos 1-100)."""
         from unseen.core.assets import load_asset
