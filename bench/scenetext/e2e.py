@@ -101,8 +101,8 @@ def score_with(reader, raws, photos, settings, **adapt):
 
 
 def tune(args):
-    """In this order: stage "detector": the detector as shipped or its int8 copy; stage "detect": its box threshold
-    and unclip ratio (RapidOCR's kept unless a change raises F) and a second pass at a larger scale (reported);
+    """In this order: stage "detector": the detector as shipped or its int8 copy; stage "detect": its thresholds,
+    unclip ratio and scale (RapidOCR's kept unless a change raises F) and a second pass at a larger scale (reported);
     stage "read": where lines are cut, the confidence a word needs, the word box geometry; stage "trim": what is
     taken off a word's ends; stage "vocabulary": how a domain list (strong and weak lists, chosen together) and a
     general dictionary (generic) are trusted. All on photos 1-100."""
@@ -235,19 +235,27 @@ def choose_detector() -> dict:
 
 
 def detection_passes(reader, photos, raws) -> dict:
-    """Finding more words, each variant scored by F, detection precision/recall and detection seconds: the detector's
-    box threshold and unclip ratio, and a second pass with the short side at 1152 px (small text), its boxes
+    """Finding more words, each variant scored by F (without a list and with the strong lists), detection
+    precision/recall and detection seconds: the detector's box and probability thresholds, unclip ratio and scale,
+    and a second pass with the short side at 1152 px (small text), its boxes
     added where they overlap no first-pass box by half of the smaller one's area. RapidOCR 3.10's settings are kept
     unless a one-pass variant raises F on photos 1-100; then its changes are written to tuned.json's
     "detector_settings" (a second pass is reported only: it would be a new step, not a setting)."""
     from unseen.core.models.ppocr_det import DetectorSettings
+    from unseen.scenetext.adapt import DOMAIN_LIST
     from unseen.scenetext.icdar import _polygon, evaluate_e2e
     from unseen.scenetext.photos import load_photo
     from unseen.scenetext.reading import RawPhoto
 
     truth, base = [p.words for p in photos], DetectorSettings()  # RapidOCR 3.10's
-    changes = {"RapidOCR 3.10 defaults (short side 736, box_thresh 0.5, unclip 1.6)": {},
-               "box_thresh 0.4": {"box_thresh": 0.4}, "unclip 2.0": {"unclip_ratio": 2.0}}
+    strong = lexicons("strong", photos)
+    # one setting changed at a time from RapidOCR's (the second session of 2026-12-07 added box 0.3-0.45, the
+    # probability threshold and the larger single-pass scales)
+    changes = {"RapidOCR 3.10 defaults (short side 736, thresh 0.3, box_thresh 0.5, unclip 1.6)": {},
+               **{f"box_thresh {b}": {"box_thresh": b} for b in (0.45, 0.4, 0.35, 0.3)},
+               **{f"thresh {t}": {"thresh": t} for t in (0.25, 0.2)},
+               "unclip 2.0": {"unclip_ratio": 2.0},
+               **{f"short side {side}": {"limit_side_len": side} for side in (832, 960)}}
     variants = {name: [base.with_(**change)] for name, change in changes.items()}
     variants["+ second pass at 1152"] = [base, base.with_(limit_side_len=1152)]
     found = {name: [] for name in variants}
@@ -272,8 +280,10 @@ def detection_passes(reader, photos, raws) -> dict:
     for name, candidate in found.items():
         words = [r.words for r in reader.adapt(candidate)]
         e2e, det = evaluate_e2e(words, truth), evaluate_e2e(words, truth, detection_only=True)
+        listed = evaluate_e2e([r.words for r in reader.adapt(candidate, lexicon=strong, vocabulary=DOMAIN_LIST)],
+                              truth)
         rows.append({"detector": name, "f": e2e.f, "precision": e2e.precision, "recall": e2e.recall,
-                     "detection_precision": det.precision, "detection_recall": det.recall,
+                     "f_strong": listed.f, "detection_precision": det.precision, "detection_recall": det.recall,
                      "detection_seconds": seconds[name]})
         print(rows[-1], flush=True)
     best = max(rows, key=lambda r: r["f"])
@@ -321,7 +331,7 @@ def run(args):
     report("unseen word boxes before the confidence filter", all_words, detection=True)
     kept_words = [r.words for r in reader.adapt(raws)]
     report("unseen (default: batch lexicon)", kept_words, detection=True)
-    lost = {part: where_words_are_lost(raws[cut], kept_words[cut], all_words[cut], photos[cut])
+    lost = {part: where_words_are_lost(raws[cut], kept_words[cut], all_words[cut], photos[cut], reader.detector)
             for part, cut in {"1-100": TUNE, **parts}.items()}
     # ICDAR 2015's ground truth marks every word under 3 characters don't care, so a short output can only cost
     # precision there; the reader keeps them by default ("24" in "OPEN 24 HOURS"), --min-length 3 drops them

@@ -62,11 +62,14 @@ LOSSES = {"read": "read right", "misread": "boxed, misread", "unsure": "boxed, d
           "cut": "inside a detected line, not cut out as a word", "undetected": "in no detected line"}
 
 
-def where_words_are_lost(raws, kept, unfiltered, photos) -> dict:
+def where_words_are_lost(raws, kept, unfiltered, photos, detector=None, larger: int = 1152) -> dict:
     """Each scored ground-truth word by where the reader loses it, in order: read right (a kept word at IoU > 0.5
     with the right text), misread (a kept word at IoU > 0.5), dropped as unsure (a word before the confidence
     filter at IoU > 0.5), inside a detected line (half of its area or more) but not cut out as a word, in no
-    detected line. Not one-to-one like the official count, so "read right" can exceed its matches slightly."""
+    detected line. Not one-to-one like the official count, so "read right" can exceed its matches slightly.
+    With ``detector``, the words in no line are split by whether the detector's text probability reaches its
+    threshold anywhere inside them: at its own scale, only with the short side at ``larger`` px, or at neither
+    (where the network does not see the word, no box setting can find it)."""
     import statistics
 
     import numpy as np
@@ -74,7 +77,9 @@ def where_words_are_lost(raws, kept, unfiltered, photos) -> dict:
     from unseen.scenetext.icdar import _iou, _polygon, transcriptions_match
 
     counts, undetected_heights = dict.fromkeys(LOSSES, 0), []
+    seen = dict.fromkeys(SEEN, 0)
     for raw, kept_words, all_words, photo in zip(raws, kept, unfiltered, photos):
+        maps = None
         kept_boxes = [(_polygon(w.quad), w.text) for w in kept_words]
         all_boxes = [_polygon(w.quad) for w in all_words]
         lines = [_polygon(np.asarray(line.quad) / raw.scale) for line, _, _ in raw.lines]
@@ -95,8 +100,45 @@ def where_words_are_lost(raws, kept, unfiltered, photos) -> dict:
                 counts["undetected"] += 1
                 corners = np.asarray(word.quad, dtype=float)
                 undetected_heights.append(float(np.linalg.norm(corners[0] - corners[3])))
-    return {"counts": counts, "words": sum(counts.values()),
-            "undetected_median_height_px": statistics.median(undetected_heights) if undetected_heights else None}
+                if detector is not None:
+                    maps = maps or probability_maps(detector, photo.image_path, larger)
+                    own, bigger = (peak_inside(m, corners) >= detector.settings.thresh for m in maps)
+                    seen["own_scale" if own else "larger_only" if bigger else "neither"] += 1
+    out = {"counts": counts, "words": sum(counts.values()),
+           "undetected_median_height_px": statistics.median(undetected_heights) if undetected_heights else None}
+    return out | ({"undetected_seen": seen, "larger_side": larger} if detector is not None else {})
+
+
+SEEN = {"own_scale": "at its own scale", "larger_only": "only at the larger scale", "neither": "at neither"}
+
+
+def probability_maps(detector, image_path, larger: int) -> list[tuple]:
+    """(text-probability map, photo-to-map transform) at the detector's settings and with the short side at
+    ``larger`` px."""
+    from unseen.core.models.ppocr_det import DBDetector
+    from unseen.scenetext.photos import load_photo
+
+    bgr, scale, _ = load_photo(image_path)
+    out = []
+    for settings in (detector.settings, detector.settings.with_(limit_side_len=larger)):
+        image, (w, h), (ratio_w, ratio_h), pad_top = DBDetector.scaled(bgr, settings)
+        prob = detector.probability_map(image)
+        sx, sy = prob.shape[1] / w, prob.shape[0] / h  # photo px -> scaled px -> map px
+        out.append((prob, (scale / ratio_w * sx, scale / ratio_h * sy, pad_top * sy)))
+    return out
+
+
+def peak_inside(prob_map, corners) -> float:
+    """The highest text probability inside a word's quadrilateral (photo pixels)."""
+    import cv2
+    import numpy as np
+
+    prob, (sx, sy, dy) = prob_map
+    quad = np.stack([corners[:, 0] * sx, corners[:, 1] * sy + dy], -1).round().astype(np.int32)
+    mask = np.zeros(prob.shape, np.uint8)
+    cv2.fillPoly(mask, [quad], 1)
+    inside = prob[mask > 0]
+    return float(inside.max()) if inside.size else 0.0
 
 
 def lost_words_markdown(lost: dict) -> list[str]:
@@ -109,4 +151,14 @@ def lost_words_markdown(lost: dict) -> list[str]:
         cells = " | ".join(f"{row['counts'][k]} ({100 * row['counts'][k] / row['words']:.1f} %)" for k in LOSSES)
         height = row["undetected_median_height_px"]
         lines.append(f"| {part} | {row['words']} | {cells} | {height:.0f} |")
+    if all("undetected_seen" in row for row in lost.values()):
+        larger = next(iter(lost.values()))["larger_side"]
+        lines += ["", "The words in no detected line, by whether the detector's text probability reaches its threshold "
+                  f"anywhere inside them (`peak_inside`): at the reader's scale, only with the short side at {larger} "
+                  "px, or at neither.", "",
+                  "| photos | in no line | " + " | ".join(SEEN.values()) + " |", "|---|---|" + "---|" * len(SEEN)]
+        for part, row in lost.items():
+            seen, total = row["undetected_seen"], row["counts"]["undetected"]
+            cells = " | ".join(f"{seen[k]} ({100 * seen[k] / max(total, 1):.0f} %)" for k in SEEN)
+            lines.append(f"| {part} | {total} | {cells} |")
     return lines
