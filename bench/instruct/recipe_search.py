@@ -48,6 +48,11 @@ RECIPES = {
     # alone it leaves the answer distribution free while holding the body to the base on the same text
     "kl_prompt": ({"kl_weight": 1.0, "kl_on": "prompt", "kl_max_positions": 64},
                   "+ KL to the base on the prompt positions only, weight 1, 64 positions per batch"),
+    # added 2026-12-07 (fifth session): KL on the answers kept rank scoring on held-out TREC but cost answer form,
+    # pulling all of the answer's distribution back to the base; restricted to the base's 20 likeliest tokens (both
+    # renormalized) it keeps their order while leaving the mass free to move onto the options
+    "kl_answer_top20": ({"kl_weight": 1.0, "kl_on": "answer", "kl_max_positions": 0, "kl_top_k": 20},
+                        "+ KL to the base on the answer positions, over the base's 20 likeliest tokens only"),
     "replay": ({"replay_fraction": 0.25, "replay_weight": 0.5},
                "+ replay: raw training texts (no template), 0.25 per example, LM loss weight 0.5"),
     "no_options": ({"mixture.no_options_fraction": 0.3},
