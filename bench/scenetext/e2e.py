@@ -249,8 +249,8 @@ def detection_passes(reader, photos, raws) -> dict:
 
     truth, base = [p.words for p in photos], DetectorSettings()  # RapidOCR 3.10's
     strong = lexicons("strong", photos)
-    # one setting changed at a time from RapidOCR's (the second session of 2026-12-07 added box 0.3-0.45, the
-    # probability threshold and the larger single-pass scales)
+    # one setting changed at a time from RapidOCR's (box 0.3-0.45 but 0.4, the probability threshold and the
+    # larger single-pass scales added 2026-12-07, fifth session)
     changes = {"RapidOCR 3.10 defaults (short side 736, thresh 0.3, box_thresh 0.5, unclip 1.6)": {},
                **{f"box_thresh {b}": {"box_thresh": b} for b in (0.45, 0.4, 0.35, 0.3)},
                **{f"thresh {t}": {"thresh": t} for t in (0.25, 0.2)},
