@@ -331,7 +331,9 @@ def run(args):
     report("unseen word boxes before the confidence filter", all_words, detection=True)
     kept_words = [r.words for r in reader.adapt(raws)]
     report("unseen (default: batch lexicon)", kept_words, detection=True)
-    lost = {part: where_words_are_lost(raws[cut], kept_words[cut], all_words[cut], photos[cut], reader.detector)
+    seen_memo: dict = {}  # 1-500 overlaps the other two: the detector runs once per photo
+    lost = {part: where_words_are_lost(raws[cut], kept_words[cut], all_words[cut], photos[cut], reader.detector,
+                                       seen_memo=seen_memo)
             for part, cut in {"1-100": TUNE, **parts}.items()}
     # ICDAR 2015's ground truth marks every word under 3 characters don't care, so a short output can only cost
     # precision there; the reader keeps them by default ("24" in "OPEN 24 HOURS"), --min-length 3 drops them

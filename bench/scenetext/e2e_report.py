@@ -62,14 +62,16 @@ LOSSES = {"read": "read right", "misread": "boxed, misread", "unsure": "boxed, d
           "cut": "inside a detected line, not cut out as a word", "undetected": "in no detected line"}
 
 
-def where_words_are_lost(raws, kept, unfiltered, photos, detector=None, larger: int = 1152) -> dict:
+def where_words_are_lost(raws, kept, unfiltered, photos, detector=None, larger: int = 1152,
+                         seen_memo: dict | None = None) -> dict:
     """Each scored ground-truth word by where the reader loses it, in order: read right (a kept word at IoU > 0.5
     with the right text), misread (a kept word at IoU > 0.5), dropped as unsure (a word before the confidence
     filter at IoU > 0.5), inside a detected line (half of its area or more) but not cut out as a word, in no
     detected line. Not one-to-one like the official count, so "read right" can exceed its matches slightly.
     With ``detector``, the words in no line are split by whether the detector's text probability reaches its
     threshold anywhere inside them: at its own scale, only with the short side at ``larger`` px, or at neither
-    (where the network does not see the word, no box setting can find it)."""
+    (where the network does not see the word, no box setting can find it). ``seen_memo``: that finding per
+    (photo, word), kept across calls on overlapping photo ranges so that the detector runs once per photo."""
     import statistics
 
     import numpy as np
@@ -77,13 +79,13 @@ def where_words_are_lost(raws, kept, unfiltered, photos, detector=None, larger: 
     from unseen.scenetext.icdar import _iou, _polygon, transcriptions_match
 
     counts, undetected_heights = dict.fromkeys(LOSSES, 0), []
-    seen = dict.fromkeys(SEEN, 0)
+    seen, memo = dict.fromkeys(SEEN, 0), {} if seen_memo is None else seen_memo
     for raw, kept_words, all_words, photo in zip(raws, kept, unfiltered, photos):
         maps = None
         kept_boxes = [(_polygon(w.quad), w.text) for w in kept_words]
         all_boxes = [_polygon(w.quad) for w in all_words]
         lines = [_polygon(np.asarray(line.quad) / raw.scale) for line, _, _ in raw.lines]
-        for word in photo.words:
+        for position, word in enumerate(photo.words):
             if word.dont_care:
                 continue
             truth = _polygon(word.quad)
@@ -101,9 +103,12 @@ def where_words_are_lost(raws, kept, unfiltered, photos, detector=None, larger: 
                 corners = np.asarray(word.quad, dtype=float)
                 undetected_heights.append(float(np.linalg.norm(corners[0] - corners[3])))
                 if detector is not None:
-                    maps = maps or probability_maps(detector, photo.image_path, larger)
-                    own, bigger = (peak_inside(m, corners) >= detector.settings.thresh for m in maps)
-                    seen["own_scale" if own else "larger_only" if bigger else "neither"] += 1
+                    key = (str(photo.image_path), position)
+                    if key not in memo:
+                        maps = maps or probability_maps(detector, photo.image_path, larger)
+                        own, bigger = (peak_inside(m, corners) >= detector.settings.thresh for m in maps)
+                        memo[key] = "own_scale" if own else "larger_only" if bigger else "neither"
+                    seen[memo[key]] += 1
     out = {"counts": counts, "words": sum(counts.values()),
            "undetected_median_height_px": statistics.median(undetected_heights) if undetected_heights else None}
     return out | ({"undetected_seen": seen, "larger_side": larger} if detector is not None else {})
