@@ -17,7 +17,7 @@ from unseen.instruct import templates as templates_module
 from unseen.instruct.keep import KeepConfig, keep_loss, record_text, tokenize_replay
 from unseen.instruct.lm import collate_packed, pack, target_only_loss, tokenize_example
 from unseen.instruct.mixture import MixtureConfig, build_mixture
-from unseen.instruct.recipe import check_held_in
+from unseen.instruct.recipe import check_held_in, check_nested
 from unseen.instruct.templates import heldout_datasets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,6 +134,66 @@ def test_recipe_search_never_reads_a_heldout_cluster(monkeypatch, data_dir):
     assert data["replay"] and data["mixture"] and set(data["eval"]) == set(search.EVAL_TASKS)
     assert ("sst2", "validation") in read and ("sst2", "train") in read
     assert not {name for name, _ in read} & forbidden
+
+
+def _nested_module():
+    _search_module()
+    spec = importlib.util.spec_from_file_location("nested_proxy", REPO / "bench/instruct/nested_proxy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_nested_proxy_never_reads_commonsense_or_a_split_the_protocol_evaluates(monkeypatch, tokenizer, data_dir):
+    import dataclasses
+
+    from unseen.instruct.evaluate import evaluate
+
+    nested = _nested_module()
+    tasks = templates_module.load_templates()
+    proxy = nested.proxy_tasks()
+    assert proxy == {"nli": "snli", "sentiment": "mr", "misc": "ag_news", "closed_book_qa": "arc_challenge"}
+    forbidden_data = set(heldout_datasets(nested.OUTER))
+    # (dataset folder, split name) of every split the 7-cluster protocol evaluates: the proxy scores on none of them
+    # (training may read some: WiC and WSC train on the split they are evaluated on when their cluster is held out)
+    protocol_splits = {(tasks[t].dataset, tasks[t].splits["eval"]) for names in nested.TASKS.values() for t in names}
+    read = []
+    real = templates_module.load_dataset
+
+    def guarded(name, split=None, **kwargs):
+        key = (Path(str(name)).name, split)
+        if key[0] in forbidden_data:
+            raise AssertionError(f"the nested proxy read commonsense data: {key}")
+        read.append(key)
+        return real(name, split, **kwargs)
+
+    monkeypatch.setattr(templates_module, "load_dataset", guarded)
+    model = tiny_lora_model(tokenizer).eval()
+    args = SimpleNamespace(steps=1, seed=0, limit=2, templates=1)
+    for inner, dataset in proxy.items():
+        config = nested.train_config(inner, "replay_no_options_r4", args)
+        mixture = build_mixture(dataclasses.replace(config.mixture, cap=2))
+        assert mixture and dataset not in {example.dataset for example in mixture}
+        read.clear()
+        results = evaluate(model, tokenizer, nested.eval_config(dataset, args), progress=False)
+        assert results["results"][dataset]["n"] == 2
+        assert read == [(tasks[dataset].dataset, tasks[dataset].splits["train"])]
+        assert not set(read) & protocol_splits
+
+
+def test_nested_check_refuses_outer_and_trained_datasets():
+    assert check_nested(["commonsense"], "nli", ["snli"]) == ["snli"]
+    with pytest.raises(UnseenError, match="held-out cluster"):
+        check_nested(["commonsense"], "nli", ["copa"])
+    with pytest.raises(UnseenError, match="not in cluster nli"):
+        check_nested(["commonsense"], "nli", ["mr"])
+
+
+def test_shots_from_the_split_being_evaluated_are_refused(tokenizer):
+    from unseen.instruct.evaluate import EvalConfig, evaluate
+
+    with pytest.raises(UnseenError, match="exemplars from the split being evaluated"):
+        evaluate(None, tokenizer, EvalConfig(tasks=["rte"], split="train", shots=1), progress=False)
 
 
 def test_held_in_check_refuses_heldout_and_same_split_datasets():

@@ -39,6 +39,9 @@ class EvalConfig:
     # the first N chosen templates of each task (direct answers before chains of thought)
     max_templates: int | None = None
     limit: int | dict[str, int] | None = None  # first N examples of each task's eval split (or per task)
+    # the split read: its role ("eval", "train") or a split name; a nested held-in proxy (issue 33) reads "train",
+    # the one the held-out protocol never evaluates
+    split: str = "eval"
     shots: int = 0  # exemplars from the train split, rendered with the same template
     calibrate: bool = False  # content-free calibration of classification scores
     generate: bool = False  # also decode classification templates, and run chain-of-thought ones
@@ -184,7 +187,10 @@ def evaluate(model, tokenizer, config: EvalConfig, *, data_dir=None, progress: b
         if name not in tasks:
             raise UnseenError(f"no templates for task {name!r}; tasks: {', '.join(sorted(tasks))}")
         task = tasks[name]
-        records = load_records(task, "eval", data_dir)
+        if config.shots and task.splits.get(config.split, config.split) == task.splits.get("train"):
+            raise UnseenError(f"{task.source}: --shots draws exemplars from the split being evaluated "
+                              f"({task.splits['train']}); evaluate another split or use no shots")
+        records = load_records(task, config.split, data_dir)
         limit = config.limit.get(name) if isinstance(config.limit, dict) else config.limit
         records = records[:limit] if limit else records[:]
         chosen = [t for t in task.templates if config.templates == "all" or t.id in config.templates]

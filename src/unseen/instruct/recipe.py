@@ -4,6 +4,11 @@ A recipe (the objectives of ``keep.py``, LoRA rank, steps, the OPTIONS mix) is c
 looking at any held-out cluster: every candidate is trained with one cluster held out and scored on the evaluation
 splits of datasets it was trained on, where that split is not the one it trains on. ``search_data`` is everything
 such a search reads; ``check_held_in`` refuses a held-out or leaking dataset before anything is loaded.
+
+Held-in validation cannot show what tuning costs on clusters it never saw (on held-in sets rank scoring does not
+fall). The nested proxy can: inside the same held-out setting, one more cluster is held out as well, and the model
+is scored on it zero-shot, reading only its datasets' training splits, which the held-out protocol never evaluates
+(``nested_proxy_tasks`` chooses them by a fixed rule, ``check_nested`` refuses anything else).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 from unseen.core.errors import UnseenError
 from unseen.instruct.keep import replay_texts
 from unseen.instruct.mixture import MixtureConfig, build_mixture, mixture_datasets
-from unseen.instruct.templates import heldout_datasets, load_records, load_templates
+from unseen.instruct.templates import heldout_datasets, load_clusters, load_records, load_templates
 
 
 def check_held_in(heldout: list[str], eval_tasks: list[str], tasks: dict | None = None) -> list[str]:
@@ -57,3 +62,38 @@ def recipe_config(base, changes: dict):
     mixture_changes = {k.split(".", 1)[1]: v for k, v in changes.items() if k.startswith("mixture.")}
     others = {k: v for k, v in changes.items() if not k.startswith("mixture.")}
     return dataclasses.replace(base, mixture=dataclasses.replace(base.mixture, **mixture_changes), **others)
+
+
+def nested_proxy_tasks(outer: list[str], evaluated: dict[str, list[str]], tasks: dict | None = None) -> dict:
+    """Inner cluster -> the dataset a nested proxy scores it on: for every cluster that is trained on with ``outer``
+    held out, the first dataset clusters.yaml lists for it that the held-out protocol does not evaluate
+    (``evaluated``: cluster -> its evaluated datasets); clusters without one are left out. Fixed before any run,
+    so that the proxy's datasets are not picked by how recipes score on them."""
+    tasks = tasks or load_templates()
+    removed = set(heldout_datasets(outer, tasks))
+    protocol = {name for names in evaluated.values() for name in names}
+    chosen = {}
+    for cluster in evaluated:
+        members = [name for name in load_clusters(tasks).get(cluster, []) if name in tasks]
+        if cluster in outer or set(members) & removed:
+            continue
+        spare = [name for name in members if name not in protocol and "train" in tasks[name].splits]
+        if spare:
+            chosen[cluster] = spare[0]
+    return chosen
+
+
+def check_nested(outer: list[str], inner: str, eval_tasks: list[str], tasks: dict | None = None) -> list[str]:
+    """``eval_tasks`` if each belongs to the ``inner`` cluster only (so that holding ``outer`` and ``inner`` out
+    removes it from training) and none to ``outer``; else an UnseenError. The proxy reads their train splits."""
+    tasks = tasks or load_templates()
+    outer_data = set(heldout_datasets(outer, tasks))
+    inner_data = set(heldout_datasets([inner], tasks))
+    for name in eval_tasks:
+        if name in outer_data:
+            raise UnseenError(f"{name} belongs to the held-out cluster(s) {', '.join(outer)}: never read")
+        if name not in inner_data:
+            raise UnseenError(f"{name} is not in cluster {inner}: it would be trained on, not held out")
+        if "train" not in tasks[name].splits:
+            raise UnseenError(f"{name} has no train split for the nested proxy to read")
+    return list(eval_tasks)
