@@ -255,6 +255,30 @@ def test_adapter_save_and_load_round_trip(tiny_llama_dir, tmp_path, tokenizer, d
     assert "CoT exact match" in out.with_suffix(".md").read_text()
 
 
+def test_eval_reads_the_split_asked_for(tiny_llama_dir, tmp_path, data_dir, monkeypatch):
+    from typer.testing import CliRunner
+
+    from unseen.cli.instruct import app
+    from unseen.instruct import templates as templates_module
+
+    read, real = [], templates_module.load_dataset
+    monkeypatch.setattr(templates_module, "load_dataset",
+                        lambda name, split=None, **kw: read.append(split) or real(name, split, **kw))
+
+    out = tmp_path / "eval.json"
+    args = ["eval", "--model", str(tiny_llama_dir), "--tasks", "rte", "--templates", "rte_given_passage",
+            "--limit", "2", "--out", str(out)]
+    result = CliRunner().invoke(app, args + ["--split", "train"])
+    assert result.exit_code == 0, result.output
+    written = json.loads(out.read_text())
+    assert written["config"]["split"] == "train" and written["results"]["rte"]["n"] == 2
+    assert set(read) == {"train"}  # RTE's eval split is validation
+    # a split the dataset lacks is named before the model loads (a path that is no model would fail later)
+    result = CliRunner().invoke(app, ["eval", "--model", str(tmp_path / "no-model"), "--tasks", "rte",
+                                      "--split", "nosuch", "--out", str(out)])
+    assert result.exit_code != 0 and "has no split 'nosuch'" in str(result.exception) + result.output
+
+
 def test_heldout_protocol_reports_generation(tiny_llama_dir, tmp_path, data_dir):
     from unseen.instruct.heldout import HeldoutConfig, run_heldout
     from unseen.instruct.mixture import MixtureConfig

@@ -162,6 +162,8 @@ def eval_command(
     tasks: str = typer.Option("rte", "--tasks", help="Comma-separated datasets."),
     templates: str = typer.Option("all", "--templates", help="'all' or comma-separated template ids."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="First N examples of each task."),
+    split: str = typer.Option("eval", "--split",
+                              help="The split evaluated: its role in the task file ('eval', 'train') or a split name."),
     shots: int = typer.Option(0, "--shots", min=0, help="Exemplars from the train split, in the same template."),
     calibrate: bool = typer.Option(False, "--calibrate", help="Also report content-free calibrated scores."),
     generate: bool = typer.Option(False, "--generate",
@@ -193,13 +195,16 @@ def eval_command(
     from unseen.instruct.train import load_model
 
     config = EvalConfig(tasks=_split_list(tasks), templates="all" if templates == "all" else _split_list(templates),
-                        limit=limit, shots=shots, calibrate=calibrate, generate=generate,
+                        limit=limit, split=split, shots=shots, calibrate=calibrate, generate=generate,
                         include_turned_around=turned_around, batch_size=batch_size)
     loaded = load_templates(*(templates_dir or []))
     for name in config.tasks:
         if name not in loaded:
             raise UnseenError(f"no templates for task {name!r}; tasks: {', '.join(sorted(loaded))}")
     check_available([loaded[name].dataset for name in config.tasks], data_dir)  # before the model loads
+    if split != "eval":  # a missing split is named before the model loads too
+        for name in config.tasks:
+            load_records(loaded[name], split, data_dir)
     label = f"{model} + {adapter}" if adapter else model
     with console.stdout.status(f"loading {label}..."):
         lm, tokenizer = load_model(model, adapter)
