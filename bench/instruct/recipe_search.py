@@ -53,6 +53,9 @@ RECIPES = {
     # renormalized) it keeps their order while leaving the mass free to move onto the options
     "kl_answer_top20": ({"kl_weight": 1.0, "kl_on": "answer", "kl_max_positions": 0, "kl_top_k": 20},
                         "+ KL to the base on the answer positions, over the base's 20 likeliest tokens only"),
+    # added 2026-12-08 for the nested proxy (nested_proxy.py), where answer-only loses rank scoring as on held-out
+    # clusters: fewer updates (the "fewer or smaller updates"), the learning-rate schedule over 40 steps
+    "steps40": ({"steps": 40}, "40 training steps instead of the held-out protocol's 80 (its schedule over 40)"),
     "replay": ({"replay_fraction": 0.25, "replay_weight": 0.5},
                "+ replay: raw training texts (no template), 0.25 per example, LM loss weight 0.5"),
     "no_options": ({"mixture.no_options_fraction": 0.3},
