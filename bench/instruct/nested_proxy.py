@@ -21,7 +21,6 @@ Writes ``docs/results/instruct_nested_proxy.{json,md}``.
 """
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -33,13 +32,13 @@ import torch
 from unseen.instruct.evaluate import EvalConfig
 from unseen.instruct.heldout import cached_evaluation, template_means
 from unseen.instruct.mixture import MixtureConfig
-from unseen.instruct.paired import compare_all, compare_cluster, interval_text
+from unseen.instruct.paired import compare_all, compare_cluster
 from unseen.instruct.recipe import check_nested, nested_proxy_tasks, recipe_config
 from unseen.instruct.train import InstructConfig, instruction_tune
 
 sys.path.insert(0, str(Path(__file__).parent))
 from heldout_all import TASKS  # noqa: E402  (the protocol's evaluated datasets, which the proxy avoids)
-from recipe_search import METRICS, RECIPES, choose, training_facts  # noqa: E402
+from recipe_search import METRICS, RECIPES, choose, recipe_cells, training_facts, verdict, write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTER = ["commonsense"]
@@ -128,15 +127,7 @@ def markdown(summary: dict, meta: dict) -> str:
     lines.append("| (base model) | | " + " | ".join(
         f"{100 * sum(base[c][m] for c in proxy) / len(proxy):.1f}" for m, _ in METRICS) + " |")
     for name, entry in summary["recipes"].items():
-        cells = []
-        for m, _ in METRICS:
-            s = entry["vs_base"][m]
-            cell = f"{100 * s['tuned']:.1f} ({100 * s['difference']:+.1f} {interval_text(s['interval'])})"
-            ref = entry.get("vs_answer_only")
-            if ref and ref.get(m):
-                cell += f"; vs answer-only {100 * ref[m]['difference']:+.1f} {interval_text(ref[m]['interval'])}"
-            cells.append(cell)
-        lines.append(f"| {name} | {entry['what']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {entry['what']} | " + " | ".join(recipe_cells(entry)) + " |")
     lines += ["", "Cells: tuned (tuned − base [interval]); vs answer-only: recipe − answer-only [interval].", "",
               "Per inner cluster (valid-option rate / exact match / rank balanced accuracy, %):", "",
               "| recipe | " + " | ".join(f"{c} ({d})" for c, d in proxy.items()) + " |", "|---|" + "---|" * len(proxy)]
@@ -148,12 +139,8 @@ def markdown(summary: dict, meta: dict) -> str:
     lines += [f"| {name} | {per(entry['per_cluster'])} |" for name, entry in summary["recipes"].items()]
     if summary.get("unfinished"):
         lines += ["", "Not finished on every inner cluster, so not compared: " + ", ".join(summary["unfinished"]) + "."]
-    choice = summary["choice"]
-    compared = [name for name, entry in summary["recipes"].items() if entry.get("vs_answer_only")]
-    verdict = (choice["winner"] or "none: the default (answer-only) stays") if compared else \
-        "not decided: no recipe was compared with answer-only; the default stays"
-    lines += ["", f"Rule (the held-in search's, on the proxy's means): {choice['rule']}.", "",
-              f"Winner: **{verdict}**.", ""]
+    lines += ["", f"Rule (the held-in search's, on the proxy's means): {summary['choice']['rule']}.", "",
+              f"Winner: **{verdict(summary)}**.", ""]
     return "\n".join(lines)
 
 
@@ -199,10 +186,7 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "note": args.note, "outer": OUTER,
             "steps": args.steps, "limit": args.limit, "templates": args.templates, "seed": args.seed,
             "wall_s_this_call": round(time.time() - started, 1)}
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.with_suffix(".json").write_text(json.dumps(meta | summary, indent=1, default=str) + "\n")
-    args.results.with_suffix(".md").write_text(markdown(summary, meta))
-    print(markdown(summary, meta))
+    write_report(args.results, summary, meta, markdown)
 
 
 if __name__ == "__main__":

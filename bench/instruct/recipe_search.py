@@ -156,6 +156,26 @@ def choose(summary: dict) -> dict:
     return {"rule": RULE, "winner": max(winners)[1] if winners else None}
 
 
+def recipe_cells(entry: dict) -> list[str]:
+    """Per metric: tuned (tuned − base [interval]), and recipe − answer-only [interval] where compared."""
+    cells = []
+    for m, _ in METRICS:
+        s = entry["vs_base"][m]
+        cell = f"{100 * s['tuned']:.1f} ({100 * s['difference']:+.1f} {interval_text(s['interval'])})"
+        ref = entry.get("vs_answer_only")
+        if ref and ref.get(m):
+            cell += f"; vs answer-only {100 * ref[m]['difference']:+.1f} {interval_text(ref[m]['interval'])}"
+        cells.append(cell)
+    return cells
+
+
+def verdict(summary: dict) -> str:
+    compared = [name for name, entry in summary["recipes"].items() if entry.get("vs_answer_only")]
+    if not compared:
+        return "not decided: no recipe was compared with answer-only; the default stays"
+    return summary["choice"]["winner"] or "none: the default (answer-only) stays"
+
+
 def markdown(summary: dict, meta: dict) -> str:
     lines = ["# Recipe search on held-in validation (issue 33)", "",
              f"Held out: **{HELDOUT}** (never read). Evaluated on held-in validation splits: "
@@ -170,15 +190,7 @@ def markdown(summary: dict, meta: dict) -> str:
     lines.append("| (base model) | | " + " | ".join(
         f"{100 * sum(base[t][m] for t in EVAL_TASKS) / len(EVAL_TASKS):.1f}" for m, _ in METRICS) + " | |")
     for name, entry in summary["recipes"].items():
-        cells = []
-        for m, _ in METRICS:
-            s = entry["vs_base"][m]
-            cell = f"{100 * s['tuned']:.1f} ({100 * s['difference']:+.1f} {interval_text(s['interval'])})"
-            ref = entry.get("vs_answer_only")
-            if ref and ref.get(m):
-                cell += f"; vs answer-only {100 * ref[m]['difference']:+.1f} {interval_text(ref[m]['interval'])}"
-            cells.append(cell)
-        lines.append(f"| {name} | {entry['what']} | " + " | ".join(cells)
+        lines.append(f"| {name} | {entry['what']} | " + " | ".join(recipe_cells(entry))
                      + f" | {entry['training']['s_per_step'] or 0:.1f} |")
     lines += ["", "Cells: tuned (tuned − base [interval]); vs answer-only: recipe − answer-only [interval].", "",
               "Per dataset (valid-option rate / exact match / rank balanced accuracy, %):", "",
@@ -197,12 +209,17 @@ def markdown(summary: dict, meta: dict) -> str:
             cells = [f"{facts[k]:.3f}" if k in facts else "–"
                      for k in ("loss_last10", "loss_answer_last10", "loss_replay_last10", "kl_to_base_last10")]
             lines.append(f"| {name} | {facts['steps']} of {meta['steps']} | " + " | ".join(cells) + " |")
-    choice = summary["choice"]
-    compared = [name for name, entry in summary["recipes"].items() if entry.get("vs_answer_only")]
-    verdict = (choice["winner"] or "none: the default (answer-only) stays") if compared else \
-        "not decided: no recipe was compared with answer-only; the default stays"
-    lines += ["", f"Rule: {choice['rule']}.", "", f"Winner: **{verdict}**.", ""]
+    lines += ["", f"Rule: {summary['choice']['rule']}.", "", f"Winner: **{verdict(summary)}**.", ""]
     return "\n".join(lines)
+
+
+def write_report(results: Path, summary: dict, meta: dict, render) -> None:
+    """``results``.json (meta and summary) and ``results``.md (``render(summary, meta)``), printed too."""
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.with_suffix(".json").write_text(json.dumps(meta | summary, indent=1, default=str) + "\n")
+    text = render(summary, meta)
+    results.with_suffix(".md").write_text(text)
+    print(text)
 
 
 def main() -> None:
@@ -246,10 +263,7 @@ def main() -> None:
                        f"{torch.get_num_threads()} thread(s)",
             "note": args.note, "heldout": HELDOUT, "eval_tasks": EVAL_TASKS, "steps": args.steps, "limit": args.limit,
             "templates": args.templates, "seed": args.seed, "wall_s_this_call": round(time.time() - started, 1)}
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.with_suffix(".json").write_text(json.dumps(meta | summary, indent=1, default=str) + "\n")
-    args.results.with_suffix(".md").write_text(markdown(summary, meta))
-    print(markdown(summary, meta))
+    write_report(args.results, summary, meta, markdown)
 
 
 if __name__ == "__main__":
