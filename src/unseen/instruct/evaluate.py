@@ -187,7 +187,9 @@ def evaluate(model, tokenizer, config: EvalConfig, *, data_dir=None, progress: b
         if name not in tasks:
             raise UnseenError(f"no templates for task {name!r}; tasks: {', '.join(sorted(tasks))}")
         task = tasks[name]
-        if config.shots and task.splits.get(config.split, config.split) == task.splits.get("train"):
+        # a split other than the task's eval one (e.g. --split train) must not also give the exemplars
+        if (config.shots and config.split != "eval"
+                and task.splits.get(config.split, config.split) == task.splits.get("train")):
             raise UnseenError(f"{task.source}: --shots draws exemplars from the split being evaluated "
                               f"({task.splits['train']}); evaluate another split or use no shots")
         records = load_records(task, config.split, data_dir)
