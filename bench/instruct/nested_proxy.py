@@ -146,7 +146,7 @@ def markdown(summary: dict, meta: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recipes", default="answer_only,kl_answer_top20,replay_no_options_r4,steps40",
+    parser.add_argument("--recipes", default="answer_only,kl_answer_top20,replay_no_options_r4,steps40,kl",
                         help=f"comma-separated, of {', '.join(RECIPES)}")
     parser.add_argument("--clusters", default=None, help="inner clusters to run (default: all the rule gives)")
     parser.add_argument("--steps", type=int, default=80)
