@@ -38,7 +38,7 @@ from unseen.instruct.train import InstructConfig, instruction_tune
 
 sys.path.insert(0, str(Path(__file__).parent))
 from heldout_all import TASKS  # noqa: E402  (the protocol's evaluated datasets, which the proxy avoids)
-from recipe_search import METRICS, RECIPES, choose, recipe_cells, training_facts, verdict, write_report  # noqa: E402
+from recipe_search import METRICS, RECIPES, choose, recipe_cells, summary_figures, training_facts, verdict, write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTER = ["commonsense"]
@@ -82,10 +82,6 @@ def recipe_results(inner: str, dataset: str, recipe: str, args, train: bool = Tr
     return cached_evaluation(path, str(run_dir / "model"), eval_config(dataset, args), None, f"{recipe} on {dataset}")
 
 
-def _strip(summary):
-    return None if summary is None else {k: summary[k] for k in ("base", "tuned", "difference", "interval")}
-
-
 def summarize(base: dict, runs: dict, proxy: dict, args) -> dict:
     """``base``: inner -> results; ``runs``: recipe -> inner -> results (recipes finished on every inner cluster)."""
     recipes = {}
@@ -97,11 +93,11 @@ def summarize(base: dict, runs: dict, proxy: dict, args) -> dict:
                  "per_cluster": {inner: {m: template_means(by_inner[inner], proxy[inner]).get(m) for m, _ in METRICS}
                                  for inner in proxy},
                  "training": {inner: training_facts(args.out / inner / name) for inner in proxy},
-                 "vs_base": {m: _strip(s) for m, s in compare_all(list(vs_base.values())).items()}}
+                 "vs_base": {m: summary_figures(s) for m, s in compare_all(list(vs_base.values())).items()}}
         if reference is not None and name != "answer_only":
             vs_ref = [compare_cluster(reference[inner], [by_inner[inner]], [proxy[inner]], seed=args.seed)
                       for inner in proxy]
-            entry["vs_answer_only"] = {m: _strip(s) for m, s in compare_all(vs_ref).items()}
+            entry["vs_answer_only"] = {m: summary_figures(s) for m, s in compare_all(vs_ref).items()}
         recipes[name] = entry
     return {"proxy": proxy, "recipes": recipes,
             "base_per_cluster": {inner: {m: template_means(base[inner], proxy[inner]).get(m) for m, _ in METRICS}

@@ -125,16 +125,17 @@ def summarize(base: dict, runs: dict[str, dict], args) -> dict:
                  "config": dataclasses.asdict(recipe_config(base_config(args), RECIPES[name][0])),
                  "training": training_facts(args.out / name),
                  "per_task": {t: {m: template_means(results, t).get(m) for m, _ in METRICS} for t in tasks},
-                 "vs_base": {m: _strip(vs_base["mean"].get(m)) for m, _ in METRICS}}
+                 "vs_base": {m: summary_figures(vs_base["mean"].get(m)) for m, _ in METRICS}}
         if reference is not None and name != "answer_only":
             vs_ref = compare_cluster(reference, [results], tasks, seed=args.seed)
-            entry["vs_answer_only"] = {m: _strip(vs_ref["mean"].get(m)) for m, _ in METRICS}
+            entry["vs_answer_only"] = {m: summary_figures(vs_ref["mean"].get(m)) for m, _ in METRICS}
         recipes[name] = entry
     return {"base_per_task": {t: {m: template_means(base, t).get(m) for m, _ in METRICS} for t in tasks},
             "recipes": recipes}
 
 
-def _strip(summary):
+def summary_figures(summary):
+    """A paired summary without its resamples: what the reports keep."""
     return None if summary is None else {k: summary[k] for k in ("base", "tuned", "difference", "interval")}
 
 
